@@ -1,0 +1,90 @@
+#include "common/h5.h"
+
+#include <filesystem>
+
+#include "common/check.h"
+#include "common/errors.h"
+
+namespace some::h5 {
+
+void quiet() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
+
+Id create_file(const std::string& path) {
+  quiet();
+  hid_t f = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  SOME_REQUIRE(f >= 0, DataError, "cannot create HDF5 file '{}'", path);
+  return {f, H5Fclose};
+}
+
+Id open_file(const std::string& path, bool writable) {
+  quiet();
+  SOME_REQUIRE(std::filesystem::exists(path), DataError, "file '{}' does not exist", path);
+  SOME_REQUIRE(H5Fis_hdf5(path.c_str()) > 0, DataError,
+               "file '{}' is not a readable HDF5 file (corrupt or truncated?)", path);
+  hid_t f = H5Fopen(path.c_str(), writable ? H5F_ACC_RDWR : H5F_ACC_RDONLY, H5P_DEFAULT);
+  SOME_REQUIRE(f >= 0, DataError, "cannot open HDF5 file '{}'", path);
+  return {f, H5Fclose};
+}
+
+bool has_link(hid_t loc, const std::string& name) {
+  return H5Lexists(loc, name.c_str(), H5P_DEFAULT) > 0;
+}
+
+Id open_dataset(hid_t file, const std::string& name, const std::string& file_path) {
+  SOME_REQUIRE(has_link(file, name), DataError, "file '{}' has no dataset '{}'", file_path, name);
+  hid_t d = H5Dopen2(file, name.c_str(), H5P_DEFAULT);
+  SOME_REQUIRE(d >= 0, DataError, "cannot open dataset '{}' in '{}'", name, file_path);
+  return {d, H5Dclose};
+}
+
+void write_attr_i64(hid_t obj, const std::string& name, int64_t value) {
+  Id space(SOME_HDF5_ID(H5Screate(H5S_SCALAR)), H5Sclose);
+  if (H5Aexists(obj, name.c_str()) > 0) SOME_CHECK_HDF5(H5Adelete(obj, name.c_str()));
+  Id attr(SOME_HDF5_ID(H5Acreate2(obj, name.c_str(), H5T_STD_I64LE, space, H5P_DEFAULT, H5P_DEFAULT)),
+          H5Aclose);
+  SOME_CHECK_HDF5(H5Awrite(attr, H5T_NATIVE_INT64, &value));
+}
+
+void write_attr_str(hid_t obj, const std::string& name, const std::string& value) {
+  Id type(SOME_HDF5_ID(H5Tcopy(H5T_C_S1)), H5Tclose);
+  SOME_CHECK_HDF5(H5Tset_size(type, value.empty() ? 1 : value.size()));
+  SOME_CHECK_HDF5(H5Tset_strpad(type, H5T_STR_NULLPAD));
+  Id space(SOME_HDF5_ID(H5Screate(H5S_SCALAR)), H5Sclose);
+  if (H5Aexists(obj, name.c_str()) > 0) SOME_CHECK_HDF5(H5Adelete(obj, name.c_str()));
+  Id attr(SOME_HDF5_ID(H5Acreate2(obj, name.c_str(), type, space, H5P_DEFAULT, H5P_DEFAULT)),
+          H5Aclose);
+  std::string padded = value.empty() ? std::string(1, '\0') : value;
+  SOME_CHECK_HDF5(H5Awrite(attr, type, padded.data()));
+}
+
+int64_t read_attr_i64(hid_t obj, const std::string& name, const std::string& where) {
+  SOME_REQUIRE(H5Aexists(obj, name.c_str()) > 0, DataError, "{}: missing attribute '{}'", where, name);
+  Id attr(SOME_HDF5_ID(H5Aopen(obj, name.c_str(), H5P_DEFAULT)), H5Aclose);
+  int64_t v = 0;
+  SOME_CHECK_HDF5(H5Aread(attr, H5T_NATIVE_INT64, &v));
+  return v;
+}
+
+std::string read_attr_str(hid_t obj, const std::string& name, const std::string& where) {
+  SOME_REQUIRE(H5Aexists(obj, name.c_str()) > 0, DataError, "{}: missing attribute '{}'", where, name);
+  Id attr(SOME_HDF5_ID(H5Aopen(obj, name.c_str(), H5P_DEFAULT)), H5Aclose);
+  Id type(SOME_HDF5_ID(H5Aget_type(attr)), H5Tclose);
+  SOME_REQUIRE(H5Tget_class(type) == H5T_STRING, DataError, "{}: attribute '{}' is not a string",
+               where, name);
+  size_t n = H5Tget_size(type);
+  std::string s(n, '\0');
+  SOME_CHECK_HDF5(H5Aread(attr, type, s.data()));
+  s.erase(s.find_last_not_of('\0') + 1);
+  return s;
+}
+
+std::vector<hsize_t> dataset_shape(hid_t dset) {
+  Id space(SOME_HDF5_ID(H5Dget_space(dset)), H5Sclose);
+  int rank = H5Sget_simple_extent_ndims(space);
+  SOME_CHECK_HDF5(rank);
+  std::vector<hsize_t> dims(rank);
+  SOME_CHECK_HDF5(H5Sget_simple_extent_dims(space, dims.data(), nullptr));
+  return dims;
+}
+
+}  // namespace some::h5

@@ -1,0 +1,31 @@
+// `some generate --run DIR --prompt "..."`: sample text from a finished run.
+#include <iostream>
+
+#include "launcher/commands.h"
+#include "launcher/session.h"
+#include "src/train/generate.h"
+
+namespace some::launcher {
+
+void add_generate_command(CLI::App& app) {
+  struct Args {
+    std::string run_dir, data_dir, prompt = "And God said";
+    train::SampleOptions sample;
+  };
+  auto args = std::make_shared<Args>();
+  auto* cmd = app.add_subcommand("generate", "Sample text from a finished run");
+  cmd->add_option("--run", args->run_dir, "run directory")->required();
+  cmd->add_option("--prompt", args->prompt, "text to continue")->capture_default_str();
+  cmd->add_option("--max-tokens", args->sample.max_new_tokens, "tokens to sample")->capture_default_str()->check(CLI::Range(1, 1 << 20));
+  cmd->add_option("--temperature", args->sample.temperature, "sampling temperature; 0 = greedy")->capture_default_str()->check(CLI::Range(0.0, 100.0));
+  cmd->add_option("--top-k", args->sample.top_k, "sample from the k most likely tokens; 0 = all")->capture_default_str()->check(CLI::NonNegativeNumber);
+  cmd->add_option("--seed", args->sample.seed, "sampling seed")->capture_default_str();
+  cmd->add_option("--data", args->data_dir, "dataset directory (default: the run's data.dir)");
+  cmd->callback([args] {
+    auto run = load_run(args->run_dir, {}, args->data_dir);
+    auto out = train::sample(run.model, run.tokenizer->encode(args->prompt), args->sample, run.device);
+    std::cout << args->prompt << " " << run.tokenizer->decode(out) << "\n";
+  });
+}
+
+}  // namespace some::launcher

@@ -1,0 +1,82 @@
+// `some train`: the main job. With no arguments: prepare the default corpus if absent, train
+// configs/default.toml, evaluate, print val PPL beside the unigram PPL and a sample.
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+
+#include "common/logging.h"
+#include "launcher/commands.h"
+#include "launcher/session.h"
+#include "parallel/parallel_state.h"
+#include "src/train/generate.h"
+#include "src/train/trainer.h"
+
+namespace fs = std::filesystem;
+
+namespace some::launcher {
+
+namespace {
+struct TrainArgs {
+  std::string config = "configs/default.toml";
+  std::vector<std::string> overrides;
+  std::string run_dir;
+  std::string data_dir;
+};
+
+void run_train(const TrainArgs& args) {
+  Config cfg = load_config(fs::exists(args.config) || args.config != "configs/default.toml" ? args.config : "",
+                           args.overrides);
+  if (!args.data_dir.empty()) cfg.data_dir = args.data_dir;
+  const auto device = select_device(cfg);  // fail before any work
+  set_threads(cfg);
+  auto meta = ensure_dataset(cfg.data_dir);
+
+  const auto run_dir = make_run_dir(args.run_dir);
+  log::add_file_sink(run_dir + "/train.log");
+  auto log = log::get("train");
+  std::ofstream(run_dir + "/config.toml") << to_toml(cfg);
+  fs::copy_file(meta.dir + "/tokenizer.model", run_dir + "/tokenizer.model", fs::copy_options::overwrite_existing);
+
+  auto parallel = parallel::ParallelState::single_process();
+  model::Transformer model(model_options(cfg, meta));
+  log->info("run directory {} | device {} | {} threads | {}", run_dir, device.str(), torch::get_num_threads(),
+            parallel.describe());
+  log->info("model: {} parameters ({} trainable), {} layers, d_model {}, ffn {}{}",
+            model->num_parameters(false), model->num_parameters(true), cfg.model.n_layers, cfg.model.d_model,
+            cfg.model.ffn,
+            cfg.model.ffn == "some" ? fmt::format(" ({} experts of width {}, top-{})", cfg.model.num_experts,
+                                                  cfg.model.d_expert, cfg.model.top_k)
+                                    : "");
+  train::Trainer trainer(model, cfg.optim, cfg.train, meta, run_dir, parallel);
+  auto summary = trainer.run();
+
+  std::cout << fmt::format("\n== SoME run {} ==\n", run_dir)
+            << fmt::format("steps {} | tokens {} | {:.0f} tokens/s | {:.1f} s{}\n", summary.steps, summary.tokens,
+                           summary.tokens_per_s, summary.elapsed_s,
+                           summary.stopped_by_time ? " (stopped by train.max_minutes)" : "")
+            << fmt::format("val loss {:.4f} | val PPL {:.2f} | unigram PPL of the same tokens {:.2f}\n",
+                           summary.val_loss, summary.val_ppl, summary.unigram_ppl);
+  if (cfg.train.sample_tokens > 0) {
+    auto tokenizer = data::Tokenizer::load(run_dir + "/tokenizer.model");
+    train::SampleOptions sample;
+    sample.max_new_tokens = cfg.train.sample_tokens;
+    auto out = train::sample(trainer.model(), tokenizer.encode(cfg.train.sample_prompt), sample, device);
+    std::cout << fmt::format("sample ({} tokens, temperature {}, top-k {}):\n{} {}\n", out.size(),
+                             sample.temperature, sample.top_k, cfg.train.sample_prompt, tokenizer.decode(out));
+  }
+  std::cout << fmt::format("metrics: {}/metrics.jsonl | log: {}/train.log | weights: {}/model.h5\n", run_dir,
+                           run_dir, run_dir);
+}
+}  // namespace
+
+void add_train_command(CLI::App& app) {
+  auto args = std::make_shared<TrainArgs>();
+  auto* cmd = app.add_subcommand("train", "Train a model (no arguments: the default SoME model on the default corpus)");
+  cmd->add_option("--config", args->config, "TOML config file")->capture_default_str();
+  cmd->add_option("--set", args->overrides, "section.key=value override (repeatable)");
+  cmd->add_option("--run-dir", args->run_dir, "run directory (default runs/<timestamp>)");
+  cmd->add_option("--data", args->data_dir, "dataset directory (overrides data.dir)");
+  cmd->callback([args] { run_train(*args); });
+}
+
+}  // namespace some::launcher

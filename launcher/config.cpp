@@ -1,0 +1,311 @@
+#include "launcher/config.h"
+
+#include <charconv>
+#include <cmath>
+#include <filesystem>
+#include <limits>
+#include <sstream>
+#include <variant>
+
+#include <fmt/format.h>
+#include <toml++/toml.h>
+
+#include "common/errors.h"
+
+namespace some::launcher {
+namespace {
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+struct Entry {
+  std::string key;  // section.name
+  std::variant<int64_t*, uint64_t*, double*, bool*, std::string*> target;
+  std::string doc;
+  double min = -kInf, max = kInf;    // numbers: allowed closed range
+  std::vector<std::string> choices;  // strings: allowed values (empty = any)
+};
+
+std::vector<Entry> schema(Config& c) {
+  auto& m = c.model;
+  auto& r = c.model.router;
+  auto& e = c.model.expert;
+  auto& g = c.model.gravity;
+  auto& o = c.optim;
+  auto& t = c.train;
+  return {
+      {"model.d_model", &m.d_model, "model width d", 8, 65536},
+      {"model.n_layers", &m.n_layers, "transformer blocks", 1, 1024},
+      {"model.n_heads", &m.n_heads, "attention heads (d_model / n_heads must be even)", 1, 1024},
+      {"model.ffn", &m.ffn, "feed-forward block: SoME layer or the dense baseline", 0, 0, {"some", "dense"}},
+      {"model.d_ff", &m.d_ff, "hidden size of the dense FFN (ffn = dense)", 1, 1 << 20},
+      {"model.num_experts", &m.num_experts, "E, frozen experts per SoME layer", 1, 1 << 20},
+      {"model.top_k", &m.top_k, "k, experts per token", 1, 1024},
+      {"model.d_expert", &m.d_expert, "h, hidden size of one expert", 1, 1 << 20},
+      {"model.some_layers", &m.some_layers, "which blocks get a SoME layer (the rest dense)", 0, 0, {"all", "every_other"}},
+      {"model.seed", &m.seed, "seed of the expert library and the keys", 0, 1.8e19},
+      {"router.query", &r.query, "query network Q: one Linear, or Linear-GELU-Linear", 0, 0, {"linear", "mlp"}},
+      {"router.mlp_hidden", &r.mlp_hidden, "hidden width of the mlp query network; 0 = 2 * d_model", 0, 1 << 20},
+      {"router.score", &r.score, "cosine similarity, or raw dot product (V1)", 0, 0, {"cosine", "dot"}},
+      {"router.temperature", &r.temperature, "tau: gate logits = scores / tau", 1e-6, 1e6},
+      {"router.logit_clamp", &r.logit_clamp, "c: gate logits clamped to [-c, c]", 1e-6, 1e6},
+      {"router.freeze_keys", &r.freeze_keys, "skip Knowledge Gravity (keys stay at init)"},
+      {"expert.init", &e.init, "initialisation of the frozen expert library", 0, 0, {"default", "orthogonal", "sparse"}},
+      {"expert.sparsity", &e.sparsity, "fraction of exact zeros per matrix (init = sparse)", 0, 0.999},
+      {"expert.activation", &e.activation, "expert (and dense FFN) non-linearity", 0, 0, {"gelu", "silu", "relu"}},
+      {"gravity.alpha", &g.alpha, "query pull rate", 0, 1},
+      {"gravity.beta", &g.beta, "peer pull rate", 0, 1},
+      {"gravity.delta", &g.delta, "decay rate of rarely used keys", 0, 1},
+      {"gravity.repulsion", &g.repulsion, "gamma: push from the mean of the other keys", 0, 1},
+      {"gravity.usage", &g.usage, "usage tracking: EMA (V2) or cumulative (V1)", 0, 0, {"ema", "cumulative"}},
+      {"gravity.ema_decay", &g.ema_decay, "rho of the usage EMA", 0, 1},
+      {"gravity.inertia", &g.inertia, "scale alpha and beta by 1 / (1 + usage)"},
+      {"gravity.decay_percentile", &g.decay_percentile, "decay keys with usage below this percentile", 0, 100},
+      {"gravity.decay_threshold", &g.decay_threshold, "decay keys with usage below this value instead; -1 = use the percentile", -1, kInf},
+      {"gravity.use_alpha", &g.use_alpha, "ablation switch: query pull"},
+      {"gravity.use_beta", &g.use_beta, "ablation switch: peer pull"},
+      {"gravity.use_delta", &g.use_delta, "ablation switch: decay"},
+      {"gravity.use_repulsion", &g.use_repulsion, "ablation switch: repulsion"},
+      {"gravity.max_key_norm", &g.max_key_norm, "clamp key norms to this; 0 = off", 0, kInf},
+      {"gravity.restart_below", &g.restart_below, "re-seed keys whose usage falls below this; 0 = off", 0, kInf},
+      {"optim.lr", &o.lr, "peak learning rate (AdamW)", 0, 10},
+      {"optim.weight_decay", &o.weight_decay, "AdamW weight decay on matrices", 0, 10},
+      {"optim.beta1", &o.beta1, "AdamW beta1", 0, 0.999999},
+      {"optim.beta2", &o.beta2, "AdamW beta2", 0, 0.999999},
+      {"optim.eps", &o.eps, "AdamW epsilon", 0, 1},
+      {"optim.warmup_steps", &o.warmup_steps, "linear warmup steps", 0, 1e12},
+      {"optim.min_lr_ratio", &o.min_lr_ratio, "cosine floor as a fraction of lr", 0, 1},
+      {"optim.clip", &o.clip, "gradient-norm clip; 0 = off", 0, kInf},
+      {"train.micro_batch", &t.micro_batch, "sequences per forward/backward", 1, 1 << 20},
+      {"train.global_batch", &t.global_batch, "sequences per optimizer step (multiple of micro_batch)", 1, 1 << 24},
+      {"train.seq_len", &t.seq_len, "tokens per sequence", 2, 1 << 20},
+      {"train.max_steps", &t.max_steps, "optimizer steps", 1, 1e12},
+      {"train.max_minutes", &t.max_minutes, "stop cleanly after this wall-clock time; 0 = no limit", 0, kInf},
+      {"train.log_every", &t.log_every, "steps between log lines / metrics", 1, 1e12},
+      {"train.eval_every", &t.eval_every, "steps between evaluations; 0 = at the end only", 0, 1e12},
+      {"train.eval_batches", &t.eval_batches, "validation micro-batches per eval; 0 = whole split", 0, 1e12},
+      {"train.seed", &t.seed, "seed of the data order", 0, 1.8e19},
+      {"train.device", &t.device, "where to train", 0, 0, {"cpu", "cuda"}},
+      {"train.dtype", &t.dtype, "float32, or bfloat16 autocast (keys stay fp32)", 0, 0, {"float32", "bfloat16"}},
+      {"train.threads", &t.threads, "intra-op CPU threads; 0 = cores / local ranks", 0, 4096},
+      {"train.sample_prompt", &t.sample_prompt, "prompt of the sample printed after training"},
+      {"train.sample_tokens", &t.sample_tokens, "length of that sample; 0 = none", 0, 1 << 20},
+      {"data.dir", &c.data_dir, "dataset directory written by `some prepare`"},
+  };
+}
+
+std::string type_name(const Entry& e) {
+  switch (e.target.index()) {
+    case 0: case 1: return "integer";
+    case 2: return "number";
+    case 3: return "boolean";
+    default: return "string";
+  }
+}
+
+std::string allowed(const Entry& e) {
+  if (!e.choices.empty()) return fmt::format("one of {}", fmt::join(e.choices, ", "));
+  if (e.target.index() <= 2) {
+    if (e.max == kInf) return fmt::format("a {} >= {}", type_name(e), e.min);
+    return fmt::format("a {} in [{}, {}]", type_name(e), e.min, e.max);
+  }
+  return "a " + type_name(e);
+}
+
+std::string current_value(const Entry& e) {
+  return std::visit(
+      [](auto* p) -> std::string {
+        using T = std::remove_pointer_t<decltype(p)>;
+        if constexpr (std::is_same_v<T, bool>) return *p ? "true" : "false";
+        else if constexpr (std::is_same_v<T, std::string>) return "\"" + *p + "\"";
+        else return fmt::format("{}", *p);
+      },
+      e.target);
+}
+
+[[noreturn]] void reject(const Entry& e, const std::string& value, const std::string& source) {
+  throw ConfigError(fmt::format("{}: {} = {} is not allowed: expected {}", source, e.key, value, allowed(e)));
+}
+
+void check_range(const Entry& e, double v, const std::string& shown, const std::string& source) {
+  if (!(v >= e.min && v <= e.max)) reject(e, shown, source);
+}
+
+// Sets an entry from a typed value (from TOML or a parsed override).
+void set_int(const Entry& e, int64_t v, const std::string& source) {
+  check_range(e, static_cast<double>(v), std::to_string(v), source);
+  if (auto* p = std::get_if<int64_t*>(&e.target)) **p = v;
+  else if (auto* u = std::get_if<uint64_t*>(&e.target)) **u = static_cast<uint64_t>(v);
+  else if (auto* d = std::get_if<double*>(&e.target)) **d = static_cast<double>(v);
+  else reject(e, std::to_string(v), source);
+}
+
+void set_double(const Entry& e, double v, const std::string& source) {
+  auto* d = std::get_if<double*>(&e.target);
+  if (!d || !std::isfinite(v)) reject(e, fmt::format("{}", v), source);
+  check_range(e, v, fmt::format("{}", v), source);
+  **d = v;
+}
+
+void set_string(const Entry& e, const std::string& v, const std::string& source) {
+  auto* s = std::get_if<std::string*>(&e.target);
+  if (!s) reject(e, "\"" + v + "\"", source);
+  if (!e.choices.empty() && std::find(e.choices.begin(), e.choices.end(), v) == e.choices.end()) {
+    reject(e, "\"" + v + "\"", source);
+  }
+  **s = v;
+}
+
+void set_bool(const Entry& e, bool v, const std::string& source) {
+  auto* b = std::get_if<bool*>(&e.target);
+  if (!b) reject(e, v ? "true" : "false", source);
+  **b = v;
+}
+
+const Entry& find_entry(const std::vector<Entry>& entries, const std::string& key, const std::string& source) {
+  for (const auto& e : entries) {
+    if (e.key == key) return e;
+  }
+  std::string section = key.substr(0, key.find('.'));
+  std::vector<std::string> known;
+  for (const auto& e : entries) {
+    if (e.key.starts_with(section + ".")) known.push_back(e.key);
+  }
+  if (known.empty()) {
+    for (const auto& e : entries) {
+      auto s = e.key.substr(0, e.key.find('.'));
+      if (known.empty() || known.back() != s) known.push_back(s);
+    }
+    throw ConfigError(fmt::format("{}: unknown config section in '{}'; sections are {}", source, key,
+                                  fmt::join(known, ", ")));
+  }
+  throw ConfigError(fmt::format("{}: unknown config key '{}'; keys of [{}] are {}", source, key, section,
+                                fmt::join(known, ", ")));
+}
+
+}  // namespace
+
+void apply_file(Config& cfg, const std::string& path) {
+  if (!std::filesystem::exists(path)) throw DataError(fmt::format("config file '{}' does not exist", path));
+  toml::table root;
+  try {
+    root = toml::parse_file(path);
+  } catch (const toml::parse_error& err) {
+    throw ConfigError(fmt::format("{}:{}:{}: TOML syntax error: {}", path, err.source().begin.line,
+                                  err.source().begin.column, err.description()));
+  }
+  auto entries = schema(cfg);
+  for (auto&& [section, node] : root) {
+    const std::string sec(section.str());
+    if (!node.is_table()) {
+      throw ConfigError(fmt::format("{}: top-level key '{}' must be a [section] table", path, sec));
+    }
+    for (auto&& [name, value] : *node.as_table()) {
+      const auto key = sec + "." + std::string(name.str());
+      const auto& e = find_entry(entries, key, path);
+      if (value.is_integer()) set_int(e, *value.value<int64_t>(), path);
+      else if (value.is_floating_point()) set_double(e, *value.value<double>(), path);
+      else if (value.is_boolean()) set_bool(e, *value.value<bool>(), path);
+      else if (value.is_string()) set_string(e, *value.value<std::string>(), path);
+      else reject(e, "(a TOML array or table)", path);
+    }
+  }
+}
+
+void apply_override(Config& cfg, const std::string& assignment) {
+  const std::string source = "--set " + assignment;
+  auto eq = assignment.find('=');
+  if (eq == std::string::npos || assignment.find('.') > eq) {
+    throw ConfigError(fmt::format("{}: expected section.key=value", source));
+  }
+  const auto key = assignment.substr(0, eq);
+  auto value = assignment.substr(eq + 1);
+  auto entries = schema(cfg);
+  const auto& e = find_entry(entries, key, source);
+  auto parse_number = [&](auto& out) {
+    auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), out);
+    return ec == std::errc() && ptr == value.data() + value.size();
+  };
+  switch (e.target.index()) {
+    case 0: case 1: {
+      int64_t v;
+      if (!parse_number(v)) reject(e, value, source);
+      set_int(e, v, source);
+      break;
+    }
+    case 2: {
+      double v;
+      if (!parse_number(v)) reject(e, value, source);
+      set_double(e, v, source);
+      break;
+    }
+    case 3:
+      if (value != "true" && value != "false") reject(e, value, source);
+      set_bool(e, value == "true", source);
+      break;
+    default:
+      if (value.size() >= 2 && value.front() == '"' && value.back() == '"') value = value.substr(1, value.size() - 2);
+      set_string(e, value, source);
+  }
+}
+
+void validate(const Config& c) {
+  auto fail = [](const std::string& msg) { throw ConfigError(msg); };
+  const auto& m = c.model;
+  if (m.d_model % m.n_heads != 0 || (m.d_model / m.n_heads) % 2 != 0) {
+    fail(fmt::format("model.d_model = {} must split into model.n_heads = {} heads of even width", m.d_model, m.n_heads));
+  }
+  if (m.ffn == "some" && m.top_k > m.num_experts) {
+    fail(fmt::format("model.top_k = {} exceeds model.num_experts = {}", m.top_k, m.num_experts));
+  }
+  const auto& t = c.train;
+  if (t.global_batch % t.micro_batch != 0) {
+    fail(fmt::format("train.global_batch = {} must be a multiple of train.micro_batch = {}", t.global_batch, t.micro_batch));
+  }
+  if (m.ffn == "some" && m.n_layers < 2 && m.some_layers == "every_other") {
+    fail("model.some_layers = \"every_other\" needs model.n_layers >= 2 (layer 1 gets the SoME layer)");
+  }
+}
+
+std::string to_toml(const Config& cfg) {
+  Config copy = cfg;
+  std::map<std::string, std::vector<std::string>> sections;
+  std::vector<std::string> order;
+  for (const auto& e : schema(copy)) {
+    auto sec = e.key.substr(0, e.key.find('.'));
+    if (!sections.count(sec)) order.push_back(sec);
+    auto value = current_value(e);
+    if (e.target.index() == 4) {  // a TOML basic string, escaped
+      std::ostringstream s;
+      s << toml::value<std::string>(*std::get<std::string*>(e.target));
+      value = s.str();
+    }
+    sections[sec].push_back(fmt::format("{} = {}", e.key.substr(sec.size() + 1), value));
+  }
+  std::ostringstream out;
+  out << "# Resolved SoME config: defaults < --config file < --set overrides.\n";
+  for (const auto& sec : order) {
+    out << "\n[" << sec << "]\n";
+    for (const auto& line : sections[sec]) out << line << "\n";
+  }
+  return out.str();
+}
+
+std::string markdown_table() {
+  Config defaults;
+  std::ostringstream out;
+  out << "| key | type | default | allowed | meaning |\n|---|---|---|---|---|\n";
+  for (const auto& e : schema(defaults)) {
+    out << fmt::format("| `{}` | {} | `{}` | {} | {} |\n", e.key, type_name(e), current_value(e), allowed(e), e.doc);
+  }
+  return out.str();
+}
+
+Config load_config(const std::string& file, const std::vector<std::string>& overrides) {
+  Config cfg;
+  if (!file.empty()) apply_file(cfg, file);
+  for (const auto& o : overrides) apply_override(cfg, o);
+  validate(cfg);
+  return cfg;
+}
+
+}  // namespace some::launcher

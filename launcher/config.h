@@ -1,0 +1,35 @@
+#pragma once
+// The typed config tree, mapped one-to-one onto TOML sections ([model], [router], [expert],
+// [gravity], [optim], [train], [data]). Defaults < --config FILE < --set section.key=value;
+// validated once, up front: an unknown key, a wrong type or a value out of range is a
+// ConfigError naming the key, the value and what is allowed.
+#include <string>
+#include <vector>
+
+#include "src/model/options.h"
+#include "src/train/options.h"
+
+namespace some::launcher {
+
+struct Config {
+  model::ModelOptions model;   // [model] plus [router], [expert], [gravity]
+  train::OptimOptions optim;   // [optim]
+  train::TrainOptions train;   // [train]
+  std::string data_dir = "data/default";  // [data] dir
+};
+
+// Applies a TOML file over `cfg` (ConfigError / DataError naming the file).
+void apply_file(Config& cfg, const std::string& path);
+// Applies one `section.key=value` override.
+void apply_override(Config& cfg, const std::string& assignment);
+// Cross-key checks (global_batch vs micro_batch, top_k vs num_experts, heads vs width, ...).
+void validate(const Config& cfg);
+// The resolved config as TOML (written to RUN/config.toml; reads back to the same Config).
+std::string to_toml(const Config& cfg);
+// Every key with type, default and meaning, as a Markdown table (README.md's config table).
+std::string markdown_table();
+
+// Defaults < file < overrides, then validate().
+Config load_config(const std::string& file, const std::vector<std::string>& overrides);
+
+}  // namespace some::launcher

@@ -1,0 +1,34 @@
+// `some`: the SoME trainer's command line (SPEC §8). Any error ends the process here with the
+// message logged and a non-zero exit code (2 for a bad config, 1 otherwise).
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+
+#include "common/errors.h"
+#include "common/logging.h"
+#include "launcher/commands.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"SoME: Self-Organizing Mixture-of-Experts trainer"};
+  app.require_subcommand(1);
+  bool verbose = false;
+  app.add_flag("-v,--verbose", verbose, "debug logging");
+  some::launcher::add_prepare_command(app);
+  some::launcher::add_train_command(app);
+  some::launcher::add_eval_command(app);
+  some::launcher::add_generate_command(app);
+  some::launcher::add_config_command(app);
+  app.parse_complete_callback([&] { some::log::setup(0, 1, verbose); });
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const some::ConfigError& e) {
+    some::log::get("some")->error("config error: {}", e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    some::log::get("some")->error("{}", e.what());
+    return 1;
+  }
+  return 0;
+}

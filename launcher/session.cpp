@@ -1,0 +1,88 @@
+#include "launcher/session.h"
+
+#include <chrono>
+#include <filesystem>
+#include <thread>
+
+#include <fmt/chrono.h>
+
+#include "checkpoints/tensor_file.h"
+#include "common/errors.h"
+#include "common/logging.h"
+#include "data/prepare.h"
+
+namespace fs = std::filesystem;
+
+namespace some::launcher {
+
+data::DatasetMeta ensure_dataset(const std::string& dir) {
+  if (!fs::exists(fs::path(dir) / "meta.json")) {
+    if (fs::weakly_canonical(dir) != fs::weakly_canonical("data/default")) {
+      throw DataError(fmt::format("dataset '{}' has no meta.json: run `some prepare --out {}` first", dir, dir));
+    }
+    log::get("data")->info("no dataset at {}: building the default corpus (King James Bible)", dir);
+    data::PrepareOptions opts;
+    opts.out_dir = dir;
+    data::prepare_dataset(opts);
+  }
+  return data::read_meta(dir);
+}
+
+std::string make_run_dir(const std::string& requested) {
+  std::string dir = requested;
+  if (dir.empty()) {
+    auto now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+    auto base = fmt::format("runs/{:%Y%m%d-%H%M%S}", fmt::localtime(now));
+    dir = base;
+    for (int i = 1; fs::exists(dir); ++i) dir = fmt::format("{}-{}", base, i);
+  }
+  fs::create_directories(dir);
+  return dir;
+}
+
+torch::Device select_device(const Config& cfg) {
+  if (cfg.train.device == "cuda" && !torch::cuda::is_available()) {
+    throw ConfigError("train.device = \"cuda\" but no CUDA device is available to this LibTorch build");
+  }
+  return torch::Device(cfg.train.device);
+}
+
+void set_threads(const Config& cfg, int local_ranks) {
+  int threads = static_cast<int>(cfg.train.threads);
+  if (threads <= 0) {
+    threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / std::max(local_ranks, 1));
+  }
+  torch::set_num_threads(threads);
+  torch::set_num_interop_threads(1);
+}
+
+model::ModelOptions model_options(const Config& cfg, const data::DatasetMeta& meta) {
+  auto opts = cfg.model;
+  opts.vocab_size = meta.vocab_size;
+  opts.max_seq_len = cfg.train.seq_len;
+  return opts;
+}
+
+LoadedRun load_run(const std::string& run_dir, const std::vector<std::string>& overrides,
+                   const std::string& data_dir) {
+  const auto config_path = run_dir + "/config.toml";
+  const auto weights_path = run_dir + "/model.h5";
+  if (!fs::exists(config_path)) throw DataError(fmt::format("run '{}' has no config.toml", run_dir));
+  if (!fs::exists(weights_path)) {
+    throw DataError(fmt::format("run '{}' has no model.h5 (did the run finish?)", run_dir));
+  }
+  LoadedRun run;
+  run.config = load_config(config_path, overrides);
+  if (!data_dir.empty()) run.config.data_dir = data_dir;
+  run.meta = data::read_meta(run.config.data_dir);
+  run.tokenizer.emplace(data::Tokenizer::load(run_dir + "/tokenizer.model"));
+  run.device = select_device(run.config);
+  set_threads(run.config);
+  run.model = model::Transformer(model_options(run.config, run.meta));
+  auto state = run.model->state_tensors();
+  checkpoints::load_into(state, checkpoints::read_tensors(weights_path), weights_path);
+  run.model->to(run.device);
+  return run;
+}
+
+}  // namespace some::launcher

@@ -1,0 +1,37 @@
+#pragma once
+// What several sub-commands share: the dataset (prepared on demand for the default corpus),
+// the run directory, the device and threads, and a finished run loaded back for eval/generate.
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "data/dataset.h"
+#include "data/tokenizer.h"
+#include "launcher/config.h"
+#include "src/model/transformer.h"
+
+namespace some::launcher {
+
+// Reads DIR/meta.json; the default dataset is built first if it is absent.
+data::DatasetMeta ensure_dataset(const std::string& dir);
+// Creates `requested` or runs/<timestamp>, and returns its path.
+std::string make_run_dir(const std::string& requested);
+torch::Device select_device(const Config& cfg);   // ConfigError when cuda is asked and absent
+void set_threads(const Config& cfg, int local_ranks = 1);
+model::ModelOptions model_options(const Config& cfg, const data::DatasetMeta& meta);
+
+struct LoadedRun {
+  Config config;
+  data::DatasetMeta meta;
+  model::Transformer model{nullptr};
+  std::optional<data::Tokenizer> tokenizer;
+  torch::Device device{torch::kCPU};
+};
+// Loads RUN/config.toml (+ overrides), the dataset it names (or `data_dir` when non-empty),
+// RUN/tokenizer.model and the weights in RUN/model.h5.
+LoadedRun load_run(const std::string& run_dir, const std::vector<std::string>& overrides,
+                   const std::string& data_dir);
+
+}  // namespace some::launcher

@@ -1,0 +1,39 @@
+#pragma once
+// The feed-forward block of a transformer layer, behind one interface: DenseFFN, SoMELayer
+// (and later MoE / hash baselines). Input and output (N, d): tokens flattened.
+#include <cstdint>
+#include <string>
+
+#include <torch/torch.h>
+
+#include "src/model/options.h"
+
+namespace some::model {
+
+class KeyStore;
+
+class FeedForward : public torch::nn::Module {
+ public:
+  virtual torch::Tensor forward(const torch::Tensor& x) = 0;  // (N, d) -> (N, d)
+  virtual KeyStore* key_store() { return nullptr; }           // SoME layers only
+  // Multiply-adds per token of forward, and of backward (frozen weights need no weight grad).
+  virtual double forward_flops_per_token() const = 0;
+  virtual double backward_flops_per_token() const = 0;
+};
+
+torch::Tensor activate(const torch::Tensor& x, const std::string& activation);
+
+class DenseFFN final : public FeedForward {
+ public:
+  DenseFFN(int64_t d_model, int64_t d_ff, std::string activation);
+  torch::Tensor forward(const torch::Tensor& x) override;
+  double forward_flops_per_token() const override { return 2.0 * 2 * d_model_ * d_ff_; }
+  double backward_flops_per_token() const override { return 2 * forward_flops_per_token(); }
+
+ private:
+  int64_t d_model_, d_ff_;
+  std::string activation_;
+  torch::nn::Linear up_{nullptr}, down_{nullptr};
+};
+
+}  // namespace some::model

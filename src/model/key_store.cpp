@@ -1,0 +1,184 @@
+#include "src/model/key_store.h"
+
+#include "common/check.h"
+#include "common/errors.h"
+
+namespace some::model {
+
+using torch::Tensor;
+namespace F = torch::nn::functional;
+
+GravityStats::GravityStats(int64_t E, int64_t d, torch::TensorOptions opts) : E_(E), d_(d) {
+  flat_ = torch::zeros({E + E * d + E * E}, opts.dtype(torch::kFloat32));
+  make_views();
+}
+
+void GravityStats::make_views() {
+  n_ = flat_.narrow(0, 0, E_);
+  S_ = flat_.narrow(0, E_, E_ * d_).view({E_, d_});
+  C_ = flat_.narrow(0, E_ + E_ * d_, E_ * E_).view({E_, E_});
+}
+
+void GravityStats::to(torch::Device device) {
+  flat_ = flat_.to(device);
+  make_views();
+}
+
+void GravityStats::add(const Routing& r) {
+  torch::NoGradGuard no_grad;
+  const auto k = r.indices.size(1);
+  auto flat_idx = r.indices.reshape({-1});                                   // (N*k,)
+  n_.add_(torch::bincount(flat_idx, {}, E_).to(torch::kFloat32));
+  // S_i += sum of the normalised queries of the tokens that selected i.
+  auto q_rep = r.qhat.unsqueeze(1).expand({-1, k, -1}).reshape({-1, d_});     // (N*k, d)
+  S_.index_add_(0, flat_idx, q_rep);
+  if (k > 1) {
+    // C_ij += #tokens that selected both i and j (i != j): all ordered pairs of a token's
+    // selection, counted by one bincount over i*E + j.
+    auto pairs = r.indices.unsqueeze(2) * E_ + r.indices.unsqueeze(1);      // (N, k, k)
+    auto off_diag = ~torch::eye(k, torch::dtype(torch::kBool).device(pairs.device()));
+    auto pair_idx = pairs.masked_select(off_diag.unsqueeze(0));              // (N*k*(k-1),)
+    C_.view({-1}).add_(torch::bincount(pair_idx, {}, E_ * E_).to(torch::kFloat32));
+  }
+}
+
+Tensor routing_scores(const Tensor& q, const Tensor& keys, bool cosine) {
+  if (!cosine) return torch::matmul(q, keys.t());
+  auto qn = F::normalize(q, F::NormalizeFuncOptions().dim(-1).eps(1e-12));
+  auto kn = F::normalize(keys, F::NormalizeFuncOptions().dim(-1).eps(1e-12));
+  return torch::matmul(qn, kn.t());
+}
+
+Routing route(const Tensor& q, const Tensor& keys, int64_t top_k, const RouterOptions& r) {
+  // Routing runs in fp32 whatever autocast says: keys and statistics stay fp32 (SPEC §3).
+  c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
+  auto q32 = q.to(torch::kFloat32);
+  auto scores = routing_scores(q32, keys, r.score == "cosine");              // (N, E)
+  // A stable descending sort keeps the lower index first among equal scores.
+  auto sorted = std::get<1>(scores.detach().sort(/*stable=*/std::optional<bool>(true), /*dim=*/-1, /*descending=*/true));
+  auto indices = sorted.narrow(1, 0, top_k).contiguous();                   // (N, k)
+  auto selected = scores.gather(1, indices);                                 // (N, k)
+  auto logits = (selected / r.temperature).clamp(-r.logit_clamp, r.logit_clamp);
+  Routing out;
+  out.indices = indices;
+  out.gates = torch::softmax(logits, -1);
+  out.scores = selected.detach();
+  out.qhat = F::normalize(q32.detach(), F::NormalizeFuncOptions().dim(-1).eps(1e-12));
+  return out;
+}
+
+Tensor knowledge_gravity(Tensor& keys, Tensor& usage, const Tensor& n, const Tensor& S,
+                         const Tensor& C, int64_t top_k, const GravityOptions& g) {
+  torch::NoGradGuard no_grad;
+  const auto E = keys.size(0);
+  const auto old = keys.clone();  // Jacobi: every force reads the keys from before the update
+
+  // Usage: fraction of this step's selections, scaled so a fair share is 1.
+  auto total = n.sum();
+  auto share = total.item<double>() > 0 ? n * (static_cast<double>(E) / total) : torch::zeros_like(n);
+  if (g.usage == "ema") {
+    usage.mul_(g.ema_decay).add_(share, 1.0 - g.ema_decay);
+  } else {
+    usage.add_(share);
+  }
+  auto inertia = g.inertia ? 1.0 / (1.0 + usage) : torch::ones_like(usage);   // (E,)
+
+  auto delta = torch::zeros_like(old);
+  if (g.use_alpha && g.alpha != 0) {
+    auto hit = (n > 0).unsqueeze(1);                                           // (E, 1)
+    auto mean_q = S / n.clamp_min(1).unsqueeze(1);
+    delta += torch::where(hit, (g.alpha * inertia).unsqueeze(1) * (mean_q - old), 0.0);
+  }
+  if (g.use_beta && g.beta != 0 && top_k > 1) {
+    auto c = C.sum(1);                                                         // (E,) = (k-1) n_i
+    auto peer_sum = torch::matmul(C, old);                                     // P = C K
+    auto hit = (c > 0).unsqueeze(1);
+    auto mean_p = peer_sum / c.clamp_min(1).unsqueeze(1);
+    delta += torch::where(hit, (g.beta * inertia).unsqueeze(1) * (mean_p - old), 0.0);
+  }
+  if (g.use_repulsion && g.repulsion != 0 && E > 1) {
+    auto mean_others = (old.sum(0, /*keepdim=*/true) - old) / static_cast<double>(E - 1);
+    delta += g.repulsion * (old - mean_others);
+  }
+  keys.add_(delta);
+
+  auto decayed = torch::zeros({E}, usage.options().dtype(torch::kBool));
+  if (g.use_delta && g.delta != 0) {
+    double threshold = g.decay_threshold >= 0
+                           ? g.decay_threshold
+                           : torch::quantile(usage, g.decay_percentile / 100.0).item<double>();
+    decayed = usage < threshold;
+    keys.mul_(torch::where(decayed, 1.0 - g.delta, 1.0).unsqueeze(1));
+  }
+  if (g.max_key_norm > 0) {
+    auto norm = keys.norm(2, 1, /*keepdim=*/true);
+    keys.mul_((g.max_key_norm / norm.clamp_min(1e-12)).clamp_max(1.0));
+  }
+  return decayed;
+}
+
+KeyStore::KeyStore(Tensor keys, Tensor usage, int64_t top_k, RouterOptions router,
+                   GravityOptions gravity)
+    : keys_(std::move(keys)), usage_(std::move(usage)), top_k_(top_k), router_(std::move(router)),
+      gravity_(std::move(gravity)) {}
+
+Routing KeyStore::route(const Tensor& q) const { return model::route(q, keys_, top_k_, router_); }
+
+GravityStats& KeyStore::stats() {
+  if (!stats_ || stats_->flat().device() != keys_.device()) {
+    stats_.emplace(keys_.size(0), keys_.size(1), keys_.options());
+  }
+  return *stats_;
+}
+
+void KeyStore::accumulate(const Routing& r) {
+  torch::NoGradGuard no_grad;
+  stats().add(r);
+  auto top1 = r.scores.select(1, 0).sum();
+  top1_sum_ = top1_sum_.defined() ? top1_sum_ + top1 : top1;
+  if (gravity_.restart_below > 0) {
+    auto q = r.qhat, top1 = r.indices.select(1, 0);
+    pool_q_ = pool_q_.defined() ? torch::cat({pool_q_, q}) : q;
+    pool_top1_ = pool_top1_.defined() ? torch::cat({pool_top1_, top1}) : top1;
+    if (pool_q_.size(0) > kRestartPool) {
+      // Keep an evenly strided subset: deterministic, and spans the whole step.
+      auto keep = torch::linspace(0, pool_q_.size(0) - 1, kRestartPool, pool_top1_.options())
+                      .to(torch::kLong);
+      pool_q_ = pool_q_.index_select(0, keep);
+      pool_top1_ = pool_top1_.index_select(0, keep);
+    }
+  }
+}
+
+double KeyStore::mean_top1_score() const {
+  if (!stats_ || !top1_sum_.defined()) return 0.0;
+  double selections = stats_->n().sum().item<double>();
+  return selections > 0 ? top1_sum_.item<double>() * static_cast<double>(top_k_) / selections : 0.0;
+}
+
+void KeyStore::apply_gravity(uint64_t restart_seed) {
+  torch::NoGradGuard no_grad;
+  auto& s = stats();
+  if (!router_.freeze_keys) {
+    knowledge_gravity(keys_, usage_, s.n(), s.S(), s.C(), top_k_, gravity_);
+    if (gravity_.restart_below > 0 && pool_q_.defined()) {
+      auto dead = (usage_ < gravity_.restart_below).nonzero().view({-1}).cpu();
+      auto gen = at::make_generator<at::CPUGeneratorImpl>(restart_seed);
+      auto top1 = pool_top1_.cpu();
+      for (int64_t i = 0; i < dead.size(0); ++i) {
+        int64_t e = dead[i].item<int64_t>();
+        auto others = (top1 != e).nonzero().view({-1});  // tokens that chose another expert
+        if (others.numel() == 0) continue;
+        int64_t pick = torch::randint(others.size(0), {1}, gen, torch::kLong).item<int64_t>();
+        keys_[e].copy_(pool_q_[others[pick].item<int64_t>()]);
+        usage_[e] = 1.0;
+      }
+    }
+  }
+  s.zero();
+  top1_sum_ = Tensor();
+  pool_q_ = Tensor();
+  pool_top1_ = Tensor();
+}
+
+}  // namespace some::model

@@ -1,0 +1,92 @@
+#pragma once
+// The key store of one SoME layer: one plastic key per expert, the usage statistics, the
+// routing decision (scores -> top-k -> gates) and Knowledge Gravity (SPEC §1 steps 2-4, §3).
+//
+// Legend: N tokens, d model width, E experts, k = top_k.
+#include <cstdint>
+#include <optional>
+
+#include <torch/torch.h>
+
+#include "src/model/options.h"
+
+namespace some::model {
+
+// What routing decided for N tokens.
+struct Routing {
+  torch::Tensor indices;  // (N, k) int64, selected experts, best first
+  torch::Tensor gates;    // (N, k) softmax over the clamped selected scores; carries grad to q
+  torch::Tensor scores;   // (N, k) selected scores (detached)
+  torch::Tensor qhat;     // (N, d) fp32 normalised queries, detached (what the keys are pulled to)
+};
+
+// The statistics Knowledge Gravity consumes, summed over every token of an optimizer step
+// (SPEC §3). n, S and C are views into one flat fp32 buffer so that a multi-rank run reduces
+// them with a single allreduce.
+class GravityStats {
+ public:
+  GravityStats(int64_t E, int64_t d, torch::TensorOptions opts);
+  void add(const Routing& r);  // no grad; counts each token once
+  void zero() { flat_.zero_(); }
+  torch::Tensor& flat() { return flat_; }   // (E + E*d + E*E,) the allreduce buffer
+  const torch::Tensor& n() const { return n_; }   // (E,)   selections
+  const torch::Tensor& S() const { return S_; }   // (E, d) query sums
+  const torch::Tensor& C() const { return C_; }   // (E, E) co-activation counts, zero diagonal
+  void to(torch::Device device);
+
+ private:
+  int64_t E_, d_;
+  torch::Tensor flat_, n_, S_, C_;
+  void make_views();
+};
+
+// One Knowledge Gravity update, in place, on fp32 keys (E, d) and usage (E,), from reduced
+// statistics. Jacobi order: every force reads the keys from before the update.
+// Returns the mask (E,) of keys that were decayed.
+torch::Tensor knowledge_gravity(torch::Tensor& keys, torch::Tensor& usage, const torch::Tensor& n,
+                                const torch::Tensor& S, const torch::Tensor& C, int64_t top_k,
+                                const GravityOptions& g);
+
+// Scores (N, E) of queries q (N, d) against keys (E, d): cosine or dot (router.score).
+torch::Tensor routing_scores(const torch::Tensor& q, const torch::Tensor& keys, bool cosine);
+
+// Top-k with ties broken towards the lower expert index, gates = softmax(clamp(s / tau, -c, c)).
+Routing route(const torch::Tensor& q, const torch::Tensor& keys, int64_t top_k,
+              const RouterOptions& r);
+
+// Owns the keys and usage of one layer (the tensors are registered as buffers by the layer
+// that holds this store, so save/load and .to(device) see them), the statistics of the current
+// optimizer step, and the update. Every rank holds an identical replica.
+class KeyStore {
+ public:
+  KeyStore(torch::Tensor keys, torch::Tensor usage, int64_t top_k, RouterOptions router,
+           GravityOptions gravity);
+
+  Routing route(const torch::Tensor& q) const;        // q (N, d) -> routing of N tokens
+  void accumulate(const Routing& r);                   // adds to this step's statistics
+  GravityStats& stats();                               // for the cross-rank allreduce
+  // Applies Knowledge Gravity with this step's (already reduced) statistics, then clears them.
+  // `restart_seed` makes the dead-key restart identical on every rank.
+  void apply_gravity(uint64_t restart_seed);
+
+  // Mean top-1 score of the tokens accumulated this step (before apply_gravity clears it).
+  double mean_top1_score() const;
+
+  const torch::Tensor& keys() const { return keys_; }
+  const torch::Tensor& usage() const { return usage_; }
+  int64_t top_k() const { return top_k_; }
+
+ private:
+  torch::Tensor keys_, usage_;   // (E, d), (E,) fp32
+  int64_t top_k_;
+  RouterOptions router_;
+  GravityOptions gravity_;
+  std::optional<GravityStats> stats_;
+  torch::Tensor top1_sum_;  // () sum of top-1 scores this step, for the log line
+  // Up to kRestartPool normalised queries of this step with their top-1 expert, the pool a
+  // dead key is re-seeded from (gravity.restart_below).
+  static constexpr int64_t kRestartPool = 256;
+  torch::Tensor pool_q_, pool_top1_;
+};
+
+}  // namespace some::model

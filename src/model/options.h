@@ -1,0 +1,60 @@
+#pragma once
+// Option structs of the model, filled by the launcher from TOML (SPEC §1–§4, §10). Library
+// code never reads TOML; every field here is documented in README.md's config table.
+#include <cstdint>
+#include <string>
+
+namespace some::model {
+
+struct RouterOptions {
+  std::string query = "linear";   // linear | mlp
+  int64_t mlp_hidden = 0;         // d_q of the mlp query network; 0 = 2 * d_model
+  std::string score = "cosine";   // cosine | dot
+  double temperature = 1.0;       // tau: gate logits are scores / tau
+  double logit_clamp = 10.0;      // c: gate logits clamped to [-c, c]
+  bool freeze_keys = false;       // skip Knowledge Gravity entirely
+};
+
+struct ExpertOptions {
+  std::string init = "default";   // default | orthogonal | sparse
+  double sparsity = 0.9;          // fraction of exact zeros per matrix when init = sparse
+  std::string activation = "gelu";  // gelu | silu | relu
+};
+
+struct GravityOptions {
+  double alpha = 0.01;            // query pull
+  double beta = 0.002;            // peer pull
+  double delta = 0.001;           // decay of rarely used keys
+  double repulsion = 0.0;         // gamma: push away from the mean of the other keys
+  std::string usage = "ema";      // ema (V2) | cumulative (V1)
+  double ema_decay = 0.99;        // rho
+  bool inertia = true;            // alpha_i = alpha / (1 + u_i)
+  double decay_percentile = 10.0; // decay keys whose usage is below this percentile ...
+  double decay_threshold = -1.0;  // ... or below this usage value when >= 0
+  bool use_alpha = true;
+  bool use_beta = true;
+  bool use_delta = true;
+  bool use_repulsion = true;
+  double max_key_norm = 0.0;      // 0 = no clamp
+  double restart_below = 0.0;     // 0 = off: re-seed keys whose usage falls below this
+};
+
+struct ModelOptions {
+  int64_t vocab_size = 8192;      // taken from the dataset, not from the config
+  int64_t d_model = 192;
+  int64_t n_layers = 4;
+  int64_t n_heads = 4;
+  int64_t max_seq_len = 256;      // rotary table size (= train.seq_len)
+  std::string ffn = "some";       // some | dense
+  int64_t d_ff = 768;             // dense FFN hidden size
+  int64_t num_experts = 64;       // E
+  int64_t top_k = 2;              // k
+  int64_t d_expert = 192;         // h, hidden size of one expert
+  std::string some_layers = "all";  // all | every_other
+  uint64_t seed = 1234;           // expert library and key initialisation
+  RouterOptions router;
+  ExpertOptions expert;
+  GravityOptions gravity;
+};
+
+}  // namespace some::model

@@ -1,0 +1,53 @@
+#include "src/model/some_layer.h"
+
+#include "src/model/init.h"
+
+namespace some::model {
+
+namespace nn = torch::nn;
+
+SoMELayer::SoMELayer(const ModelOptions& opts, int64_t layer) : opts_(opts) {
+  const auto d = opts.d_model, E = opts.num_experts;
+  if (opts.router.query == "mlp") {
+    const auto hidden = opts.router.mlp_hidden > 0 ? opts.router.mlp_hidden : 2 * d;
+    query_ = register_module("query", nn::Sequential(nn::Linear(d, hidden), nn::GELU(),
+                                                     nn::Linear(hidden, d)));
+  } else {
+    query_ = register_module("query", nn::Sequential(nn::Linear(d, d)));
+  }
+  experts_ = register_module(
+      "experts", ExpertShard(layer, 0, E, d, opts.d_expert, opts.expert, opts.seed));
+  auto keys = register_buffer("keys", init_keys(E, d, opts.seed, layer));
+  auto usage = register_buffer("usage", torch::zeros({E}));
+  key_store_ = std::make_unique<KeyStore>(keys, usage, opts.top_k, opts.router, opts.gravity);
+  dispatcher_ = std::make_unique<parallel::LocalTokenDispatcher>(E);
+}
+
+torch::Tensor SoMELayer::query(const torch::Tensor& x) { return query_->forward(x); }
+
+torch::Tensor SoMELayer::forward(const torch::Tensor& x) {
+  auto q = query(x);                                                   // (N, d)
+  last_ = key_store_->route(q);                                        // (N, k) indices, gates
+  if (collect_stats) key_store_->accumulate(last_);
+  auto [expert_in, plan] = dispatcher_->dispatch(x, last_.indices);    // (N*k, d) by expert
+  auto expert_out = experts_->forward(expert_in, plan.expert_counts);  // (N*k, d)
+  return dispatcher_->combine(expert_out, last_.gates, plan);          // (N, d)
+}
+
+double SoMELayer::forward_flops_per_token() const {
+  const double d = opts_.d_model, E = opts_.num_experts, k = opts_.top_k, h = opts_.d_expert;
+  const double dq = opts_.router.mlp_hidden > 0 ? opts_.router.mlp_hidden : 2 * d;
+  const double query = opts_.router.query == "mlp" ? 2 * (2 * d * dq) : 2 * d * d;
+  return query + 2 * d * E /* scores */ + k * 2 * (2 * d * h) /* experts */;
+}
+
+double SoMELayer::backward_flops_per_token() const {
+  const double d = opts_.d_model, E = opts_.num_experts, k = opts_.top_k, h = opts_.d_expert;
+  const double dq = opts_.router.mlp_hidden > 0 ? opts_.router.mlp_hidden : 2 * d;
+  const double query = opts_.router.query == "mlp" ? 2 * (2 * d * dq) : 2 * d * d;
+  // Query net: input and weight gradients; scores: query gradient only; frozen experts: input
+  // gradient only (no weight gradient).
+  return 2 * query + 2 * d * E + k * 2 * (2 * d * h);
+}
+
+}  // namespace some::model

@@ -1,0 +1,45 @@
+#pragma once
+// SoME layer (SPEC §1): trainable query network -> key store (cosine scores, top-k, gates) ->
+// dispatcher -> frozen experts (grouped) -> combine. Knowledge Gravity statistics are
+// accumulated as a side effect while `collect_stats` is on.
+//
+// Legend: N tokens, d model width, E experts, k = top_k.
+#include <cstdint>
+#include <memory>
+
+#include <torch/torch.h>
+
+#include "parallel/token_dispatcher.h"
+#include "src/model/expert_shard.h"
+#include "src/model/feed_forward.h"
+#include "src/model/key_store.h"
+#include "src/model/options.h"
+
+namespace some::model {
+
+class SoMELayer final : public FeedForward {
+ public:
+  SoMELayer(const ModelOptions& opts, int64_t layer);
+
+  torch::Tensor forward(const torch::Tensor& x) override;  // (N, d) -> (N, d)
+  KeyStore* key_store() override { return key_store_.get(); }
+  double forward_flops_per_token() const override;
+  double backward_flops_per_token() const override;
+
+  torch::Tensor query(const torch::Tensor& x);  // Q(x): (N, d) -> (N, d)
+  ExpertShard& experts() { return experts_; }
+  const Routing& last_routing() const { return last_; }  // of the latest forward (analytics)
+
+  // Training forwards add to the key statistics; eval and generation forwards must not.
+  bool collect_stats = false;
+
+ private:
+  ModelOptions opts_;
+  torch::nn::Sequential query_{nullptr};
+  ExpertShard experts_{nullptr};
+  std::unique_ptr<KeyStore> key_store_;
+  std::unique_ptr<parallel::TokenDispatcher> dispatcher_;
+  Routing last_;
+};
+
+}  // namespace some::model

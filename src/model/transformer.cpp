@@ -1,0 +1,122 @@
+#include "src/model/transformer.h"
+
+#include <cmath>
+
+#include "common/check.h"
+#include "common/errors.h"
+#include "src/model/some_layer.h"
+
+namespace some::model {
+
+BlockImpl::BlockImpl(const ModelOptions& opts, int64_t layer, bool use_some) {
+  attn_norm_ = register_module("attn_norm", RMSNorm(opts.d_model));
+  attn_ = register_module("attn", CausalSelfAttention(opts.d_model, opts.n_heads, opts.max_seq_len));
+  ffn_norm_ = register_module("ffn_norm", RMSNorm(opts.d_model));
+  if (use_some) {
+    ffn = register_module("some", std::make_shared<SoMELayer>(opts, layer));
+  } else {
+    ffn = register_module("dense", std::make_shared<DenseFFN>(opts.d_model, opts.d_ff,
+                                                              opts.expert.activation));
+  }
+}
+
+torch::Tensor BlockImpl::forward(const torch::Tensor& x) {
+  auto h = x + attn_->forward(attn_norm_->forward(x));                         // (B, T, d)
+  auto flat = ffn_norm_->forward(h).reshape({-1, h.size(-1)});                  // (B*T, d)
+  return h + ffn->forward(flat).view_as(h);
+}
+
+TransformerImpl::TransformerImpl(const ModelOptions& opts) : opts_(opts) {
+  tok_emb_ = register_module("tok_emb", torch::nn::Embedding(opts.vocab_size, opts.d_model));
+  layers_ = register_module("layers", torch::nn::ModuleList());
+  for (int64_t l = 0; l < opts.n_layers; ++l) {
+    bool use_some = opts.ffn == "some" && (opts.some_layers == "all" || l % 2 == 1);
+    layers_->push_back(Block(opts, l, use_some));
+    if (use_some) some_layer_indices_.push_back(l);
+  }
+  final_norm_ = register_module("final_norm", RMSNorm(opts.d_model));
+
+  // GPT-2 initialisation of the trainable weights; residual projections scaled by depth.
+  // Query networks keep nn.Linear's default so queries start spread over the key sphere.
+  torch::NoGradGuard no_grad;
+  const double residual_std = 0.02 / std::sqrt(2.0 * static_cast<double>(opts.n_layers));
+  for (auto& p : named_parameters()) {
+    const auto& name = p.key();
+    if (name.find(".query.") != std::string::npos || p.value().dim() < 2) continue;
+    bool residual = name.ends_with("attn.proj.weight") || name.ends_with("dense.down.weight");
+    p.value().normal_(0.0, residual ? residual_std : 0.02);
+  }
+}
+
+torch::Tensor TransformerImpl::forward(const torch::Tensor& tokens) {
+  auto x = tok_emb_->forward(tokens);                                          // (B, T, d)
+  for (auto& layer : *layers_) x = layer->as<BlockImpl>()->forward(x);
+  x = final_norm_->forward(x);
+  return torch::matmul(x, tok_emb_->weight.t());                               // (B, T, V)
+}
+
+torch::Tensor TransformerImpl::loss(const torch::Tensor& tokens, const torch::Tensor& targets) {
+  auto logits = forward(tokens);                                               // (B, T, V)
+  return torch::nn::functional::cross_entropy(logits.reshape({-1, logits.size(-1)}).to(torch::kFloat32),
+                                              targets.reshape({-1}));
+}
+
+std::vector<SoMELayer*> TransformerImpl::some_layers() {
+  std::vector<SoMELayer*> out;
+  for (auto l : some_layer_indices_) {
+    out.push_back(static_cast<SoMELayer*>(layers_[l]->as<BlockImpl>()->ffn.get()));
+  }
+  return out;
+}
+
+void TransformerImpl::set_collect_stats(bool on) {
+  for (auto* layer : some_layers()) layer->collect_stats = on;
+}
+
+std::vector<torch::Tensor> TransformerImpl::decay_parameters() {
+  std::vector<torch::Tensor> out;
+  for (auto& p : parameters()) if (p.requires_grad() && p.dim() >= 2) out.push_back(p);
+  return out;
+}
+
+std::vector<torch::Tensor> TransformerImpl::no_decay_parameters() {
+  std::vector<torch::Tensor> out;
+  for (auto& p : parameters()) if (p.requires_grad() && p.dim() < 2) out.push_back(p);
+  return out;
+}
+
+std::map<std::string, torch::Tensor> TransformerImpl::state_tensors() {
+  std::map<std::string, torch::Tensor> out;
+  for (auto& p : named_parameters()) out.emplace(p.key(), p.value());
+  for (auto& b : named_buffers()) {
+    // Rotary tables are recomputed from the config, not state.
+    if (b.key().find("rope_") == std::string::npos) out.emplace(b.key(), b.value());
+  }
+  return out;
+}
+
+int64_t TransformerImpl::num_parameters(bool trainable_only) {
+  int64_t n = 0;
+  for (auto& p : parameters()) n += p.numel();
+  if (!trainable_only) {
+    for (auto* layer : some_layers()) {
+      n += layer->experts()->w_down.numel() + layer->experts()->w_up.numel() +
+           layer->key_store()->keys().numel();
+    }
+  }
+  return n;
+}
+
+double TransformerImpl::flops_per_token(int64_t seq_len, bool with_backward) const {
+  const double d = opts_.d_model, V = opts_.vocab_size, T = static_cast<double>(seq_len);
+  double fwd = 2 * d * V, bwd = 2 * fwd;                       // tied LM head
+  const double attn = 2 * 4 * d * d + 4 * T * d;                 // qkv + proj, QK^T and AV
+  for (auto& layer : *layers_) {
+    auto* ffn = layer->as<BlockImpl>()->ffn.get();
+    fwd += attn + ffn->forward_flops_per_token();
+    bwd += 2 * attn + ffn->backward_flops_per_token();
+  }
+  return with_backward ? fwd + bwd : fwd;
+}
+
+}  // namespace some::model

@@ -1,0 +1,66 @@
+#pragma once
+// Decoder-only SoME transformer (SPEC §4): tied embeddings, pre-norm blocks
+// x += Attn(RMSNorm(x)); x += FFN(RMSNorm(x)), final RMSNorm.
+//
+// Legend: B batch, T sequence length, d model width, V vocabulary, L layers.
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "src/model/attention.h"
+#include "src/model/feed_forward.h"
+#include "src/model/options.h"
+
+namespace some::model {
+
+class KeyStore;
+class SoMELayer;
+
+class BlockImpl : public torch::nn::Module {
+ public:
+  BlockImpl(const ModelOptions& opts, int64_t layer, bool use_some);
+  torch::Tensor forward(const torch::Tensor& x);  // (B, T, d) -> (B, T, d)
+  std::shared_ptr<FeedForward> ffn;
+
+ private:
+  RMSNorm attn_norm_{nullptr}, ffn_norm_{nullptr};
+  CausalSelfAttention attn_{nullptr};
+};
+TORCH_MODULE(Block);
+
+class TransformerImpl : public torch::nn::Module {
+ public:
+  explicit TransformerImpl(const ModelOptions& opts);
+
+  torch::Tensor forward(const torch::Tensor& tokens);  // (B, T) int64 -> logits (B, T, V)
+  torch::Tensor loss(const torch::Tensor& tokens, const torch::Tensor& targets);  // mean CE
+
+  const ModelOptions& options() const { return opts_; }
+  // The SoME layers in depth order (index into layers for `layer_index`).
+  std::vector<SoMELayer*> some_layers();
+  std::vector<int64_t> some_layer_indices() const { return some_layer_indices_; }
+  void set_collect_stats(bool on);
+
+  // Parameters the optimizer trains, split by whether weight decay applies (matrices only).
+  std::vector<torch::Tensor> decay_parameters();
+  std::vector<torch::Tensor> no_decay_parameters();
+  // Every tensor that defines the model, by its global name (`layers.3.some.keys`).
+  std::map<std::string, torch::Tensor> state_tensors();
+
+  int64_t num_parameters(bool trainable_only) ;
+  double flops_per_token(int64_t seq_len, bool with_backward) const;
+
+ private:
+  ModelOptions opts_;
+  torch::nn::Embedding tok_emb_{nullptr};
+  torch::nn::ModuleList layers_{nullptr};
+  RMSNorm final_norm_{nullptr};
+  std::vector<int64_t> some_layer_indices_;
+};
+TORCH_MODULE(Transformer);
+
+}  // namespace some::model

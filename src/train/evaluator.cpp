@@ -1,0 +1,101 @@
+#include "src/train/evaluator.h"
+
+#include <cmath>
+
+#include "checkpoints/tensor_file.h"
+#include "src/model/key_store.h"
+#include "src/model/some_layer.h"
+
+namespace some::train {
+
+Evaluator::Evaluator(data::TokenSplit split, int64_t seq_len, int64_t micro_batch,
+                     int64_t eval_batches, torch::Device device)
+    : split_(std::move(split)), windows_(split_, seq_len), seq_len_(seq_len), micro_batch_(micro_batch), device_(device) {
+  num_windows_ = windows_.num_windows();
+  if (eval_batches > 0) num_windows_ = std::min(num_windows_, eval_batches * micro_batch);
+  // Unigram perplexity of exactly the evaluated targets: exp of the entropy of their empirical
+  // distribution (the best any context-free model can do on them).
+  std::map<int32_t, int64_t> freq;
+  for (int64_t first = 0; first < num_windows_; first += micro_batch_) {
+    auto b = batch(first, std::min(micro_batch_, num_windows_ - first)).cpu();
+    auto targets = b.narrow(1, 1, seq_len_).flatten();
+    auto* p = targets.data_ptr<int64_t>();
+    for (int64_t i = 0; i < targets.numel(); ++i) ++freq[static_cast<int32_t>(p[i])];
+  }
+  double total = 0, h = 0;
+  for (auto& [tok, c] : freq) total += static_cast<double>(c);
+  for (auto& [tok, c] : freq) h -= (c / total) * std::log(c / total);
+  unigram_ppl_ = std::exp(h);
+}
+
+torch::Tensor Evaluator::batch(int64_t first, int64_t count) const {
+  std::vector<int32_t> buf(count * (seq_len_ + 1));
+  windows_.fill(first, count, buf.data());
+  return torch::from_blob(buf.data(), {count, seq_len_ + 1}, torch::kInt32)
+      .to(torch::kInt64)
+      .to(device_);
+}
+
+EvalResult Evaluator::run(model::Transformer& model) {
+  torch::NoGradGuard no_grad;
+  const bool was_training = model->is_training();
+  model->eval();
+  model->set_collect_stats(false);  // eval forwards never feed Knowledge Gravity
+  auto layers = model->some_layers();
+  const auto E = model->options().num_experts, d = model->options().d_model;
+  std::vector<model::GravityStats> stats;
+  std::vector<std::vector<torch::Tensor>> top1(layers.size());
+  std::vector<double> top1_score(layers.size(), 0.0);
+  for (size_t l = 0; l < layers.size(); ++l) stats.emplace_back(E, d, torch::TensorOptions(device_));
+
+  EvalResult out;
+  double loss_sum = 0;
+  for (int64_t first = 0; first < num_windows_; first += micro_batch_) {
+    const auto count = std::min(micro_batch_, num_windows_ - first);
+    auto b = batch(first, count);                                            // (B, T+1)
+    auto loss = model->loss(b.narrow(1, 0, seq_len_), b.narrow(1, 1, seq_len_));
+    const auto n = count * seq_len_;
+    loss_sum += loss.item<double>() * static_cast<double>(n);
+    out.tokens += n;
+    for (size_t l = 0; l < layers.size(); ++l) {
+      const auto& r = layers[l]->last_routing();
+      stats[l].add(r);
+      top1[l].push_back(r.indices.select(1, 0).cpu());
+      top1_score[l] += r.scores.select(1, 0).sum().item<double>();
+    }
+  }
+  out.loss = loss_sum / static_cast<double>(std::max<int64_t>(out.tokens, 1));
+  out.ppl = std::exp(out.loss);
+
+  const auto indices = model->some_layer_indices();
+  for (size_t l = 0; l < layers.size(); ++l) {
+    LayerEvalStats s{stats[l].n().cpu().clone(), stats[l].C().cpu().clone(), torch::cat(top1[l])};
+    auto summary = summarize_routing(indices[l], s.counts, layers[l]->key_store()->keys(),
+                                     top1_score[l] / static_cast<double>(std::max<int64_t>(out.tokens, 1)));
+    if (previous_top1_.size() == layers.size()) {
+      summary.churn = (s.top1 != previous_top1_[l]).to(torch::kFloat64).mean().item<double>();
+    }
+    out.routing.push_back(summary);
+    out.layers.push_back(std::move(s));
+  }
+  previous_top1_.clear();
+  for (auto& s : out.layers) previous_top1_.push_back(s.top1);
+  if (was_training) model->train();
+  return out;
+}
+
+void Evaluator::write_analytics(const std::string& path, model::Transformer& model,
+                                const EvalResult& result) {
+  checkpoints::TensorMap tensors;
+  auto layers = model->some_layers();
+  for (size_t l = 0; l < layers.size(); ++l) {
+    const auto prefix = "layers/" + std::to_string(result.routing[l].layer) + "/";
+    tensors[prefix + "keys"] = layers[l]->key_store()->keys();
+    tensors[prefix + "usage"] = layers[l]->key_store()->usage();
+    tensors[prefix + "counts"] = result.layers[l].counts;
+    tensors[prefix + "coactivation"] = result.layers[l].coactivation;
+  }
+  checkpoints::write_tensors(path, tensors);
+}
+
+}  // namespace some::train

@@ -1,0 +1,53 @@
+#pragma once
+// Validation: loss and perplexity over a fixed set of windows of the val split, the unigram
+// perplexity of the same tokens (the floor any model must beat), and routing analytics.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "data/batch_sampler.h"
+#include "data/dataset.h"
+#include "src/model/transformer.h"
+#include "src/train/routing_analytics.h"
+
+namespace some::train {
+
+struct LayerEvalStats {
+  torch::Tensor counts;        // (E,) selections
+  torch::Tensor coactivation;  // (E, E)
+  torch::Tensor top1;          // (N,) top-1 expert of every evaluated token
+};
+
+struct EvalResult {
+  double loss = 0, ppl = 0;
+  int64_t tokens = 0;
+  std::vector<LayerRouting> routing;     // one per SoME layer
+  std::vector<LayerEvalStats> layers;    // raw statistics behind `routing`
+};
+
+class Evaluator {
+ public:
+  // eval_batches micro-batches of `micro_batch` windows (0 = every window of the split).
+  Evaluator(data::TokenSplit split, int64_t seq_len, int64_t micro_batch,
+            int64_t eval_batches, torch::Device device);
+
+  EvalResult run(model::Transformer& model);
+  double unigram_ppl() const { return unigram_ppl_; }
+  int64_t num_windows() const { return num_windows_; }
+  // keys, usage, co-activation and counts per layer -> `path` (SPEC §9).
+  static void write_analytics(const std::string& path, model::Transformer& model,
+                              const EvalResult& result);
+
+ private:
+  data::TokenSplit split_;     // owned: windows_ reads through it
+  data::EvalWindows windows_;
+  int64_t seq_len_, micro_batch_, num_windows_;
+  torch::Device device_;
+  double unigram_ppl_ = 0;
+  std::vector<torch::Tensor> previous_top1_;
+  torch::Tensor batch(int64_t first, int64_t count) const;  // (count, T+1) int64 on device
+};
+
+}  // namespace some::train

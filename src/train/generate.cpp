@@ -1,0 +1,35 @@
+#include "src/train/generate.h"
+
+namespace some::train {
+
+std::vector<int32_t> sample(model::Transformer& model, std::vector<int32_t> tokens,
+                            const SampleOptions& opts, torch::Device device) {
+  torch::NoGradGuard no_grad;
+  model->eval();
+  model->set_collect_stats(false);
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(opts.seed);
+  const auto context = model->options().max_seq_len;
+  const size_t prompt_len = tokens.size();
+  for (int64_t i = 0; i < opts.max_new_tokens; ++i) {
+    const auto start = tokens.size() > static_cast<size_t>(context) ? tokens.size() - context : 0;
+    std::vector<int64_t> window(tokens.begin() + static_cast<int64_t>(start), tokens.end());
+    auto x = torch::tensor(window, torch::kInt64).unsqueeze(0).to(device);     // (1, T)
+    auto logits = model->forward(x).select(1, -1).squeeze(0).to(torch::kFloat32).cpu();  // (V,)
+    int64_t next;
+    if (opts.temperature <= 0) {
+      next = logits.argmax().item<int64_t>();
+    } else {
+      logits = logits / opts.temperature;
+      if (opts.top_k > 0 && opts.top_k < logits.size(0)) {
+        auto kth = std::get<0>(logits.topk(opts.top_k)).select(0, opts.top_k - 1);
+        logits = logits.masked_fill(logits < kth, -std::numeric_limits<float>::infinity());
+      }
+      next = torch::multinomial(torch::softmax(logits, 0), 1, false, gen).item<int64_t>();
+    }
+    if (next == opts.stop_token) break;
+    tokens.push_back(static_cast<int32_t>(next));
+  }
+  return {tokens.begin() + static_cast<int64_t>(prompt_len), tokens.end()};
+}
+
+}  // namespace some::train

@@ -1,0 +1,36 @@
+#pragma once
+// Option structs of the trainer (SPEC §4, §8), filled by the launcher from TOML.
+#include <cstdint>
+#include <string>
+
+namespace some::train {
+
+struct OptimOptions {
+  double lr = 3e-3;
+  double weight_decay = 0.1;      // on matrices only
+  double beta1 = 0.9;
+  double beta2 = 0.95;
+  double eps = 1e-8;
+  int64_t warmup_steps = 50;
+  double min_lr_ratio = 0.1;      // cosine decays to lr * min_lr_ratio
+  double clip = 1.0;              // grad-norm clip; 0 = off
+};
+
+struct TrainOptions {
+  int64_t micro_batch = 16;       // sequences per forward/backward
+  int64_t global_batch = 32;      // sequences per optimizer step (a multiple of micro_batch)
+  int64_t seq_len = 128;
+  int64_t max_steps = 1000;
+  double max_minutes = 0.0;       // wall-clock budget; 0 = none
+  int64_t log_every = 10;
+  int64_t eval_every = 200;       // 0 = only at the end
+  int64_t eval_batches = 20;      // micro-batches of validation windows; 0 = the whole split
+  uint64_t seed = 1234;
+  std::string device = "cpu";     // cpu | cuda
+  std::string dtype = "float32";  // float32 | bfloat16 (autocast)
+  int64_t threads = 0;            // intra-op threads; 0 = all cores / local ranks
+  std::string sample_prompt = "And God said";
+  int64_t sample_tokens = 200;
+};
+
+}  // namespace some::train

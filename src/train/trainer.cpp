@@ -1,0 +1,240 @@
+#include "src/train/trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+
+#include <ATen/autocast_mode.h>
+
+#include "checkpoints/tensor_file.h"
+#include "common/check.h"
+#include "common/errors.h"
+#include "common/logging.h"
+#include "common/progress.h"
+#include "src/model/key_store.h"
+#include "src/model/some_layer.h"
+#include "src/train/lr_schedule.h"
+
+namespace some::train {
+
+using Clock = std::chrono::steady_clock;
+
+AutocastGuard::AutocastGuard(torch::Device device, bool enabled) : type_(device.type()) {
+  previous_ = at::autocast::is_autocast_enabled(type_);
+  if (enabled) {
+    at::autocast::set_autocast_dtype(type_, at::kBFloat16);
+    at::autocast::set_autocast_enabled(type_, true);
+  }
+}
+
+AutocastGuard::~AutocastGuard() {
+  at::autocast::set_autocast_enabled(type_, previous_);
+  if (!previous_) at::autocast::clear_cache();
+}
+
+Trainer::Trainer(model::Transformer model, OptimOptions optim, TrainOptions train,
+                 const data::DatasetMeta& data, std::string run_dir,
+                 parallel::ParallelState& parallel)
+    : model_(std::move(model)), optim_(optim), train_(std::move(train)), run_dir_(std::move(run_dir)),
+      parallel_(parallel), device_(train_.device),
+      train_split_(data, "train"), sampler_(train_split_, train_.seq_len, train_.seed) {
+  model_->to(device_);
+  evaluator_ = std::make_unique<Evaluator>(data::TokenSplit(data, "val"), train_.seq_len,
+                                           train_.micro_batch, train_.eval_batches, device_);
+  // AdamW on the trainable parameters only (frozen experts and keys are buffers); weight decay
+  // on matrices only.
+  auto decay = model_->decay_parameters(), no_decay = model_->no_decay_parameters();
+  auto adamw = [&](double wd) {
+    return std::make_unique<torch::optim::AdamWOptions>(
+        torch::optim::AdamWOptions(optim_.lr).betas({optim_.beta1, optim_.beta2}).eps(optim_.eps).weight_decay(wd));
+  };
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  groups.emplace_back(decay, adamw(optim_.weight_decay));
+  groups.emplace_back(no_decay, adamw(0.0));
+  optimizer_ = std::make_unique<torch::optim::AdamW>(std::move(groups));
+  params_ = decay;
+  params_.insert(params_.end(), no_decay.begin(), no_decay.end());
+  if (!run_dir_.empty() && parallel_.rank() == 0) {
+    metrics_ = JsonLines(run_dir_ + "/metrics.jsonl");
+    std::filesystem::create_directories(run_dir_ + "/analytics");
+  }
+}
+
+torch::Tensor Trainer::micro_batch(int64_t step, int64_t index) const {
+  // This rank's contiguous slice of the global batch (SPEC §5), then micro-batch `index` of it.
+  const auto per_rank = train_.global_batch / parallel_.world_size();
+  const auto first = parallel_.rank() * per_rank + index * train_.micro_batch;
+  std::vector<int32_t> buf(train_.micro_batch * (train_.seq_len + 1));
+  sampler_.fill(step, train_.global_batch, first, train_.micro_batch, buf.data());
+  return torch::from_blob(buf.data(), {train_.micro_batch, train_.seq_len + 1}, torch::kInt32)
+      .to(torch::kInt64)
+      .to(device_);
+}
+
+double Trainer::train_step(int64_t step) {
+  // ---------------------------- TRAINING STEP BEGIN ----------------------------
+  const double lr = learning_rate(step, optim_.warmup_steps, train_.max_steps, optim_.lr, optim_.min_lr_ratio);
+  for (auto& group : optimizer_->param_groups()) {
+    static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
+  }
+  model_->train();
+  model_->set_collect_stats(true);  // every training token feeds Knowledge Gravity once
+  optimizer_->zero_grad();
+  times_ = {};
+  const auto n_micro = train_.global_batch / parallel_.world_size() / train_.micro_batch;
+  double loss_sum = 0;
+  for (int64_t m = 0; m < n_micro; ++m) {
+    auto batch = micro_batch(step, m);                                        // (B, T+1)
+    auto t0 = Clock::now();
+    torch::Tensor loss;
+    {
+      AutocastGuard autocast(device_, train_.dtype == "bfloat16");
+      loss = model_->loss(batch.narrow(1, 0, train_.seq_len), batch.narrow(1, 1, train_.seq_len));
+    }
+    const double value = loss.item<double>();
+    SOME_REQUIRE(std::isfinite(value), NumericError,
+                 "loss is {} at step {} (micro-batch {}); stopping the run", value, step, m);
+    auto t1 = Clock::now();
+    (loss / static_cast<double>(n_micro)).backward();
+    times_.forward += std::chrono::duration<double>(t1 - t0).count();
+    times_.backward += std::chrono::duration<double>(Clock::now() - t1).count();
+    loss_sum += value;
+  }
+  model_->set_collect_stats(false);
+
+  auto t2 = Clock::now();
+  const double max_norm = optim_.clip > 0 ? optim_.clip : std::numeric_limits<double>::infinity();
+  last_grad_norm_ = torch::nn::utils::clip_grad_norm_(params_, max_norm);
+  SOME_REQUIRE(std::isfinite(last_grad_norm_), NumericError,
+               "gradient norm is {} at step {}; stopping the run", last_grad_norm_, step);
+  optimizer_->step();
+  auto t3 = Clock::now();
+
+  // Knowledge Gravity: statistics of the whole global batch (one allreduce per layer's fused
+  // buffer), then the same deterministic update on every rank.
+  for (auto* layer : model_->some_layers()) {
+    auto* store = layer->key_store();
+    parallel_.world().allreduce_sum(store->stats().flat());
+  }
+  // Routing of this step for the log line, read before the update clears the statistics.
+  pending_routing_ = train_routing_json();
+  int64_t l = 0;
+  for (auto* layer : model_->some_layers()) {
+    layer->key_store()->apply_gravity(train_.seed * 1000003ull + static_cast<uint64_t>(step) * 1009 + l++);
+  }
+  times_.optimizer = std::chrono::duration<double>(t3 - t2).count();
+  times_.key_update = std::chrono::duration<double>(Clock::now() - t3).count();
+  // ----------------------------- TRAINING STEP END -----------------------------
+  return loss_sum / static_cast<double>(n_micro);
+}
+
+nlohmann::json Trainer::train_routing_json() {
+  nlohmann::json out = nlohmann::json::array();
+  auto layers = model_->some_layers();
+  auto indices = model_->some_layer_indices();
+  for (size_t l = 0; l < layers.size(); ++l) {
+    auto* store = layers[l]->key_store();
+    auto r = summarize_routing(indices[l], store->stats().n(), store->keys(), store->mean_top1_score());
+    out.push_back({{"layer", r.layer}, {"gini", r.gini}, {"entropy", r.entropy},
+                   {"dead_experts", r.dead_experts}, {"top1_score", r.top1_score}});
+  }
+  return out;
+}
+
+void Trainer::log_step(int64_t step, double loss, double lr, double tok_s, double elapsed,
+                       const nlohmann::json& routing) {
+  const auto tokens = step * train_.global_batch * train_.seq_len;
+  nlohmann::json j = {{"step", step},       {"tokens", tokens},         {"loss", loss},
+                      {"lr", lr},           {"grad_norm", last_grad_norm_}, {"tokens_per_s", tok_s},
+                      {"elapsed_s", elapsed}};
+  if (!routing.empty()) j["routing"] = routing;
+  metrics_.write(j);
+}
+
+EvalResult Trainer::evaluate_and_log(int64_t step, double loss, double lr, double tok_s, double elapsed) {
+  auto result = evaluator_->run(model_);
+  nlohmann::json routing = nlohmann::json::array();
+  for (auto& r : result.routing) routing.push_back(r.to_json());
+  nlohmann::json j = {{"event", "eval"},   {"step", step},
+                      {"tokens", step * train_.global_batch * train_.seq_len},
+                      {"loss", loss},      {"lr", lr},
+                      {"tokens_per_s", tok_s}, {"elapsed_s", elapsed},
+                      {"val_loss", result.loss}, {"val_ppl", result.ppl},
+                      {"unigram_ppl", evaluator_->unigram_ppl()}, {"routing", routing}};
+  metrics_.write(j);
+  auto log = log::get("train");
+  log->info("eval step {}: val loss {:.4f} | val PPL {:.2f} (unigram PPL {:.2f})", step, result.loss,
+            result.ppl, evaluator_->unigram_ppl());
+  for (auto& r : result.routing) {
+    log->info("  layer {}: gini {:.3f} | entropy {:.3f} ({:.2f} of max) | dead {} | top-1 score {:.3f} | "
+              "key cos {:.3f}{}",
+              r.layer, r.gini, r.entropy, r.entropy_norm, r.dead_experts, r.top1_score, r.key_cos,
+              r.churn ? fmt::format(" | churn {:.3f}", *r.churn) : "");
+  }
+  if (!run_dir_.empty() && parallel_.rank() == 0 && !result.routing.empty()) {
+    Evaluator::write_analytics(fmt::format("{}/analytics/step_{:08d}.h5", run_dir_, step), model_, result);
+  }
+  return result;
+}
+
+TrainSummary Trainer::run() {
+  auto log = log::get("train");
+  const auto tokens_per_step = train_.global_batch * train_.seq_len;
+  log->info("training {} steps of {} sequences x {} tokens ({} tokens/step), {} val windows",
+            train_.max_steps, train_.global_batch, train_.seq_len, tokens_per_step,
+            evaluator_->num_windows());
+  TrainSummary summary;
+  summary.unigram_ppl = evaluator_->unigram_ppl();
+  const auto start = Clock::now();
+  auto window_start = start;
+  int64_t window_steps = 0;
+  double loss = 0, lr = 0, tok_s = 0;
+  Progress progress(static_cast<double>(train_.max_steps));
+  for (int64_t step = 1; step <= train_.max_steps; ++step) {
+    loss = train_step(step);
+    lr = learning_rate(step, optim_.warmup_steps, train_.max_steps, optim_.lr, optim_.min_lr_ratio);
+    summary.steps = step;
+    ++window_steps;
+    const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+    const bool out_of_time = train_.max_minutes > 0 && elapsed >= train_.max_minutes * 60.0;
+    const bool last = step == train_.max_steps || out_of_time;
+    if (step % train_.log_every == 0 || last) {
+      const double window = std::chrono::duration<double>(Clock::now() - window_start).count();
+      tok_s = static_cast<double>(window_steps * tokens_per_step) / std::max(window, 1e-9);
+      window_start = Clock::now();
+      window_steps = 0;
+      double eta = progress.eta_s(static_cast<double>(step));
+      if (train_.max_minutes > 0) eta = std::min(eta, train_.max_minutes * 60.0 - elapsed);
+      log->info("step {:>5}/{} | loss {:.4f} | lr {:.2e} | gnorm {:.3f} | {} tok/s | {} elapsed | ETA {}",
+                step, train_.max_steps, loss, lr, last_grad_norm_, format_count(tok_s),
+                format_duration(elapsed), format_duration(std::max(eta, 0.0)));
+      log_step(step, loss, lr, tok_s, elapsed, pending_routing_);
+      pending_routing_ = nlohmann::json();
+    }
+    if ((train_.eval_every > 0 && step % train_.eval_every == 0) || last) {
+      auto result = evaluate_and_log(step, loss, lr, tok_s, elapsed);
+      summary.val_loss = result.loss;
+      summary.val_ppl = result.ppl;
+    }
+    if (out_of_time) {
+      log->warn("train.max_minutes = {} reached at step {}: stopping", train_.max_minutes, step);
+      summary.stopped_by_time = true;
+      break;
+    }
+  }
+  summary.elapsed_s = std::chrono::duration<double>(Clock::now() - start).count();
+  summary.tokens = summary.steps * tokens_per_step;
+  summary.train_loss = loss;
+  summary.tokens_per_s = static_cast<double>(summary.tokens) / std::max(summary.elapsed_s, 1e-9);
+  if (!run_dir_.empty() && parallel_.rank() == 0) {
+    checkpoints::write_tensors(run_dir_ + "/model.h5", model_->state_tensors());
+    metrics_.write({{"event", "done"}, {"step", summary.steps}, {"tokens", summary.tokens},
+                    {"loss", summary.train_loss}, {"lr", lr}, {"tokens_per_s", summary.tokens_per_s},
+                    {"elapsed_s", summary.elapsed_s}, {"val_loss", summary.val_loss},
+                    {"val_ppl", summary.val_ppl}, {"unigram_ppl", summary.unigram_ppl},
+                    {"stopped_by_time", summary.stopped_by_time}});
+  }
+  return summary;
+}
+
+}  // namespace some::train

@@ -1,0 +1,80 @@
+#pragma once
+// The training loop (SPEC §3, §4, §8): micro-batches -> forward/backward -> clip -> AdamW ->
+// LR -> key statistics allreduce -> Knowledge Gravity; periodic eval, metrics, progress.
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include <torch/torch.h>
+
+#include "common/jsonl.h"
+#include "data/batch_sampler.h"
+#include "data/dataset.h"
+#include "parallel/parallel_state.h"
+#include "src/model/transformer.h"
+#include "src/train/evaluator.h"
+#include "src/train/options.h"
+
+namespace some::train {
+
+struct TrainSummary {
+  int64_t steps = 0;
+  int64_t tokens = 0;
+  double train_loss = 0, val_loss = 0, val_ppl = 0, unigram_ppl = 0;
+  double tokens_per_s = 0, elapsed_s = 0;
+  bool stopped_by_time = false;
+};
+
+// Seconds spent in each phase of the latest step (for the benchmark).
+struct StepTimes {
+  double forward = 0, backward = 0, optimizer = 0, key_update = 0;
+};
+
+class Trainer {
+ public:
+  // run_dir may be empty (no files written: tests and benchmarks).
+  Trainer(model::Transformer model, OptimOptions optim, TrainOptions train,
+          const data::DatasetMeta& data, std::string run_dir, parallel::ParallelState& parallel);
+
+  TrainSummary run();                 // the whole loop, with evals, metrics and the final save
+  double train_step(int64_t step);    // one optimizer step; returns the mean loss
+  const StepTimes& last_step_times() const { return times_; }
+  model::Transformer& model() { return model_; }
+  Evaluator& evaluator() { return *evaluator_; }
+
+ private:
+  model::Transformer model_;
+  OptimOptions optim_;
+  TrainOptions train_;
+  std::string run_dir_;
+  parallel::ParallelState& parallel_;
+  torch::Device device_;
+  data::TokenSplit train_split_;
+  data::BatchSampler sampler_;
+  std::unique_ptr<Evaluator> evaluator_;
+  std::unique_ptr<torch::optim::AdamW> optimizer_;
+  std::vector<torch::Tensor> params_;
+  JsonLines metrics_;
+  StepTimes times_;
+  double last_grad_norm_ = 0;
+  nlohmann::json pending_routing_;  // routing of the latest log step's batch
+
+  torch::Tensor micro_batch(int64_t step, int64_t index) const;  // (B, T+1) on device
+  nlohmann::json train_routing_json();
+  void log_step(int64_t step, double loss, double lr, double tok_s, double elapsed,
+                const nlohmann::json& routing);
+  EvalResult evaluate_and_log(int64_t step, double loss, double lr, double tok_s, double elapsed);
+};
+
+// Enables bf16 autocast on `device` for its lifetime when `enabled`.
+class AutocastGuard {
+ public:
+  AutocastGuard(torch::Device device, bool enabled);
+  ~AutocastGuard();
+
+ private:
+  c10::DeviceType type_;
+  bool previous_;
+};
+
+}  // namespace some::train

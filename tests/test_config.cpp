@@ -1,0 +1,105 @@
+// Config errors name the key, the value and what is allowed; the resolved TOML reads back.
+#include <filesystem>
+#include <fstream>
+
+#include <gtest/gtest.h>
+
+#include "common/errors.h"
+#include "launcher/config.h"
+
+using namespace some;
+using some::launcher::Config;
+
+namespace {
+
+std::string write_toml(const std::string& text) {
+  static int n = 0;
+  auto path = std::filesystem::temp_directory_path() /
+              ("some-config-" + std::to_string(::getpid()) + "-" + std::to_string(n++) + ".toml");
+  std::ofstream(path) << text;
+  return path.string();
+}
+
+// The error message of loading `text` (with optional overrides), which must be a ConfigError.
+std::string config_error(const std::string& text, std::vector<std::string> overrides = {}) {
+  try {
+    launcher::load_config(write_toml(text), overrides);
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "no ConfigError for: " << text;
+  return "";
+}
+
+void expect_mentions(const std::string& msg, std::initializer_list<std::string> parts) {
+  for (const auto& p : parts) EXPECT_NE(msg.find(p), std::string::npos) << "'" << p << "' not in: " << msg;
+}
+
+}  // namespace
+
+TEST(Config, UnknownKeyNamesKeyAndAlternatives) {
+  expect_mentions(config_error("[model]\nd_modle = 64\n"), {"model.d_modle", "model.d_model"});
+}
+
+TEST(Config, UnknownSection) { expect_mentions(config_error("[modle]\nd_model = 64\n"), {"modle", "sections"}); }
+
+TEST(Config, WrongType) {
+  expect_mentions(config_error("[model]\nd_model = \"wide\"\n"), {"model.d_model", "wide", "integer"});
+  expect_mentions(config_error("[router]\nfreeze_keys = 1\n"), {"router.freeze_keys", "boolean"});
+  expect_mentions(config_error("[optim]\nlr = true\n"), {"optim.lr", "number"});
+}
+
+TEST(Config, OutOfRange) {
+  expect_mentions(config_error("[model]\ntop_k = 0\n"), {"model.top_k", "0", "[1,"});
+  expect_mentions(config_error("[gravity]\nema_decay = 1.5\n"), {"gravity.ema_decay", "1.5"});
+  expect_mentions(config_error("[expert]\nsparsity = -0.1\n"), {"expert.sparsity", "-0.1"});
+}
+
+TEST(Config, ChoiceNotAllowed) {
+  expect_mentions(config_error("[router]\nscore = \"euclid\"\n"), {"router.score", "euclid", "cosine", "dot"});
+  expect_mentions(config_error("[model]\nffn = \"moe2\"\n"), {"model.ffn", "moe2", "some", "dense"});
+}
+
+TEST(Config, CrossKeyChecks) {
+  expect_mentions(config_error("[train]\nmicro_batch = 3\nglobal_batch = 8\n"), {"train.global_batch", "8", "3"});
+  expect_mentions(config_error("[model]\nnum_experts = 2\ntop_k = 3\n"), {"model.top_k", "3", "2"});
+  expect_mentions(config_error("[model]\nd_model = 30\nn_heads = 4\n"), {"model.d_model", "30", "4"});
+}
+
+TEST(Config, OverridesAreTypedAndValidated) {
+  expect_mentions(config_error("", {"model.top_k=two"}), {"model.top_k", "two"});
+  expect_mentions(config_error("", {"train.device=tpu"}), {"train.device", "tpu", "cpu", "cuda"});
+  expect_mentions(config_error("", {"gravity.use_beta=yes"}), {"gravity.use_beta", "yes", "boolean"});
+  expect_mentions(config_error("", {"nonsense"}), {"section.key=value"});
+  auto cfg = launcher::load_config("", {"model.top_k=3", "optim.lr=0.5", "router.query=mlp", "gravity.inertia=false"});
+  EXPECT_EQ(cfg.model.top_k, 3);
+  EXPECT_DOUBLE_EQ(cfg.optim.lr, 0.5);
+  EXPECT_EQ(cfg.model.router.query, "mlp");
+  EXPECT_FALSE(cfg.model.gravity.inertia);
+}
+
+TEST(Config, SyntaxErrorNamesFileAndLine) {
+  expect_mentions(config_error("[model]\nd_model = = 3\n"), {".toml:2", "syntax"});
+}
+
+TEST(Config, MissingFileIsADataErrorNamingIt) {
+  EXPECT_THROW(launcher::load_config("/nonexistent/some.toml", {}), DataError);
+}
+
+TEST(Config, ResolvedTomlRoundTrips) {
+  auto cfg = launcher::load_config("", {"model.d_model=96", "router.score=dot", "gravity.alpha=0.125",
+                                        "train.sample_prompt=He said \"hi\"\\n", "optim.clip=0"});
+  auto text = launcher::to_toml(cfg);
+  auto back = launcher::load_config(write_toml(text), {});
+  EXPECT_EQ(launcher::to_toml(back), text);
+  EXPECT_EQ(back.model.d_model, 96);
+  EXPECT_EQ(back.model.router.score, "dot");
+  EXPECT_DOUBLE_EQ(back.model.gravity.alpha, 0.125);
+  EXPECT_EQ(back.train.sample_prompt, cfg.train.sample_prompt);
+}
+
+TEST(Config, ShippedConfigsLoad) {
+  for (auto name : {"default", "tiny", "dense"}) {
+    EXPECT_NO_THROW(launcher::load_config(std::string(SOME_SOURCE_DIR) + "/configs/" + name + ".toml", {})) << name;
+  }
+}

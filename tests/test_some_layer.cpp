@@ -1,0 +1,172 @@
+// Routing (top-k, ties, gates, clamp), grouped expert compute against the naive per-token
+// reference, expert initialisation, and the frozen-expert guarantees (SPEC §1, §2).
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "src/model/expert_shard.h"
+#include "src/model/init.h"
+#include "src/model/key_store.h"
+#include "src/model/some_layer.h"
+#include "src/model/transformer.h"
+
+using namespace some::model;
+
+namespace {
+ModelOptions small_options() {
+  ModelOptions o;
+  o.vocab_size = 50;
+  o.d_model = 16;
+  o.n_layers = 2;
+  o.n_heads = 2;
+  o.max_seq_len = 16;
+  o.num_experts = 6;
+  o.top_k = 2;
+  o.d_expert = 8;
+  return o;
+}
+}  // namespace
+
+TEST(Routing, TopKMatchesSortedScoresAndGatesSumToOne) {
+  torch::manual_seed(0);
+  RouterOptions r;
+  r.temperature = 0.5;
+  auto q = torch::randn({40, 8}), keys = torch::randn({10, 8});
+  auto routing = route(q, keys, 3, r);
+  auto scores = routing_scores(q, keys, true);
+  auto expected = std::get<1>(scores.topk(3, 1));
+  EXPECT_TRUE(torch::equal(routing.indices, expected));
+  EXPECT_TRUE(torch::allclose(routing.gates.sum(1), torch::ones({40}), 0, 1e-6));
+  // Gate = softmax of the selected scores / tau, best expert gets the largest gate.
+  auto manual = torch::softmax(scores.gather(1, expected) / 0.5, 1);
+  EXPECT_TRUE(torch::allclose(routing.gates, manual, 0, 1e-6));
+  EXPECT_TRUE((routing.gates.select(1, 0) >= routing.gates.select(1, 2)).all().item<bool>());
+}
+
+TEST(Routing, TiesGoToTheLowerIndex) {
+  RouterOptions r;
+  auto keys = torch::tensor({0.f, 1.f, 1.f, 0.f, 1.f, 0.f, 1.f, 0.f}).view({4, 2});  // 1, 2, 3 equal
+  auto q = torch::tensor({1.f, 0.f}).view({1, 2});
+  auto routing = route(q, keys, 2, r);
+  EXPECT_EQ(routing.indices[0][0].item<int64_t>(), 1);
+  EXPECT_EQ(routing.indices[0][1].item<int64_t>(), 2);
+}
+
+TEST(Routing, LogitClampBoundsTheGateLogits) {
+  RouterOptions r;
+  r.temperature = 0.001;  // cosine scores / tau would be ~1000
+  r.logit_clamp = 2.0;
+  auto keys = torch::tensor({1.f, 0.f, 0.f, 1.f}).view({2, 2});
+  auto q = torch::tensor({1.f, 0.f}).view({1, 2});  // scores (1, 0) -> logits clamp to (2, 0)
+  auto routing = route(q, keys, 2, r);
+  auto expected = torch::softmax(torch::tensor({2.f, 0.f}), 0);
+  EXPECT_TRUE(torch::allclose(routing.gates[0], expected, 0, 1e-6));
+}
+
+TEST(Routing, DotScoresAreRawProducts) {
+  RouterOptions r;
+  r.score = "dot";
+  auto keys = torch::tensor({2.f, 0.f, 0.f, 1.f}).view({2, 2});
+  auto q = torch::tensor({1.f, 3.f}).view({1, 2});
+  EXPECT_TRUE(torch::allclose(routing_scores(q, keys, false), torch::tensor({2.f, 3.f}).view({1, 2})));
+  EXPECT_EQ(route(q, keys, 1, r).indices[0][0].item<int64_t>(), 1);
+}
+
+TEST(Experts, GroupedEqualsNaiveIncludingEmptyExperts) {
+  torch::manual_seed(1);
+  ExpertOptions opts;
+  ExpertShard shard(0, 0, 5, 12, 7, opts, 42);
+  std::vector<int64_t> counts = {3, 0, 4, 0, 2};  // experts 1 and 3 get no tokens
+  std::vector<int64_t> expert_of;
+  for (int64_t e = 0; e < 5; ++e) expert_of.insert(expert_of.end(), counts[e], e);
+  auto x = torch::randn({9, 12});
+  auto grouped = shard->forward(x, counts);
+  auto naive = shard->forward_naive(x, torch::tensor(expert_of));
+  EXPECT_TRUE(torch::allclose(grouped, naive, 1e-5, 1e-6));
+}
+
+TEST(Experts, SeededPerExpertIndependentOfSharding) {
+  ExpertOptions opts;
+  ExpertShard all(2, 0, 8, 16, 8, opts, 7);
+  ExpertShard upper(2, 4, 4, 16, 8, opts, 7);  // experts 4..7 only, as on a second rank
+  EXPECT_TRUE(torch::equal(all->w_down.narrow(0, 4, 4), upper->w_down));
+  EXPECT_TRUE(torch::equal(all->w_up.narrow(0, 4, 4), upper->w_up));
+}
+
+TEST(Experts, InitMethods) {
+  auto gen = seeded_generator(1, 0, 0, InitStream::kExpertDown);
+  auto sparse = init_expert_matrix(64, 32, "sparse", 0.75, gen);
+  EXPECT_EQ((sparse == 0).sum().item<int64_t>(), 64 * 32 * 3 / 4);
+  auto ortho = init_expert_matrix(64, 32, "orthogonal", 0, gen);  // orthonormal columns
+  EXPECT_TRUE(torch::allclose(torch::matmul(ortho.t(), ortho), torch::eye(32), 0, 1e-4));
+  auto wide = init_expert_matrix(16, 32, "orthogonal", 0, gen);   // orthonormal rows
+  EXPECT_TRUE(torch::allclose(torch::matmul(wide, wide.t()), torch::eye(16), 0, 1e-4));
+  auto dflt = init_expert_matrix(64, 32, "default", 0, gen);
+  EXPECT_LE(dflt.abs().max().item<float>(), 1.0 / std::sqrt(32.0) + 1e-6);
+  auto keys = init_keys(5, 9, 3, 1);
+  EXPECT_TRUE(torch::allclose(keys.norm(2, 1), torch::ones({5}), 0, 1e-5));
+}
+
+TEST(SoMELayer, OutputEqualsPerTokenSumOfGatedExperts) {
+  torch::manual_seed(2);
+  auto opts = small_options();
+  SoMELayer layer(opts, 0);
+  auto x = torch::randn({11, opts.d_model});
+  auto y = layer.forward(x);
+  const auto& r = layer.last_routing();
+  auto& w = layer.experts();
+  for (int64_t t = 0; t < 11; ++t) {
+    auto expected = torch::zeros({opts.d_model});
+    for (int64_t j = 0; j < opts.top_k; ++j) {
+      auto e = r.indices[t][j].item<int64_t>();
+      auto h = torch::gelu(torch::mv(w->w_down[e], x[t]));
+      expected += r.gates[t][j] * torch::mv(w->w_up[e], h);
+    }
+    EXPECT_TRUE(torch::allclose(y[t], expected, 1e-5, 1e-6)) << "token " << t;
+  }
+}
+
+TEST(SoMELayer, StatisticsOnlyWhenCollecting) {
+  auto opts = small_options();
+  SoMELayer layer(opts, 0);
+  auto x = torch::randn({7, opts.d_model});
+  layer.forward(x);
+  EXPECT_EQ(layer.key_store()->stats().n().sum().item<float>(), 0.f);
+  layer.collect_stats = true;
+  layer.forward(x);
+  EXPECT_EQ(layer.key_store()->stats().n().sum().item<float>(), 7.f * opts.top_k);
+}
+
+TEST(SoMELayer, GradientsReachQueryAndInputButNotExperts) {
+  auto opts = small_options();
+  SoMELayer layer(opts, 0);
+  auto x = torch::randn({9, opts.d_model}, torch::requires_grad());
+  layer.forward(x).pow(2).sum().backward();
+  EXPECT_TRUE(x.grad().defined());
+  EXPECT_GT(x.grad().abs().sum().item<float>(), 0.f);
+  for (auto& p : layer.named_parameters()) {
+    ASSERT_TRUE(p.value().grad().defined()) << p.key();
+    EXPECT_GT(p.value().grad().abs().sum().item<float>(), 0.f) << p.key();
+  }
+  EXPECT_FALSE(layer.experts()->w_down.requires_grad());
+  EXPECT_FALSE(layer.experts()->w_down.grad().defined());
+  EXPECT_FALSE(layer.key_store()->keys().grad().defined());
+  // Only the query network is trainable in a SoME layer.
+  for (auto& p : layer.named_parameters()) EXPECT_EQ(p.key().rfind("query.", 0), 0u) << p.key();
+}
+
+TEST(Transformer, GlobalNamesAndTrainableSplit) {
+  auto opts = small_options();
+  opts.some_layers = "every_other";
+  Transformer model(opts);
+  auto state = model->state_tensors();
+  EXPECT_TRUE(state.count("layers.1.some.keys"));
+  EXPECT_TRUE(state.count("layers.1.some.usage"));
+  EXPECT_TRUE(state.count("layers.1.some.experts.w_down"));
+  EXPECT_TRUE(state.count("layers.0.dense.up.weight"));
+  EXPECT_EQ(model->some_layer_indices(), std::vector<int64_t>{1});
+  int64_t trainable = 0;
+  for (auto& p : model->decay_parameters()) trainable += p.numel();
+  for (auto& p : model->no_decay_parameters()) trainable += p.numel();
+  EXPECT_EQ(trainable, model->num_parameters(true));
+  EXPECT_GT(model->num_parameters(false), model->num_parameters(true));
+}
