@@ -23,7 +23,9 @@ void add_generate_command(CLI::App& app) {
   cmd->add_option("--data", args->data_dir, "dataset directory (default: the run's data.dir)");
   cmd->callback([args] {
     auto run = load_run(args->run_dir, {}, args->data_dir);
-    auto out = train::sample(run.model, run.tokenizer->encode(args->prompt), args->sample, run.device);
+    auto prompt = run.tokenizer->encode(args->prompt);
+    if (prompt.empty()) prompt.push_back(run.tokenizer->eos_id());  // an empty prompt starts a document
+    auto out = train::sample(run.model, prompt, args->sample, run.device);
     std::cout << args->prompt << " " << run.tokenizer->decode(out) << "\n";
   });
 }

@@ -4,6 +4,7 @@
 #include <fstream>
 #include <iostream>
 
+#include "common/cuda_info.h"
 #include "common/logging.h"
 #include "launcher/commands.h"
 #include "launcher/session.h"
@@ -17,15 +18,15 @@ namespace some::launcher {
 
 namespace {
 struct TrainArgs {
-  std::string config = "configs/default.toml";
+  std::string config;  // empty: configs/default.toml
   std::vector<std::string> overrides;
   std::string run_dir;
   std::string data_dir;
 };
 
 void run_train(const TrainArgs& args) {
-  Config cfg = load_config(fs::exists(args.config) || args.config != "configs/default.toml" ? args.config : "",
-                           args.overrides);
+  const auto config_path = args.config.empty() ? default_config_path() : args.config;
+  Config cfg = load_config(config_path, args.overrides);
   if (!args.data_dir.empty()) cfg.data_dir = args.data_dir;
   const auto device = select_device(cfg);  // fail before any work
   set_threads(cfg);
@@ -39,8 +40,10 @@ void run_train(const TrainArgs& args) {
 
   auto parallel = parallel::ParallelState::single_process();
   model::Transformer model(model_options(cfg, meta));
+  log->info("config {} -> {}/config.toml", config_path, run_dir);
   log->info("run directory {} | device {} | {} threads | {}", run_dir, device.str(), torch::get_num_threads(),
             parallel.describe());
+  if (device.is_cuda()) log->info("{}", describe_cuda_devices());
   log->info("model: {} parameters ({} trainable), {} layers, d_model {}, ffn {}{}",
             model->num_parameters(false), model->num_parameters(true), cfg.model.n_layers, cfg.model.d_model,
             cfg.model.ffn,
@@ -60,7 +63,9 @@ void run_train(const TrainArgs& args) {
     auto tokenizer = data::Tokenizer::load(run_dir + "/tokenizer.model");
     train::SampleOptions sample;
     sample.max_new_tokens = cfg.train.sample_tokens;
-    auto out = train::sample(trainer.model(), tokenizer.encode(cfg.train.sample_prompt), sample, device);
+    auto prompt = tokenizer.encode(cfg.train.sample_prompt);
+    if (prompt.empty()) prompt.push_back(tokenizer.eos_id());  // an empty prompt starts a document
+    auto out = train::sample(trainer.model(), prompt, sample, device);
     std::cout << fmt::format("sample ({} tokens, temperature {}, top-k {}):\n{} {}\n", out.size(),
                              sample.temperature, sample.top_k, cfg.train.sample_prompt, tokenizer.decode(out));
   }
@@ -72,7 +77,7 @@ void run_train(const TrainArgs& args) {
 void add_train_command(CLI::App& app) {
   auto args = std::make_shared<TrainArgs>();
   auto* cmd = app.add_subcommand("train", "Train a model (no arguments: the default SoME model on the default corpus)");
-  cmd->add_option("--config", args->config, "TOML config file")->capture_default_str();
+  cmd->add_option("--config", args->config, "TOML config file (default: configs/default.toml)");
   cmd->add_option("--set", args->overrides, "section.key=value override (repeatable)");
   cmd->add_option("--run-dir", args->run_dir, "run directory (default runs/<timestamp>)");
   cmd->add_option("--data", args->data_dir, "dataset directory (overrides data.dir)");

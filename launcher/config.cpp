@@ -71,7 +71,7 @@ std::vector<Entry> schema(Config& c) {
       {"optim.weight_decay", &o.weight_decay, "AdamW weight decay on matrices", 0, 10},
       {"optim.beta1", &o.beta1, "AdamW beta1", 0, 0.999999},
       {"optim.beta2", &o.beta2, "AdamW beta2", 0, 0.999999},
-      {"optim.eps", &o.eps, "AdamW epsilon", 0, 1},
+      {"optim.eps", &o.eps, "AdamW epsilon", 1e-30, 1},
       {"optim.warmup_steps", &o.warmup_steps, "linear warmup steps", 0, 1e12},
       {"optim.min_lr_ratio", &o.min_lr_ratio, "cosine floor as a fraction of lr", 0, 1},
       {"optim.clip", &o.clip, "gradient-norm clip; 0 = off", 0, kInf},
@@ -105,8 +105,9 @@ std::string type_name(const Entry& e) {
 std::string allowed(const Entry& e) {
   if (!e.choices.empty()) return fmt::format("one of {}", fmt::join(e.choices, ", "));
   if (e.target.index() <= 2) {
-    if (e.max == kInf) return fmt::format("a {} >= {}", type_name(e), e.min);
-    return fmt::format("a {} in [{}, {}]", type_name(e), e.min, e.max);
+    const char* article = e.target.index() <= 1 ? "an" : "a";
+    if (e.max == kInf) return fmt::format("{} {} >= {}", article, type_name(e), e.min);
+    return fmt::format("{} {} in [{}, {}]", article, type_name(e), e.min, e.max);
   }
   return "a " + type_name(e);
 }
@@ -260,6 +261,10 @@ void validate(const Config& c) {
   const auto& t = c.train;
   if (t.global_batch % t.micro_batch != 0) {
     fail(fmt::format("train.global_batch = {} must be a multiple of train.micro_batch = {}", t.global_batch, t.micro_batch));
+  }
+  if (m.gravity.decay_threshold < 0 && m.gravity.decay_threshold != -1) {
+    fail(fmt::format("gravity.decay_threshold = {} is not allowed: expected -1 (use the percentile) or a "
+                     "number >= 0", m.gravity.decay_threshold));
   }
   if (m.ffn == "some" && m.n_layers < 2 && m.some_layers == "every_other") {
     fail("model.some_layers = \"every_other\" needs model.n_layers >= 2 (layer 1 gets the SoME layer)");

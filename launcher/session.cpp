@@ -36,8 +36,25 @@ std::string make_run_dir(const std::string& requested) {
     dir = base;
     for (int i = 1; fs::exists(dir); ++i) dir = fmt::format("{}-{}", base, i);
   }
+  // One run per directory: metrics.jsonl and the analytics would otherwise mix two runs.
+  if (fs::exists(fs::path(dir) / "metrics.jsonl")) {
+    throw ConfigError(fmt::format("run directory '{}' already holds a run (metrics.jsonl); choose another --run-dir", dir));
+  }
   fs::create_directories(dir);
   return dir;
+}
+
+std::string default_config_path() {
+  const std::string relative = "configs/default.toml";
+  if (fs::exists(relative)) return relative;
+  // Run from elsewhere: the repository the binary was built in (build/bin/some).
+  std::error_code ec;
+  auto exe = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    auto beside = exe.parent_path().parent_path().parent_path() / relative;
+    if (fs::exists(beside)) return beside.string();
+  }
+  throw DataError("configs/default.toml not found (run from the repository root, or pass --config FILE)");
 }
 
 torch::Device select_device(const Config& cfg) {

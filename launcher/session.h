@@ -18,6 +18,8 @@ namespace some::launcher {
 data::DatasetMeta ensure_dataset(const std::string& dir);
 // Creates `requested` or runs/<timestamp>, and returns its path.
 std::string make_run_dir(const std::string& requested);
+// configs/default.toml of the working directory, else of the repository holding the binary.
+std::string default_config_path();
 torch::Device select_device(const Config& cfg);   // ConfigError when cuda is asked and absent
 void set_threads(const Config& cfg, int local_ranks = 1);
 model::ModelOptions model_options(const Config& cfg, const data::DatasetMeta& meta);

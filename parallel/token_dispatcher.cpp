@@ -12,7 +12,10 @@ std::pair<Tensor, DispatchPlan> LocalTokenDispatcher::dispatch(const Tensor& x,
   auto flat = indices.reshape({-1});                                              // (M,)
   plan.order = std::get<1>(flat.sort(/*stable=*/std::optional<bool>(true), 0, false));  // (M,)
   plan.token_of = plan.order.div(k, "floor");                                     // (M,)
-  auto counts = torch::bincount(flat, {}, num_experts_).cpu();                   // (E,)
+  // The one host synchronisation of dispatch: the split sizes drive the grouped GEMM loop.
+  auto counts = torch::zeros({num_experts_}, flat.options())
+                    .index_add_(0, flat, torch::ones_like(flat))
+                    .cpu();                                                        // (E,)
   plan.expert_counts.assign(counts.data_ptr<int64_t>(), counts.data_ptr<int64_t>() + num_experts_);
   return {x.index_select(0, plan.token_of), std::move(plan)};                     // (M, d)
 }

@@ -55,6 +55,11 @@ TEST(Config, OutOfRange) {
   expect_mentions(config_error("[expert]\nsparsity = -0.1\n"), {"expert.sparsity", "-0.1"});
 }
 
+TEST(Config, ValuesThatWouldOnlyFailDuringTraining) {
+  expect_mentions(config_error("[optim]\neps = 0.0\n"), {"optim.eps", "0"});
+  expect_mentions(config_error("[gravity]\ndecay_threshold = -0.5\n"), {"gravity.decay_threshold", "-0.5", "-1"});
+}
+
 TEST(Config, ChoiceNotAllowed) {
   expect_mentions(config_error("[router]\nscore = \"euclid\"\n"), {"router.score", "euclid", "cosine", "dot"});
   expect_mentions(config_error("[model]\nffn = \"moe2\"\n"), {"model.ffn", "moe2", "some", "dense"});

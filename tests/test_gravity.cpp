@@ -173,3 +173,24 @@ TEST(GravityStats, PeerSumEqualsCTimesK) {
   }
   expect_near(torch::matmul(stats.C(), keys), expected, 1e-4);
 }
+
+TEST(Gravity, PercentileDecayReachesExpertsTiedAtTheBottom) {
+  // Six of ten experts never selected: their usage ties at 0, which is also the 10th
+  // percentile. They are the ones decay exists for, so all six decay; the used four do not.
+  const int64_t E = 10, d = 3;
+  auto keys = torch::ones({E, d});
+  auto usage = torch::zeros({E});
+  auto n = torch::tensor({0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 4.f, 4.f, 4.f, 4.f});
+  GravityOptions g;
+  g.use_alpha = g.use_beta = g.use_repulsion = false;
+  g.delta = 0.5;
+  auto decayed = knowledge_gravity(keys, usage, n, torch::zeros({E, d}), torch::zeros({E, E}), 2, g);
+  auto expected = torch::tensor({1, 1, 1, 1, 1, 1, 0, 0, 0, 0}, torch::kBool);
+  EXPECT_TRUE(torch::equal(decayed, expected)) << decayed;
+  expect_near(keys.select(1, 0), torch::where(expected, 0.5f, 1.f));
+  // All usages equal: nobody is below anybody, nothing decays.
+  auto flat_usage = torch::ones({E});
+  auto none = knowledge_gravity(keys, flat_usage, torch::full({E}, 2.f), torch::zeros({E, d}),
+                                torch::zeros({E, E}), 2, g);
+  EXPECT_FALSE(none.any().item<bool>());
+}

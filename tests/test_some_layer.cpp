@@ -170,3 +170,12 @@ TEST(Transformer, GlobalNamesAndTrainableSplit) {
   EXPECT_EQ(trainable, model->num_parameters(true));
   EXPECT_GT(model->num_parameters(false), model->num_parameters(true));
 }
+
+TEST(SoMELayer, UsageStartsAtFairShareForEmaAndZeroForCumulative) {
+  auto opts = small_options();
+  SoMELayer ema(opts, 0);
+  EXPECT_TRUE(torch::equal(ema.key_store()->usage(), torch::ones({opts.num_experts})));
+  opts.gravity.usage = "cumulative";
+  SoMELayer cumulative(opts, 0);
+  EXPECT_TRUE(torch::equal(cumulative.key_store()->usage(), torch::zeros({opts.num_experts})));
+}

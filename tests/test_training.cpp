@@ -147,3 +147,42 @@ TEST(Training, RunHonoursMaxMinutesAndLearns) {
   EXPECT_LT(summary.elapsed_s, 30.0);
   EXPECT_LT(summary.val_ppl, summary.unigram_ppl) << "the model learned nothing beyond unigrams";
 }
+
+TEST(Training, BFloat16AutocastTrainsAndKeepsKeysFp32) {
+  Fixture f;
+  auto first_loss = [&](const std::string& dtype, model::Transformer& model) {
+    auto t = tiny_train();
+    t.dtype = dtype;
+    train::Trainer trainer(model, {}, t, f.meta, "", f.parallel);
+    double first = trainer.train_step(1);
+    for (int64_t step = 2; step <= 3; ++step) EXPECT_TRUE(std::isfinite(trainer.train_step(step)));
+    return first;
+  };
+  torch::manual_seed(9);
+  model::Transformer fp32(tiny_model(f.meta.vocab_size));
+  torch::manual_seed(9);
+  model::Transformer bf16(tiny_model(f.meta.vocab_size));
+  double a = first_loss("float32", fp32), b = first_loss("bfloat16", bf16);
+  EXPECT_NEAR(a, b, 0.02 * a);
+  for (auto* l : bf16->some_layers()) {
+    EXPECT_EQ(l->key_store()->keys().scalar_type(), torch::kFloat32);
+    EXPECT_EQ(l->key_store()->stats().flat().scalar_type(), torch::kFloat32);
+  }
+}
+
+TEST(Training, CudaDeviceMatchesCpu) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device: the single-GPU path is not exercised here";
+  Fixture f;
+  auto losses = [&](const std::string& device) {
+    torch::manual_seed(4);
+    model::Transformer model(tiny_model(f.meta.vocab_size));
+    auto t = tiny_train();
+    t.device = device;
+    train::Trainer trainer(model, {}, t, f.meta, "", f.parallel);
+    std::vector<double> out;
+    for (int64_t step = 1; step <= 5; ++step) out.push_back(trainer.train_step(step));
+    return out;
+  };
+  auto cpu = losses("cpu"), gpu = losses("cuda");
+  for (size_t s = 0; s < cpu.size(); ++s) EXPECT_NEAR(cpu[s], gpu[s], 1e-3 * cpu[s]) << "step " << s + 1;
+}

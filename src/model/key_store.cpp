@@ -25,20 +25,24 @@ void GravityStats::to(torch::Device device) {
 }
 
 void GravityStats::add(const Routing& r) {
+  // index_add_ rather than bincount: no host synchronisation on CUDA.
   torch::NoGradGuard no_grad;
   const auto k = r.indices.size(1);
   auto flat_idx = r.indices.reshape({-1});                                   // (N*k,)
-  n_.add_(torch::bincount(flat_idx, {}, E_).to(torch::kFloat32));
+  n_.index_add_(0, flat_idx, torch::ones({flat_idx.size(0)}, n_.options()));
   // S_i += sum of the normalised queries of the tokens that selected i.
   auto q_rep = r.qhat.unsqueeze(1).expand({-1, k, -1}).reshape({-1, d_});     // (N*k, d)
   S_.index_add_(0, flat_idx, q_rep);
   if (k > 1) {
-    // C_ij += #tokens that selected both i and j (i != j): all ordered pairs of a token's
-    // selection, counted by one bincount over i*E + j.
-    auto pairs = r.indices.unsqueeze(2) * E_ + r.indices.unsqueeze(1);      // (N, k, k)
-    auto off_diag = ~torch::eye(k, torch::dtype(torch::kBool).device(pairs.device()));
-    auto pair_idx = pairs.masked_select(off_diag.unsqueeze(0));              // (N*k*(k-1),)
-    C_.view({-1}).add_(torch::bincount(pair_idx, {}, E_ * E_).to(torch::kFloat32));
+    // C_ij += #tokens that selected both i and j (i != j): every ordered pair (a, b), a != b, of
+    // a token's selection, as flat indices i*E + j.
+    std::vector<int64_t> off_diag;
+    for (int64_t a = 0; a < k; ++a)
+      for (int64_t b = 0; b < k; ++b)
+        if (a != b) off_diag.push_back(a * k + b);
+    auto pairs = (r.indices.unsqueeze(2) * E_ + r.indices.unsqueeze(1)).reshape({-1, k * k});  // (N, k*k)
+    auto pair_idx = pairs.index_select(1, torch::tensor(off_diag, pairs.options())).reshape({-1});
+    C_.view({-1}).index_add_(0, pair_idx, torch::ones({pair_idx.size(0)}, C_.options()));
   }
 }
 
@@ -74,8 +78,7 @@ Tensor knowledge_gravity(Tensor& keys, Tensor& usage, const Tensor& n, const Ten
   const auto old = keys.clone();  // Jacobi: every force reads the keys from before the update
 
   // Usage: fraction of this step's selections, scaled so a fair share is 1.
-  auto total = n.sum();
-  auto share = total.item<double>() > 0 ? n * (static_cast<double>(E) / total) : torch::zeros_like(n);
+  auto share = n * static_cast<double>(E) / n.sum().clamp_min(1.0);       // E n_i / (k N)
   if (g.usage == "ema") {
     usage.mul_(g.ema_decay).add_(share, 1.0 - g.ema_decay);
   } else {
@@ -104,10 +107,15 @@ Tensor knowledge_gravity(Tensor& keys, Tensor& usage, const Tensor& n, const Ten
 
   auto decayed = torch::zeros({E}, usage.options().dtype(torch::kBool));
   if (g.use_delta && g.delta != 0) {
-    double threshold = g.decay_threshold >= 0
-                           ? g.decay_threshold
-                           : torch::quantile(usage, g.decay_percentile / 100.0).item<double>();
-    decayed = usage < threshold;
+    if (g.decay_threshold >= 0) {
+      decayed = usage < g.decay_threshold;
+    } else {
+      // At or below the percentile, so that experts tied at the bottom (typically several never
+      // selected, all at the same usage) still decay; when every usage is equal nobody is below
+      // anybody and nothing decays.
+      auto q = torch::quantile(usage, g.decay_percentile / 100.0);
+      decayed = (usage <= q) & (usage < usage.max());
+    }
     keys.mul_(torch::where(decayed, 1.0 - g.delta, 1.0).unsqueeze(1));
   }
   if (g.max_key_norm > 0) {
@@ -137,16 +145,14 @@ void KeyStore::accumulate(const Routing& r) {
   auto top1 = r.scores.select(1, 0).sum();
   top1_sum_ = top1_sum_.defined() ? top1_sum_ + top1 : top1;
   if (gravity_.restart_below > 0) {
+    // An evenly strided subset of every micro-batch: deterministic, bounded, and every
+    // micro-batch of the step is represented equally.
     auto q = r.qhat, top1 = r.indices.select(1, 0);
+    const auto stride = std::max<int64_t>(1, q.size(0) / kRestartPool);
+    q = q.slice(0, 0, q.size(0), stride);
+    top1 = top1.slice(0, 0, top1.size(0), stride);
     pool_q_ = pool_q_.defined() ? torch::cat({pool_q_, q}) : q;
     pool_top1_ = pool_top1_.defined() ? torch::cat({pool_top1_, top1}) : top1;
-    if (pool_q_.size(0) > kRestartPool) {
-      // Keep an evenly strided subset: deterministic, and spans the whole step.
-      auto keep = torch::linspace(0, pool_q_.size(0) - 1, kRestartPool, pool_top1_.options())
-                      .to(torch::kLong);
-      pool_q_ = pool_q_.index_select(0, keep);
-      pool_top1_ = pool_top1_.index_select(0, keep);
-    }
   }
 }
 

@@ -83,8 +83,8 @@ class KeyStore {
   GravityOptions gravity_;
   std::optional<GravityStats> stats_;
   torch::Tensor top1_sum_;  // () sum of top-1 scores this step, for the log line
-  // Up to kRestartPool normalised queries of this step with their top-1 expert, the pool a
-  // dead key is re-seeded from (gravity.restart_below).
+  // About kRestartPool normalised queries per micro-batch of this step with their top-1 expert:
+  // the pool a dead key is re-seeded from (gravity.restart_below).
   static constexpr int64_t kRestartPool = 256;
   torch::Tensor pool_q_, pool_top1_;
 };

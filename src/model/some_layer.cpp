@@ -18,7 +18,9 @@ SoMELayer::SoMELayer(const ModelOptions& opts, int64_t layer) : opts_(opts) {
   experts_ = register_module(
       "experts", ExpertShard(layer, 0, E, d, opts.d_expert, opts.expert, opts.seed));
   auto keys = register_buffer("keys", init_keys(E, d, opts.seed, layer));
-  auto usage = register_buffer("usage", torch::zeros({E}));
+  // EMA usage starts at the fair share (1) so inertia and restart thresholds mean the same from
+  // step 1; cumulative usage counts from 0.
+  auto usage = register_buffer("usage", opts.gravity.usage == "ema" ? torch::ones({E}) : torch::zeros({E}));
   key_store_ = std::make_unique<KeyStore>(keys, usage, opts.top_k, opts.router, opts.gravity);
   dispatcher_ = std::make_unique<parallel::LocalTokenDispatcher>(E);
 }

@@ -1,9 +1,13 @@
 #include "src/train/generate.h"
 
+#include "common/check.h"
+#include "common/errors.h"
+
 namespace some::train {
 
 std::vector<int32_t> sample(model::Transformer& model, std::vector<int32_t> tokens,
                             const SampleOptions& opts, torch::Device device) {
+  SOME_REQUIRE(!tokens.empty(), Error, "sampling needs a prompt of at least one token");
   torch::NoGradGuard no_grad;
   model->eval();
   model->set_collect_stats(false);

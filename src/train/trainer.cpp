@@ -82,7 +82,7 @@ double Trainer::train_step(int64_t step) {
   optimizer_->zero_grad();
   times_ = {};
   const auto n_micro = train_.global_batch / parallel_.world_size() / train_.micro_batch;
-  double loss_sum = 0;
+  std::vector<torch::Tensor> losses;  // kept on the device: one host sync per step, not per micro-batch
   for (int64_t m = 0; m < n_micro; ++m) {
     auto batch = micro_batch(step, m);                                        // (B, T+1)
     auto t0 = Clock::now();
@@ -91,16 +91,20 @@ double Trainer::train_step(int64_t step) {
       AutocastGuard autocast(device_, train_.dtype == "bfloat16");
       loss = model_->loss(batch.narrow(1, 0, train_.seq_len), batch.narrow(1, 1, train_.seq_len));
     }
-    const double value = loss.item<double>();
-    SOME_REQUIRE(std::isfinite(value), NumericError,
-                 "loss is {} at step {} (micro-batch {}); stopping the run", value, step, m);
     auto t1 = Clock::now();
     (loss / static_cast<double>(n_micro)).backward();
     times_.forward += std::chrono::duration<double>(t1 - t0).count();
     times_.backward += std::chrono::duration<double>(Clock::now() - t1).count();
-    loss_sum += value;
+    losses.push_back(loss.detach());
   }
   model_->set_collect_stats(false);
+  auto micro_losses = torch::stack(losses).to(torch::kFloat64).cpu();            // (n_micro,)
+  for (int64_t m = 0; m < n_micro; ++m) {
+    const double value = micro_losses[m].item<double>();
+    SOME_REQUIRE(std::isfinite(value), NumericError,
+                 "loss is {} at step {} (micro-batch {}); stopping the run", value, step, m);
+  }
+  const double loss_sum = micro_losses.sum().item<double>();
 
   auto t2 = Clock::now();
   const double max_norm = optim_.clip > 0 ? optim_.clip : std::numeric_limits<double>::infinity();
@@ -116,8 +120,8 @@ double Trainer::train_step(int64_t step) {
     auto* store = layer->key_store();
     parallel_.world().allreduce_sum(store->stats().flat());
   }
-  // Routing of this step for the log line, read before the update clears the statistics.
-  pending_routing_ = train_routing_json();
+  // Routing of this step for its log line, read before the update clears the statistics.
+  if (step % train_.log_every == 0 || step == train_.max_steps) pending_routing_ = train_routing_json();
   int64_t l = 0;
   for (auto* layer : model_->some_layers()) {
     layer->key_store()->apply_gravity(train_.seed * 1000003ull + static_cast<uint64_t>(step) * 1009 + l++);
@@ -134,9 +138,7 @@ nlohmann::json Trainer::train_routing_json() {
   auto indices = model_->some_layer_indices();
   for (size_t l = 0; l < layers.size(); ++l) {
     auto* store = layers[l]->key_store();
-    auto r = summarize_routing(indices[l], store->stats().n(), store->keys(), store->mean_top1_score());
-    out.push_back({{"layer", r.layer}, {"gini", r.gini}, {"entropy", r.entropy},
-                   {"dead_experts", r.dead_experts}, {"top1_score", r.top1_score}});
+    out.push_back(summarize_routing(indices[l], store->stats().n(), store->keys(), store->mean_top1_score()).to_json());
   }
   return out;
 }
@@ -215,6 +217,8 @@ TrainSummary Trainer::run() {
       auto result = evaluate_and_log(step, loss, lr, tok_s, elapsed);
       summary.val_loss = result.loss;
       summary.val_ppl = result.ppl;
+      window_start = Clock::now();  // evaluation time is not training throughput
+      window_steps = 0;
     }
     if (out_of_time) {
       log->warn("train.max_minutes = {} reached at step {}: stopping", train_.max_minutes, step);
