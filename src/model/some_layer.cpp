@@ -36,20 +36,22 @@ torch::Tensor SoMELayer::forward(const torch::Tensor& x) {
   return dispatcher_->combine(expert_out, last_.gates, plan);          // (N, d)
 }
 
+double SoMELayer::query_flops_per_token() const {
+  const double d = opts_.d_model;
+  const double dq = opts_.router.mlp_hidden > 0 ? opts_.router.mlp_hidden : 2 * d;
+  return opts_.router.query == "mlp" ? 2 * (2 * d * dq) : 2 * d * d;
+}
+
 double SoMELayer::forward_flops_per_token() const {
   const double d = opts_.d_model, E = opts_.num_experts, k = opts_.top_k, h = opts_.d_expert;
-  const double dq = opts_.router.mlp_hidden > 0 ? opts_.router.mlp_hidden : 2 * d;
-  const double query = opts_.router.query == "mlp" ? 2 * (2 * d * dq) : 2 * d * d;
-  return query + 2 * d * E /* scores */ + k * 2 * (2 * d * h) /* experts */;
+  return query_flops_per_token() + 2 * d * E /* scores */ + k * 2 * (2 * d * h) /* experts */;
 }
 
 double SoMELayer::backward_flops_per_token() const {
   const double d = opts_.d_model, E = opts_.num_experts, k = opts_.top_k, h = opts_.d_expert;
-  const double dq = opts_.router.mlp_hidden > 0 ? opts_.router.mlp_hidden : 2 * d;
-  const double query = opts_.router.query == "mlp" ? 2 * (2 * d * dq) : 2 * d * d;
   // Query net: input and weight gradients; scores: query gradient only; frozen experts: input
   // gradient only (no weight gradient).
-  return 2 * query + 2 * d * E + k * 2 * (2 * d * h);
+  return 2 * query_flops_per_token() + 2 * d * E + k * 2 * (2 * d * h);
 }
 
 }  // namespace some::model

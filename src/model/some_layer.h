@@ -34,6 +34,8 @@ class SoMELayer final : public FeedForward {
   bool collect_stats = false;
 
  private:
+  double query_flops_per_token() const;
+
   ModelOptions opts_;
   torch::nn::Sequential query_{nullptr};
   ExpertShard experts_{nullptr};

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "checkpoints/tensor_file.h"
+#include "common/logging.h"
 #include "src/model/key_store.h"
 #include "src/model/some_layer.h"
 
@@ -10,7 +11,14 @@ namespace some::train {
 
 Evaluator::Evaluator(data::TokenSplit split, int64_t seq_len, int64_t micro_batch,
                      int64_t eval_batches, torch::Device device)
-    : split_(std::move(split)), windows_(split_, seq_len), seq_len_(seq_len), micro_batch_(micro_batch), device_(device) {
+    : split_(std::move(split)),
+      // A val split shorter than one training window is evaluated as one shorter window.
+      windows_(split_, std::max<int64_t>(1, std::min(seq_len, split_.num_tokens() - 1))),
+      seq_len_(windows_.seq_len()), micro_batch_(micro_batch), device_(device) {
+  if (seq_len_ < seq_len) {
+    log::get("train")->warn("val split '{}' has only {} tokens: evaluating windows of {} tokens instead of {}",
+                            split_.name(), split_.num_tokens(), seq_len_, seq_len);
+  }
   num_windows_ = windows_.num_windows();
   if (eval_batches > 0) num_windows_ = std::min(num_windows_, eval_batches * micro_batch);
   // Unigram perplexity of exactly the evaluated targets: exp of the entropy of their empirical
