@@ -21,8 +21,9 @@ void add_eval_command(CLI::App& app) {
   cmd->add_option("--set", args->overrides, "section.key=value override, e.g. train.eval_batches=0");
   cmd->callback([args] {
     auto run = load_run(args->run_dir, args->overrides, args->data_dir);
+    auto parallel = parallel::ParallelState::single_process();
     train::Evaluator evaluator(data::TokenSplit(run.meta, "val"), run.config.train.seq_len,
-                               run.config.train.micro_batch, run.config.train.eval_batches, run.device);
+                               run.config.train.micro_batch, run.config.train.eval_batches, run.device, parallel);
     auto result = evaluator.run(run.model);
     std::cout << fmt::format("val loss {:.4f} | val PPL {:.2f} | unigram PPL {:.2f} | {} tokens\n", result.loss,
                              result.ppl, evaluator.unigram_ppl(), result.tokens);

@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <sstream>
 
 #include "common/cuda_info.h"
 #include "common/logging.h"
@@ -29,48 +30,67 @@ void run_train(const TrainArgs& args) {
   Config cfg = load_config(config_path, args.overrides);
   if (!args.data_dir.empty()) cfg.data_dir = args.data_dir;
   const auto device = select_device(cfg);  // fail before any work
-  set_threads(cfg);
-  auto meta = ensure_dataset(cfg.data_dir);
+  auto parallel = make_parallel_state(cfg);
+  auto& world = parallel.world();
+  const bool leader = parallel.rank() == 0;
+  log::setup(parallel.rank(), parallel.world_size());
+  set_threads(cfg, local_ranks());
+  auto meta = ensure_dataset(cfg.data_dir, &world);
 
-  const auto run_dir = make_run_dir(args.run_dir);
-  log::add_file_sink(run_dir + "/train.log");
+  const auto run_dir = make_run_dir(args.run_dir, &world);
   auto log = log::get("train");
-  std::ofstream(run_dir + "/config.toml") << to_toml(cfg);
-  fs::copy_file(meta.dir + "/tokenizer.model", run_dir + "/tokenizer.model", fs::copy_options::overwrite_existing);
-
-  auto parallel = parallel::ParallelState::single_process();
-  model::Transformer model(model_options(cfg, meta));
+  if (leader) {
+    log::add_file_sink(run_dir + "/train.log");
+    std::ofstream(run_dir + "/config.toml") << to_toml(cfg);
+    fs::copy_file(meta.dir + "/tokenizer.model", run_dir + "/tokenizer.model", fs::copy_options::overwrite_existing);
+  }
   log->info("config {} -> {}/config.toml", config_path, run_dir);
-  log->info("run directory {} | device {} | {} threads | {}", run_dir, device.str(), torch::get_num_threads(),
-            parallel.describe());
+  log->info("run directory {} | device {} | {} threads per rank | {}", run_dir, device.str(),
+            torch::get_num_threads(), parallel.describe());
   if (device.is_cuda()) log->info("{}", describe_cuda_devices());
-  log->info("model: {} parameters ({} trainable), {} layers, d_model {}, ffn {}{}",
-            model->num_parameters(false), model->num_parameters(true), cfg.model.n_layers, cfg.model.d_model,
-            cfg.model.ffn,
+
+  model::Transformer model(model_options(cfg, meta), &parallel);
+  log->info("model: {} parameters ({} trainable), {} layers, d_model {}, ffn {}{}", model->num_parameters(false),
+            model->num_parameters(true), cfg.model.n_layers, cfg.model.d_model, cfg.model.ffn,
             cfg.model.ffn == "some" ? fmt::format(" ({} experts of width {}, top-{})", cfg.model.num_experts,
                                                   cfg.model.d_expert, cfg.model.top_k)
                                     : "");
-  train::Trainer trainer(model, cfg.optim, cfg.train, meta, run_dir, parallel);
+  {
+    // What every rank holds: its share of the experts plus the replicated dense weights.
+    auto held = world.allgather(torch::tensor({model->bytes_held()}, torch::kInt64));
+    for (int r = 0; r < parallel.world_size(); ++r) {
+      log->info("rank {} holds {} experts per SoME layer, {:.1f} MiB of parameters and buffers", r,
+                parallel.num_local_experts(cfg.model.num_experts), held[r][0].item<int64_t>() / 1048576.0);
+    }
+  }
+  world.barrier();
+  train::Trainer trainer(model, cfg.optim, cfg.train, meta, run_dir, parallel, cfg.parallel);
   auto summary = trainer.run();
+  auto rss = world.allgather(torch::tensor({peak_rss_bytes()}, torch::kInt64));
+  for (int r = 0; r < parallel.world_size(); ++r) {
+    log->info("rank {} peak RSS {:.1f} MiB", r, rss[r][0].item<int64_t>() / 1048576.0);
+  }
 
-  std::cout << fmt::format("\n== SoME run {} ==\n", run_dir)
-            << fmt::format("steps {} | tokens {} | {:.0f} tokens/s | {:.1f} s{}\n", summary.steps, summary.tokens,
-                           summary.tokens_per_s, summary.elapsed_s,
-                           summary.stopped_by_time ? " (stopped by train.max_minutes)" : "")
-            << fmt::format("val loss {:.4f} | val PPL {:.2f} | unigram PPL of the same tokens {:.2f}\n",
-                           summary.val_loss, summary.val_ppl, summary.unigram_ppl);
+  std::ostringstream out;
+  out << fmt::format("\n== SoME run {} ==\n", run_dir)
+      << fmt::format("steps {} | tokens {} | {:.0f} tokens/s | {:.1f} s | {} rank(s){}\n", summary.steps, summary.tokens,
+                     summary.tokens_per_s, summary.elapsed_s, parallel.world_size(),
+                     summary.stopped_by_time ? " (stopped by train.max_minutes)" : "")
+      << fmt::format("val loss {:.4f} | val PPL {:.2f} | unigram PPL of the same tokens {:.2f}\n", summary.val_loss,
+                     summary.val_ppl, summary.unigram_ppl);
   if (cfg.train.sample_tokens > 0) {
-    auto tokenizer = data::Tokenizer::load(run_dir + "/tokenizer.model");
+    // Every rank samples (the expert exchange is collective) with the same seed: same text.
+    auto tokenizer = data::Tokenizer::load(meta.tokenizer_path());
     train::SampleOptions sample;
     sample.max_new_tokens = cfg.train.sample_tokens;
     auto prompt = tokenizer.encode(cfg.train.sample_prompt);
     if (prompt.empty()) prompt.push_back(tokenizer.eos_id());  // an empty prompt starts a document
-    auto out = train::sample(trainer.model(), prompt, sample, device);
-    std::cout << fmt::format("sample ({} tokens, temperature {}, top-k {}):\n{} {}\n", out.size(),
-                             sample.temperature, sample.top_k, cfg.train.sample_prompt, tokenizer.decode(out));
+    auto ids = train::sample(trainer.model(), prompt, sample, device);
+    out << fmt::format("sample ({} tokens, temperature {}, top-k {}):\n{} {}\n", ids.size(), sample.temperature,
+                       sample.top_k, cfg.train.sample_prompt, tokenizer.decode(ids));
   }
-  std::cout << fmt::format("metrics: {}/metrics.jsonl | log: {}/train.log | weights: {}/model.h5\n", run_dir,
-                           run_dir, run_dir);
+  out << fmt::format("metrics: {}/metrics.jsonl | log: {}/train.log | weights: {}/model.h5\n", run_dir, run_dir, run_dir);
+  if (leader) std::cout << out.str() << std::flush;
 }
 }  // namespace
 

@@ -89,6 +89,8 @@ std::vector<Entry> schema(Config& c) {
       {"train.threads", &t.threads, "intra-op CPU threads; 0 = cores / local ranks", 0, 4096},
       {"train.sample_prompt", &t.sample_prompt, "prompt of the sample printed after training"},
       {"train.sample_tokens", &t.sample_tokens, "length of that sample; 0 = none", 0, 1 << 20},
+      {"parallel.expert_parallel", &c.parallel.expert_parallel, "P: ranks each SoME layer's experts are sharded over (P divides the world size and model.num_experts)", 1, 1 << 20},
+      {"parallel.key_check_every", &c.parallel.key_check_every, "steps between cross-rank key-store checksums; 0 = never", 0, 1e12},
       {"data.dir", &c.data_dir, "dataset directory written by `some prepare`"},
   };
 }
@@ -265,6 +267,10 @@ void validate(const Config& c) {
   if (m.gravity.decay_threshold < 0 && m.gravity.decay_threshold != -1) {
     fail(fmt::format("gravity.decay_threshold = {} is not allowed: expected -1 (use the percentile) or a "
                      "number >= 0", m.gravity.decay_threshold));
+  }
+  if (m.ffn == "some" && m.num_experts % c.parallel.expert_parallel != 0) {
+    fail(fmt::format("parallel.expert_parallel = {} must divide model.num_experts = {}", c.parallel.expert_parallel,
+                     m.num_experts));
   }
   if (m.ffn == "some" && m.n_layers < 2 && m.some_layers == "every_other") {
     fail("model.some_layers = \"every_other\" needs model.n_layers >= 2 (layer 1 gets the SoME layer)");

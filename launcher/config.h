@@ -15,6 +15,7 @@ struct Config {
   model::ModelOptions model;   // [model] plus [router], [expert], [gravity]
   train::OptimOptions optim;   // [optim]
   train::TrainOptions train;   // [train]
+  train::ParallelOptions parallel;  // [parallel]
   std::string data_dir = "data/default";  // [data] dir
 };
 

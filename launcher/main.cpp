@@ -7,8 +7,21 @@
 #include "common/errors.h"
 #include "common/logging.h"
 #include "launcher/commands.h"
+#include "parallel/mpi_communicator.h"
+
+namespace {
+// One rank failing ends the whole job (MPI_Abort) after logging why; never a hang.
+int fail(const some::parallel::MpiRuntime& mpi, int code) {
+  if (mpi.active()) {
+    spdlog::shutdown();
+    some::parallel::MpiRuntime::abort(code);
+  }
+  return code;
+}
+}  // namespace
 
 int main(int argc, char** argv) {
+  some::parallel::MpiRuntime mpi(&argc, &argv);  // active only under mpirun / srun
   CLI::App app{"SoME: Self-Organizing Mixture-of-Experts trainer"};
   app.require_subcommand(1);
   bool verbose = false;
@@ -25,10 +38,10 @@ int main(int argc, char** argv) {
     return app.exit(e);
   } catch (const some::ConfigError& e) {
     some::log::get("some")->error("config error: {}", e.what());
-    return 2;
+    return fail(mpi, 2);
   } catch (const std::exception& e) {
     some::log::get("some")->error("{}", e.what());
-    return 1;
+    return fail(mpi, 1);
   }
   return 0;
 }

@@ -1,6 +1,9 @@
 #include "launcher/session.h"
 
+#include <sys/resource.h>
+
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <thread>
 
@@ -10,13 +13,37 @@
 #include "common/errors.h"
 #include "common/logging.h"
 #include "data/prepare.h"
+#include "parallel/mpi_communicator.h"
 
 namespace fs = std::filesystem;
 
 namespace some::launcher {
 
-data::DatasetMeta ensure_dataset(const std::string& dir) {
-  if (!fs::exists(fs::path(dir) / "meta.json")) {
+parallel::ParallelState make_parallel_state(const Config& cfg) {
+  if (parallel::MpiRuntime::launched_by_mpi()) return parallel::ParallelState::from_mpi(static_cast<int>(cfg.parallel.expert_parallel));
+  if (cfg.parallel.expert_parallel != 1) {
+    throw ConfigError(fmt::format("parallel.expert_parallel = {} needs several ranks: run under mpirun -np W (P divides W)",
+                                  cfg.parallel.expert_parallel));
+  }
+  return parallel::ParallelState::single_process();
+}
+
+int local_ranks() {
+  for (const char* var : {"OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "SLURM_NTASKS_PER_NODE"}) {
+    if (const char* v = std::getenv(var)) return std::max(1, std::atoi(v));
+  }
+  return 1;
+}
+
+int64_t peak_rss_bytes() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<int64_t>(usage.ru_maxrss) * 1024;
+}
+
+data::DatasetMeta ensure_dataset(const std::string& dir, parallel::Communicator* comm) {
+  const bool leader = !comm || comm->rank() == 0;
+  if (leader && !fs::exists(fs::path(dir) / "meta.json")) {
     if (fs::weakly_canonical(dir) != fs::weakly_canonical("data/default")) {
       throw DataError(fmt::format("dataset '{}' has no meta.json: run `some prepare --out {}` first", dir, dir));
     }
@@ -25,10 +52,15 @@ data::DatasetMeta ensure_dataset(const std::string& dir) {
     opts.out_dir = dir;
     data::prepare_dataset(opts);
   }
+  if (comm) comm->barrier();
   return data::read_meta(dir);
 }
 
-std::string make_run_dir(const std::string& requested) {
+std::string make_run_dir(const std::string& requested, parallel::Communicator* comm) {
+  if (comm && comm->world_size() > 1) {
+    std::string dir = comm->rank() == 0 ? make_run_dir(requested, nullptr) : "";
+    return parallel::broadcast_string(*comm, dir, 0);
+  }
   std::string dir = requested;
   if (dir.empty()) {
     auto now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());

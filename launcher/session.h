@@ -10,14 +10,21 @@
 #include "data/dataset.h"
 #include "data/tokenizer.h"
 #include "launcher/config.h"
+#include "parallel/parallel_state.h"
 #include "src/model/transformer.h"
 
 namespace some::launcher {
 
-// Reads DIR/meta.json; the default dataset is built first if it is absent.
-data::DatasetMeta ensure_dataset(const std::string& dir);
-// Creates `requested` or runs/<timestamp>, and returns its path.
-std::string make_run_dir(const std::string& requested);
+// The rank grid: MPI when launched by mpirun / srun, else one process (then P must be 1).
+parallel::ParallelState make_parallel_state(const Config& cfg);
+// Ranks of this job on this node (for threads per rank).
+int local_ranks();
+// Reads DIR/meta.json; the default dataset is built first (by rank 0) if it is absent.
+data::DatasetMeta ensure_dataset(const std::string& dir, parallel::Communicator* comm = nullptr);
+// Creates `requested` or runs/<timestamp> (named by rank 0), and returns its path.
+std::string make_run_dir(const std::string& requested, parallel::Communicator* comm = nullptr);
+// Peak resident memory of this process, bytes.
+int64_t peak_rss_bytes();
 // configs/default.toml of the working directory, else of the repository holding the binary.
 std::string default_config_path();
 torch::Device select_device(const Config& cfg);   // ConfigError when cuda is asked and absent

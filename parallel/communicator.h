@@ -1,6 +1,14 @@
 #pragma once
-// Collective operations over tensors. The single-process implementation is here; MPI (CPU
-// tensors) and NCCL (CUDA tensors) implementations share this interface (issue 4).
+// Collective operations over tensors, one interface for every transport: LocalCommunicator
+// (one process), MpiCommunicator (CPU tensors), NcclCommunicator (CUDA tensors). Collectives
+// are blocking from the caller's point of view (NCCL: ordered on the current CUDA stream).
+//
+// Legend: W ranks in this communicator; rows = slices along dim 0.
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
 #include <torch/torch.h>
 
 namespace some::parallel {
@@ -10,7 +18,18 @@ class Communicator {
   virtual ~Communicator() = default;
   virtual int rank() const = 0;
   virtual int world_size() const = 0;
-  virtual void allreduce_sum(torch::Tensor& t) = 0;  // in place
+  virtual std::string name() const = 0;  // "local", "mpi", "nccl"
+
+  // In-place elementwise sum over all ranks (float32 / float64 / int64).
+  virtual void allreduce_sum(torch::Tensor& t) = 0;
+  // All-to-all-v along dim 0: send_rows[p] rows of `input` (in order) go to rank p;
+  // recv_rows[p] rows arrive from rank p. Returns (sum recv_rows, *input.shape[1:]).
+  virtual torch::Tensor all_to_all(const torch::Tensor& input, const std::vector<int64_t>& send_rows,
+                                   const std::vector<int64_t>& recv_rows) = 0;
+  // In-place copy of root's tensor to every rank (same shape and dtype everywhere).
+  virtual void broadcast(torch::Tensor& t, int root) = 0;
+  // (W, *t.shape): every rank's tensor, stacked in rank order (same shape everywhere).
+  virtual torch::Tensor allgather(const torch::Tensor& t) = 0;
   virtual void barrier() = 0;
 };
 
@@ -19,8 +38,18 @@ class LocalCommunicator final : public Communicator {
  public:
   int rank() const override { return 0; }
   int world_size() const override { return 1; }
+  std::string name() const override { return "local"; }
   void allreduce_sum(torch::Tensor&) override {}
+  torch::Tensor all_to_all(const torch::Tensor& input, const std::vector<int64_t>&,
+                           const std::vector<int64_t>&) override {
+    return input;
+  }
+  void broadcast(torch::Tensor&, int) override {}
+  torch::Tensor allgather(const torch::Tensor& t) override { return t.unsqueeze(0); }
   void barrier() override {}
 };
+
+// Strings over a communicator (run directory names, error reasons).
+std::string broadcast_string(Communicator& comm, const std::string& s, int root);
 
 }  // namespace some::parallel

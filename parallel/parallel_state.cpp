@@ -4,22 +4,43 @@
 
 #include "common/check.h"
 #include "common/errors.h"
+#include "parallel/mpi_communicator.h"
 
 namespace some::parallel {
 
-ParallelState::ParallelState(std::shared_ptr<Communicator> world, int expert_parallel)
-    : world_(std::move(world)), ep_size_(expert_parallel) {
-  SOME_REQUIRE(ep_size_ >= 1 && world_size() % ep_size_ == 0, ConfigError,
-               "parallel.expert_parallel = {} must divide the world size {}", ep_size_, world_size());
+ParallelState::ParallelState(std::shared_ptr<Communicator> world, std::shared_ptr<Communicator> ep)
+    : world_(std::move(world)), ep_(std::move(ep)) {
+  SOME_REQUIRE(world_size() % ep_size() == 0, ConfigError,
+               "parallel.expert_parallel = {} must divide the world size {}", ep_size(), world_size());
 }
 
 ParallelState ParallelState::single_process() {
-  return ParallelState(std::make_shared<LocalCommunicator>(), 1);
+  auto local = std::make_shared<LocalCommunicator>();
+  return ParallelState(local, local);
+}
+
+ParallelState ParallelState::from_mpi(int expert_parallel) {
+  auto world = std::make_shared<MpiCommunicator>(MPI_COMM_WORLD);
+  SOME_REQUIRE(expert_parallel >= 1 && world->world_size() % expert_parallel == 0, ConfigError,
+               "parallel.expert_parallel = {} must divide the world size {} (mpirun -np)", expert_parallel,
+               world->world_size());
+  std::shared_ptr<Communicator> ep = world->split(world->rank() / expert_parallel);
+  if (expert_parallel == 1) ep = std::make_shared<LocalCommunicator>();
+  return ParallelState(world, ep);
 }
 
 std::string ParallelState::describe() const {
-  return fmt::format("rank {}/{} | expert-parallel group {} of {} (P = {}, ep rank {})", rank(),
-                     world_size(), ep_group(), world_size() / ep_size_, ep_size_, ep_rank());
+  return fmt::format("rank {}/{} ({}) | expert-parallel group {} of {} (P = {}, ep rank {})", rank(), world_size(),
+                     world_->name(), ep_group(), world_size() / ep_size(), ep_size(), ep_rank());
+}
+
+std::string broadcast_string(Communicator& comm, const std::string& s, int root) {
+  auto size = torch::tensor({static_cast<int64_t>(s.size())}, torch::kInt64);
+  comm.broadcast(size, root);
+  auto bytes = torch::zeros({size.item<int64_t>()}, torch::kUInt8);
+  if (comm.rank() == root && !s.empty()) std::memcpy(bytes.data_ptr(), s.data(), s.size());
+  comm.broadcast(bytes, root);
+  return std::string(reinterpret_cast<const char*>(bytes.data_ptr()), bytes.numel());
 }
 
 }  // namespace some::parallel

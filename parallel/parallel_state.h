@@ -1,5 +1,8 @@
 #pragma once
-// Where this process sits in the rank grid (SPEC §5), built once from W and P and passed in.
+// Where this process sits in the rank grid (SPEC §5), built once from W and P and passed in:
+// W ranks, expert-parallel groups of P consecutive ranks (rank r is in group r / P and holds
+// experts [(r mod P) E/P, (r mod P + 1) E/P) of every SoME layer); dense weights are
+// replicated on all W ranks.
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -10,24 +13,26 @@ namespace some::parallel {
 
 class ParallelState {
  public:
-  // world: the communicator of all ranks; expert_parallel: P (P | W).
-  ParallelState(std::shared_ptr<Communicator> world, int expert_parallel);
+  // world: all W ranks; ep: the P ranks of this rank's expert-parallel group.
+  ParallelState(std::shared_ptr<Communicator> world, std::shared_ptr<Communicator> ep);
   static ParallelState single_process();
+  // From MPI_COMM_WORLD (the process must run under an MPI launcher): P = expert_parallel.
+  static ParallelState from_mpi(int expert_parallel);
 
   int rank() const { return world_->rank(); }
   int world_size() const { return world_->world_size(); }
-  int ep_size() const { return ep_size_; }
-  int ep_rank() const { return rank() % ep_size_; }
-  int ep_group() const { return rank() / ep_size_; }
+  int ep_size() const { return ep_->world_size(); }
+  int ep_rank() const { return ep_->rank(); }
+  int ep_group() const { return rank() / ep_size(); }
   // Experts [first, first + count) of E that this rank holds.
-  int64_t first_local_expert(int64_t num_experts) const { return ep_rank() * num_experts / ep_size_; }
-  int64_t num_local_experts(int64_t num_experts) const { return num_experts / ep_size_; }
+  int64_t first_local_expert(int64_t num_experts) const { return ep_rank() * (num_experts / ep_size()); }
+  int64_t num_local_experts(int64_t num_experts) const { return num_experts / ep_size(); }
   Communicator& world() const { return *world_; }
+  Communicator& ep() const { return *ep_; }
   std::string describe() const;
 
  private:
-  std::shared_ptr<Communicator> world_;
-  int ep_size_;
+  std::shared_ptr<Communicator> world_, ep_;
 };
 
 }  // namespace some::parallel

@@ -1,31 +1,135 @@
 #include "parallel/token_dispatcher.h"
 
+#include "common/check.h"
+#include "common/errors.h"
+
 namespace some::parallel {
 
 using torch::Tensor;
+using torch::autograd::AutogradContext;
+using torch::autograd::tensor_list;
 
-std::pair<Tensor, DispatchPlan> LocalTokenDispatcher::dispatch(const Tensor& x,
-                                                               const Tensor& indices) {
+namespace {
+
+// Slots sorted by global expert, their source tokens, and slots per expert (host).
+struct SortedSlots {
+  Tensor order, token_of;
+  std::vector<int64_t> counts;  // (E,)
+};
+
+SortedSlots sort_slots(const Tensor& indices, int64_t num_experts) {
   const auto k = indices.size(1);
-  DispatchPlan plan;
-  plan.num_tokens = x.size(0);
-  auto flat = indices.reshape({-1});                                              // (M,)
-  plan.order = std::get<1>(flat.sort(/*stable=*/std::optional<bool>(true), 0, false));  // (M,)
-  plan.token_of = plan.order.div(k, "floor");                                     // (M,)
-  // The one host synchronisation of dispatch: the split sizes drive the grouped GEMM loop.
-  auto counts = torch::zeros({num_experts_}, flat.options())
-                    .index_add_(0, flat, torch::ones_like(flat))
-                    .cpu();                                                        // (E,)
-  plan.expert_counts.assign(counts.data_ptr<int64_t>(), counts.data_ptr<int64_t>() + num_experts_);
-  return {x.index_select(0, plan.token_of), std::move(plan)};                     // (M, d)
+  auto flat = indices.reshape({-1});                                                    // (M,)
+  SortedSlots s;
+  s.order = std::get<1>(flat.sort(/*stable=*/std::optional<bool>(true), 0, false));     // (M,)
+  s.token_of = s.order.div(k, "floor");                                                 // (M,)
+  // The one host synchronisation of dispatch: the split sizes drive the exchange and the
+  // grouped GEMM loop.
+  auto counts = torch::zeros({num_experts}, flat.options()).index_add_(0, flat, torch::ones_like(flat)).cpu();
+  s.counts.assign(counts.data_ptr<int64_t>(), counts.data_ptr<int64_t>() + num_experts);
+  return s;
 }
 
-Tensor LocalTokenDispatcher::combine(const Tensor& expert_out, const Tensor& gates,
-                                     const DispatchPlan& plan) {
-  auto g = gates.reshape({-1}).index_select(0, plan.order).unsqueeze(1);         // (M, 1)
-  auto weighted = expert_out * g.to(expert_out.scalar_type());                   // (M, d)
-  return torch::zeros({plan.num_tokens, expert_out.size(1)}, expert_out.options())
-      .index_add(0, plan.token_of, weighted);                                     // (N, d)
+Tensor weighted_sum(const Tensor& slot_out, const Tensor& gates, const DispatchPlan& plan) {
+  auto g = gates.reshape({-1}).index_select(0, plan.order).unsqueeze(1);               // (M, 1)
+  auto weighted = slot_out * g.to(slot_out.scalar_type());                             // (M, d)
+  return torch::zeros({plan.num_tokens, slot_out.size(1)}, slot_out.options())
+      .index_add(0, plan.token_of, weighted);                                           // (N, d)
+}
+
+class AllToAllFunction : public torch::autograd::Function<AllToAllFunction> {
+ public:
+  static Tensor forward(AutogradContext* ctx, const Tensor& x, Communicator* comm,
+                        const std::vector<int64_t>& send_rows, const std::vector<int64_t>& recv_rows) {
+    ctx->saved_data["comm"] = reinterpret_cast<int64_t>(comm);
+    ctx->saved_data["send"] = send_rows;
+    ctx->saved_data["recv"] = recv_rows;
+    return comm->all_to_all(x, send_rows, recv_rows);
+  }
+  static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
+    auto* comm = reinterpret_cast<Communicator*>(ctx->saved_data["comm"].toInt());
+    auto send = ctx->saved_data["send"].toIntVector(), recv = ctx->saved_data["recv"].toIntVector();
+    return {comm->all_to_all(grads[0].contiguous(), recv, send), Tensor(), Tensor(), Tensor()};
+  }
+};
+
+}  // namespace
+
+Tensor differentiable_all_to_all(const Tensor& x, Communicator& comm, const std::vector<int64_t>& send_rows,
+                                 const std::vector<int64_t>& recv_rows) {
+  return AllToAllFunction::apply(x, &comm, send_rows, recv_rows);
+}
+
+std::pair<Tensor, DispatchPlan> LocalTokenDispatcher::dispatch(const Tensor& x, const Tensor& indices) {
+  auto s = sort_slots(indices, num_experts_);
+  DispatchPlan plan;
+  plan.num_tokens = x.size(0);
+  plan.order = s.order;
+  plan.token_of = s.token_of;
+  plan.expert_counts = s.counts;
+  return {x.index_select(0, plan.token_of), std::move(plan)};                          // (M, d)
+}
+
+Tensor LocalTokenDispatcher::combine(const Tensor& expert_out, const Tensor& gates, const DispatchPlan& plan) {
+  return weighted_sum(expert_out, gates, plan);
+}
+
+AllToAllTokenDispatcher::AllToAllTokenDispatcher(int64_t num_experts, Communicator& ep)
+    : num_experts_(num_experts), ep_(ep) {
+  SOME_REQUIRE(num_experts % ep.world_size() == 0, ConfigError,
+               "model.num_experts = {} must be divisible by parallel.expert_parallel = {}", num_experts,
+               ep.world_size());
+}
+
+std::pair<Tensor, DispatchPlan> AllToAllTokenDispatcher::dispatch(const Tensor& x, const Tensor& indices) {
+  const int64_t P = ep_.world_size(), E_local = num_experts_ / P;
+  auto s = sort_slots(indices, num_experts_);
+  DispatchPlan plan;
+  plan.num_tokens = x.size(0);
+  plan.order = s.order;
+  plan.token_of = s.token_of;
+
+  // counts_out[p][e]: slots this rank sends to local expert e of rank p; exchanged so that
+  // counts_in[p][e] = slots rank p sends to this rank's local expert e.
+  auto counts_out = torch::tensor(s.counts, torch::kInt64).view({P, E_local});          // (P, E_local)
+  auto counts_in = ep_.all_to_all(counts_out.to(x.device()), std::vector<int64_t>(P, 1),
+                                  std::vector<int64_t>(P, 1)).cpu();                    // (P, E_local)
+  auto* in = counts_in.data_ptr<int64_t>();
+  auto* out = counts_out.data_ptr<int64_t>();
+  plan.send_rows.assign(P, 0);
+  plan.recv_rows.assign(P, 0);
+  plan.expert_counts.assign(E_local, 0);
+  for (int64_t p = 0; p < P; ++p) {
+    for (int64_t e = 0; e < E_local; ++e) {
+      plan.send_rows[p] += out[p * E_local + e];
+      plan.recv_rows[p] += in[p * E_local + e];
+      plan.expert_counts[e] += in[p * E_local + e];
+    }
+  }
+  // Received rows come grouped by source rank, each group sorted by local expert; regroup them
+  // by local expert (sources in rank order) for the grouped GEMMs.
+  std::vector<int64_t> local_order;
+  std::vector<int64_t> source_start(P, 0);
+  for (int64_t p = 1; p < P; ++p) source_start[p] = source_start[p - 1] + plan.recv_rows[p - 1];
+  std::vector<int64_t> cursor = source_start;
+  for (int64_t e = 0; e < E_local; ++e) {
+    for (int64_t p = 0; p < P; ++p) {
+      for (int64_t i = 0; i < in[p * E_local + e]; ++i) local_order.push_back(cursor[p] + i);
+      cursor[p] += in[p * E_local + e];
+    }
+  }
+  plan.local_order = torch::tensor(local_order, torch::kInt64).to(x.device());          // (R,)
+
+  auto sent = x.index_select(0, plan.token_of);                                         // (M, d)
+  auto received = differentiable_all_to_all(sent, ep_, plan.send_rows, plan.recv_rows); // (R, d)
+  return {received.index_select(0, plan.local_order), std::move(plan)};                 // (R, d)
+}
+
+Tensor AllToAllTokenDispatcher::combine(const Tensor& expert_out, const Tensor& gates, const DispatchPlan& plan) {
+  // Undo the regrouping, send every result back to the rank its token came from.
+  auto by_source = torch::zeros_like(expert_out).index_copy(0, plan.local_order, expert_out);  // (R, d)
+  auto returned = differentiable_all_to_all(by_source, ep_, plan.recv_rows, plan.send_rows);   // (M, d)
+  return weighted_sum(returned, gates, plan);                                                   // (N, d)
 }
 
 }  // namespace some::parallel

@@ -3,30 +3,35 @@
 // (Megatron-Core's route -> dispatch -> compute -> combine). Local work (sorting by expert) is
 // kept apart from communication; the metadata travels explicitly from dispatch to combine.
 //
-// Legend: N tokens, k = top_k, d model width, M = N*k routed (token, expert) slots,
-//         E_local experts held by this rank.
+// Legend: N tokens on this rank, k = top_k, d model width, M = N*k routed (token, expert) slots
+//         sent by this rank, R slots received, P expert-parallel ranks, E_local = E / P.
 #include <cstdint>
 #include <utility>
 #include <vector>
 
 #include <torch/torch.h>
 
+#include "parallel/communicator.h"
+
 namespace some::parallel {
 
 struct DispatchPlan {
-  torch::Tensor order;                 // (M,) slot permutation that sorts slots by expert
+  torch::Tensor order;                 // (M,) slot permutation that sorts slots by global expert
   torch::Tensor token_of;              // (M,) source token of each sorted slot
-  std::vector<int64_t> expert_counts;  // (E_local,) slots per local expert, in sorted order
+  std::vector<int64_t> expert_counts;  // (E_local,) received slots per local expert
   int64_t num_tokens = 0;              // N
+  std::vector<int64_t> send_rows;      // (P,) slots this rank sends to each EP peer
+  std::vector<int64_t> recv_rows;      // (P,) slots this rank receives from each EP peer
+  torch::Tensor local_order;           // (R,) received rows regrouped by local expert (undefined: identity)
 };
 
 class TokenDispatcher {
  public:
   virtual ~TokenDispatcher() = default;
-  // x (N, d), indices (N, k) -> expert input (M, d) grouped by local expert, and the plan.
+  // x (N, d), indices (N, k) of global experts -> expert input (R, d) grouped by local expert.
   virtual std::pair<torch::Tensor, DispatchPlan> dispatch(const torch::Tensor& x,
                                                           const torch::Tensor& indices) = 0;
-  // expert output (M, d) in dispatch order, gates (N, k) -> y (N, d) = sum_k gate * output.
+  // expert output (R, d) in dispatch order, gates (N, k) -> y (N, d) = sum_k gate * output.
   virtual torch::Tensor combine(const torch::Tensor& expert_out, const torch::Tensor& gates,
                                 const DispatchPlan& plan) = 0;
 };
@@ -43,5 +48,27 @@ class LocalTokenDispatcher final : public TokenDispatcher {
  private:
   int64_t num_experts_;
 };
+
+// Experts partitioned contiguously over the P ranks of `ep`: slots are sorted by expert (hence
+// by owning rank), per-expert counts exchanged, activations sent by all-to-all-v and regrouped
+// by local expert; combine runs the reverse exchange. Both exchanges are autograd functions
+// whose backward is the opposite exchange, so gradients reach x exactly as in one process.
+class AllToAllTokenDispatcher final : public TokenDispatcher {
+ public:
+  AllToAllTokenDispatcher(int64_t num_experts, Communicator& ep);
+  std::pair<torch::Tensor, DispatchPlan> dispatch(const torch::Tensor& x,
+                                                  const torch::Tensor& indices) override;
+  torch::Tensor combine(const torch::Tensor& expert_out, const torch::Tensor& gates,
+                        const DispatchPlan& plan) override;
+
+ private:
+  int64_t num_experts_;
+  Communicator& ep_;
+};
+
+// Differentiable all-to-all-v along dim 0 (backward: the same exchange with the splits swapped).
+torch::Tensor differentiable_all_to_all(const torch::Tensor& x, Communicator& comm,
+                                        const std::vector<int64_t>& send_rows,
+                                        const std::vector<int64_t>& recv_rows);
 
 }  // namespace some::parallel

@@ -38,6 +38,11 @@ if ! .venv/bin/python -c "import torch, h5py; assert torch.__version__.startswit
 fi
 TORCH_PREFIX=$(.venv/bin/python -c 'import torch; print(torch.utils.cmake_prefix_path)')
 
+step "NCCL headers and library in the venv (nvidia-nccl-cu13, for the CUDA build and its CI compile check)"
+if ! .venv/bin/python -c "import importlib.metadata as m; m.version('nvidia-nccl-cu13')" 2>/dev/null; then
+  .venv/bin/pip install -q --disable-pip-version-check nvidia-nccl-cu13
+fi
+
 step "configure (build/, ${SOME_BUILD_TYPE:-Release}, LibTorch from ${LIBTORCH_DIR:-the venv wheel})"
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE="${SOME_BUILD_TYPE:-Release}" \
       -DCMAKE_PREFIX_PATH="$TORCH_PREFIX" -DLIBTORCH_DIR="${LIBTORCH_DIR:-}" >/dev/null

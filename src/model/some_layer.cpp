@@ -6,7 +6,8 @@ namespace some::model {
 
 namespace nn = torch::nn;
 
-SoMELayer::SoMELayer(const ModelOptions& opts, int64_t layer) : opts_(opts) {
+SoMELayer::SoMELayer(const ModelOptions& opts, int64_t layer, const parallel::ParallelState* parallel)
+    : opts_(opts) {
   const auto d = opts.d_model, E = opts.num_experts;
   if (opts.router.query == "mlp") {
     const auto hidden = opts.router.mlp_hidden > 0 ? opts.router.mlp_hidden : 2 * d;
@@ -15,14 +16,20 @@ SoMELayer::SoMELayer(const ModelOptions& opts, int64_t layer) : opts_(opts) {
   } else {
     query_ = register_module("query", nn::Sequential(nn::Linear(d, d)));
   }
-  experts_ = register_module(
-      "experts", ExpertShard(layer, 0, E, d, opts.d_expert, opts.expert, opts.seed));
+  // This rank's contiguous share of the experts (SPEC §5); every rank holds all keys.
+  const int64_t first = parallel ? parallel->first_local_expert(E) : 0;
+  const int64_t local = parallel ? parallel->num_local_experts(E) : E;
+  experts_ = register_module("experts", ExpertShard(layer, first, local, d, opts.d_expert, opts.expert, opts.seed));
   auto keys = register_buffer("keys", init_keys(E, d, opts.seed, layer));
   // EMA usage starts at the fair share (1) so inertia and restart thresholds mean the same from
   // step 1; cumulative usage counts from 0.
   auto usage = register_buffer("usage", opts.gravity.usage == "ema" ? torch::ones({E}) : torch::zeros({E}));
   key_store_ = std::make_unique<KeyStore>(keys, usage, opts.top_k, opts.router, opts.gravity);
-  dispatcher_ = std::make_unique<parallel::LocalTokenDispatcher>(E);
+  if (parallel && parallel->ep_size() > 1) {
+    dispatcher_ = std::make_unique<parallel::AllToAllTokenDispatcher>(E, parallel->ep());
+  } else {
+    dispatcher_ = std::make_unique<parallel::LocalTokenDispatcher>(E);
+  }
 }
 
 torch::Tensor SoMELayer::query(const torch::Tensor& x) { return query_->forward(x); }

@@ -9,6 +9,7 @@
 
 #include <torch/torch.h>
 
+#include "parallel/parallel_state.h"
 #include "parallel/token_dispatcher.h"
 #include "src/model/expert_shard.h"
 #include "src/model/feed_forward.h"
@@ -19,7 +20,9 @@ namespace some::model {
 
 class SoMELayer final : public FeedForward {
  public:
-  SoMELayer(const ModelOptions& opts, int64_t layer);
+  // `parallel` (may be null: one process) decides which experts this rank holds and how tokens
+  // reach them; it must outlive the layer.
+  SoMELayer(const ModelOptions& opts, int64_t layer, const parallel::ParallelState* parallel = nullptr);
 
   torch::Tensor forward(const torch::Tensor& x) override;  // (N, d) -> (N, d)
   KeyStore* key_store() override { return key_store_.get(); }

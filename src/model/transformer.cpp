@@ -4,16 +4,18 @@
 
 #include "common/check.h"
 #include "common/errors.h"
+#include "src/model/init.h"
 #include "src/model/some_layer.h"
 
 namespace some::model {
 
-BlockImpl::BlockImpl(const ModelOptions& opts, int64_t layer, bool use_some) {
+BlockImpl::BlockImpl(const ModelOptions& opts, int64_t layer, bool use_some,
+                     const parallel::ParallelState* parallel) {
   attn_norm_ = register_module("attn_norm", RMSNorm(opts.d_model));
   attn_ = register_module("attn", CausalSelfAttention(opts.d_model, opts.n_heads, opts.max_seq_len));
   ffn_norm_ = register_module("ffn_norm", RMSNorm(opts.d_model));
   if (use_some) {
-    ffn = register_module("some", std::make_shared<SoMELayer>(opts, layer));
+    ffn = register_module("some", std::make_shared<SoMELayer>(opts, layer, parallel));
   } else {
     ffn = register_module("dense", std::make_shared<DenseFFN>(opts.d_model, opts.d_ff,
                                                               opts.expert.activation));
@@ -26,25 +28,38 @@ torch::Tensor BlockImpl::forward(const torch::Tensor& x) {
   return h + ffn->forward(flat).view_as(h);
 }
 
-TransformerImpl::TransformerImpl(const ModelOptions& opts) : opts_(opts) {
+TransformerImpl::TransformerImpl(const ModelOptions& opts, const parallel::ParallelState* parallel) : opts_(opts) {
   tok_emb_ = register_module("tok_emb", torch::nn::Embedding(opts.vocab_size, opts.d_model));
   layers_ = register_module("layers", torch::nn::ModuleList());
   for (int64_t l = 0; l < opts.n_layers; ++l) {
     bool use_some = opts.ffn == "some" && (opts.some_layers == "all" || l % 2 == 1);
-    layers_->push_back(Block(opts, l, use_some));
+    layers_->push_back(Block(opts, l, use_some, parallel));
     if (use_some) some_layer_indices_.push_back(l);
   }
   final_norm_ = register_module("final_norm", RMSNorm(opts.d_model));
 
-  // GPT-2 initialisation of the trainable weights; residual projections scaled by depth.
-  // Query networks keep nn.Linear's default so queries start spread over the key sphere.
+  // Trainable weights from a generator seeded by model.seed (LibTorch's default generator is
+  // seeded randomly per process): GPT-2 style normal(0, 0.02), residual projections scaled by
+  // depth; query networks keep nn.Linear's U(+-1/sqrt(fan_in)) so queries start spread over the
+  // key sphere; norms start at 1.
   torch::NoGradGuard no_grad;
+  auto gen = seeded_generator(opts.seed, -1, 0, InitStream::kDense);
   const double residual_std = 0.02 / std::sqrt(2.0 * static_cast<double>(opts.n_layers));
-  for (auto& p : named_parameters()) {
+  auto params = named_parameters();
+  for (auto& p : params) {
     const auto& name = p.key();
-    if (name.find(".query.") != std::string::npos || p.value().dim() < 2) continue;
-    bool residual = name.ends_with("attn.proj.weight") || name.ends_with("dense.down.weight");
-    p.value().normal_(0.0, residual ? residual_std : 0.02);
+    auto& w = p.value();
+    if (name.find(".query.") != std::string::npos) {
+      // fan_in of the Linear this tensor belongs to (a bias shares its weight's).
+      const auto weight = name.ends_with(".bias") ? name.substr(0, name.size() - 4) + "weight" : name;
+      const double bound = 1.0 / std::sqrt(static_cast<double>(params[weight].size(1)));
+      w.copy_(torch::rand(w.sizes(), gen, torch::kFloat32) * (2 * bound) - bound);
+    } else if (w.dim() >= 2) {
+      bool residual = name.ends_with("attn.proj.weight") || name.ends_with("dense.down.weight");
+      w.copy_(torch::randn(w.sizes(), gen, torch::kFloat32) * (residual ? residual_std : 0.02));
+    } else {
+      w.fill_(1.0);  // RMSNorm weights
+    }
   }
 }
 
@@ -99,12 +114,17 @@ int64_t TransformerImpl::num_parameters(bool trainable_only) {
   int64_t n = 0;
   for (auto& p : parameters()) n += p.numel();
   if (!trainable_only) {
-    for (auto* layer : some_layers()) {
-      n += layer->experts()->w_down.numel() + layer->experts()->w_up.numel() +
-           layer->key_store()->keys().numel();
-    }
+    const int64_t per_expert = 2 * opts_.d_model * opts_.d_expert;
+    n += static_cast<int64_t>(some_layers().size()) * (opts_.num_experts * per_expert + opts_.num_experts * opts_.d_model);
   }
   return n;
+}
+
+int64_t TransformerImpl::bytes_held() {
+  int64_t bytes = 0;
+  for (auto& p : parameters()) bytes += p.numel() * p.element_size();
+  for (auto& b : buffers()) bytes += b.numel() * b.element_size();
+  return bytes;
 }
 
 double TransformerImpl::flops_per_token(int64_t seq_len, bool with_backward) const {

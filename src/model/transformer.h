@@ -15,6 +15,10 @@
 #include "src/model/feed_forward.h"
 #include "src/model/options.h"
 
+namespace some::parallel {
+class ParallelState;
+}
+
 namespace some::model {
 
 class KeyStore;
@@ -22,7 +26,7 @@ class SoMELayer;
 
 class BlockImpl : public torch::nn::Module {
  public:
-  BlockImpl(const ModelOptions& opts, int64_t layer, bool use_some);
+  BlockImpl(const ModelOptions& opts, int64_t layer, bool use_some, const parallel::ParallelState* parallel);
   torch::Tensor forward(const torch::Tensor& x);  // (B, T, d) -> (B, T, d)
   std::shared_ptr<FeedForward> ffn;
 
@@ -34,7 +38,8 @@ TORCH_MODULE(Block);
 
 class TransformerImpl : public torch::nn::Module {
  public:
-  explicit TransformerImpl(const ModelOptions& opts);
+  // `parallel` (null: one process) shards the experts of every SoME layer over the EP group.
+  explicit TransformerImpl(const ModelOptions& opts, const parallel::ParallelState* parallel = nullptr);
 
   torch::Tensor forward(const torch::Tensor& tokens);  // (B, T) int64 -> logits (B, T, V)
   torch::Tensor loss(const torch::Tensor& tokens, const torch::Tensor& targets);  // mean CE
@@ -51,7 +56,10 @@ class TransformerImpl : public torch::nn::Module {
   // Every tensor that defines the model, by its global name (`layers.3.some.keys`).
   std::map<std::string, torch::Tensor> state_tensors();
 
-  int64_t num_parameters(bool trainable_only) ;
+  // Parameters of the whole model (all experts, every rank's share), or trainable ones only.
+  int64_t num_parameters(bool trainable_only);
+  // Bytes of parameters and buffers this process holds (its share of the experts).
+  int64_t bytes_held();
   double flops_per_token(int64_t seq_len, bool with_backward) const;
 
  private:

@@ -9,18 +9,20 @@
 
 namespace some::train {
 
-Evaluator::Evaluator(data::TokenSplit split, int64_t seq_len, int64_t micro_batch,
-                     int64_t eval_batches, torch::Device device)
+Evaluator::Evaluator(data::TokenSplit split, int64_t seq_len, int64_t micro_batch, int64_t eval_batches,
+                     torch::Device device, parallel::ParallelState& parallel)
     : split_(std::move(split)),
       // A val split shorter than one training window is evaluated as one shorter window.
       windows_(split_, std::max<int64_t>(1, std::min(seq_len, split_.num_tokens() - 1))),
-      seq_len_(windows_.seq_len()), micro_batch_(micro_batch), device_(device) {
+      seq_len_(windows_.seq_len()), micro_batch_(micro_batch), device_(device), parallel_(parallel) {
   if (seq_len_ < seq_len) {
     log::get("train")->warn("val split '{}' has only {} tokens: evaluating windows of {} tokens instead of {}",
                             split_.name(), split_.num_tokens(), seq_len_, seq_len);
   }
   num_windows_ = windows_.num_windows();
   if (eval_batches > 0) num_windows_ = std::min(num_windows_, eval_batches * micro_batch);
+  // Every rank runs the same number of forwards (the expert exchange is collective).
+  num_windows_ -= num_windows_ % parallel_.world_size();
   // Unigram perplexity of exactly the evaluated targets: exp of the entropy of their empirical
   // distribution (the best any context-free model can do on them).
   std::map<int32_t, int64_t> freq;
@@ -57,31 +59,42 @@ EvalResult Evaluator::run(model::Transformer& model) {
   for (size_t l = 0; l < layers.size(); ++l) stats.emplace_back(E, d, torch::TensorOptions(device_));
 
   EvalResult out;
-  double loss_sum = 0;
-  for (int64_t first = 0; first < num_windows_; first += micro_batch_) {
-    const auto count = std::min(micro_batch_, num_windows_ - first);
+  const int64_t per_rank = num_windows_ / parallel_.world_size();
+  const int64_t begin = parallel_.rank() * per_rank, end = begin + per_rank;
+  auto sums = torch::zeros({2 + static_cast<int64_t>(layers.size())}, torch::kFloat64);  // loss, tokens, top-1 scores
+  for (int64_t first = begin; first < end; first += micro_batch_) {
+    const auto count = std::min(micro_batch_, end - first);
     auto b = batch(first, count);                                            // (B, T+1)
     auto loss = model->loss(b.narrow(1, 0, seq_len_), b.narrow(1, 1, seq_len_));
     const auto n = count * seq_len_;
-    loss_sum += loss.item<double>() * static_cast<double>(n);
-    out.tokens += n;
+    sums[0] += loss.item<double>() * static_cast<double>(n);
+    sums[1] += static_cast<double>(n);
     for (size_t l = 0; l < layers.size(); ++l) {
       const auto& r = layers[l]->last_routing();
       stats[l].add(r);
       top1[l].push_back(r.indices.select(1, 0).cpu());
-      top1_score[l] += r.scores.select(1, 0).sum().item<double>();
+      sums[2 + l] += r.scores.select(1, 0).sum().item<double>();
     }
   }
-  out.loss = loss_sum / static_cast<double>(std::max<int64_t>(out.tokens, 1));
+  parallel_.world().allreduce_sum(sums);
+  for (auto& s : stats) parallel_.world().allreduce_sum(s.flat());
+  out.tokens = static_cast<int64_t>(sums[1].item<double>());
+  out.loss = sums[0].item<double>() / std::max(sums[1].item<double>(), 1.0);
   out.ppl = std::exp(out.loss);
+  for (size_t l = 0; l < layers.size(); ++l) top1_score[l] = sums[2 + l].item<double>();
 
   const auto indices = model->some_layer_indices();
   for (size_t l = 0; l < layers.size(); ++l) {
-    LayerEvalStats s{stats[l].n().cpu().clone(), stats[l].C().cpu().clone(), torch::cat(top1[l])};
+    LayerEvalStats s{stats[l].n().cpu().clone(), stats[l].C().cpu().clone(),
+                     top1[l].empty() ? torch::empty({0}, torch::kLong) : torch::cat(top1[l])};
     auto summary = summarize_routing(indices[l], s.counts, layers[l]->key_store()->keys(),
                                      top1_score[l] / static_cast<double>(std::max<int64_t>(out.tokens, 1)));
     if (previous_top1_.size() == layers.size()) {
-      summary.churn = (s.top1 != previous_top1_[l]).to(torch::kFloat64).mean().item<double>();
+      // This rank's tokens changed / evaluated, summed over ranks.
+      auto changed = torch::tensor({(s.top1 != previous_top1_[l]).sum().item<double>(),
+                                    static_cast<double>(s.top1.numel())}, torch::kFloat64);
+      parallel_.world().allreduce_sum(changed);
+      summary.churn = changed[0].item<double>() / std::max(changed[1].item<double>(), 1.0);
     }
     out.routing.push_back(summary);
     out.layers.push_back(std::move(s));

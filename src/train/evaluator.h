@@ -9,6 +9,7 @@
 
 #include "data/batch_sampler.h"
 #include "data/dataset.h"
+#include "parallel/parallel_state.h"
 #include "src/model/transformer.h"
 #include "src/train/routing_analytics.h"
 
@@ -29,9 +30,10 @@ struct EvalResult {
 
 class Evaluator {
  public:
-  // eval_batches micro-batches of `micro_batch` windows (0 = every window of the split).
-  Evaluator(data::TokenSplit split, int64_t seq_len, int64_t micro_batch,
-            int64_t eval_batches, torch::Device device);
+  // eval_batches micro-batches of `micro_batch` windows (0 = every window of the split). Under W
+  // ranks each evaluates an equal contiguous share of the windows and the results are summed.
+  Evaluator(data::TokenSplit split, int64_t seq_len, int64_t micro_batch, int64_t eval_batches,
+            torch::Device device, parallel::ParallelState& parallel);
 
   EvalResult run(model::Transformer& model);
   double unigram_ppl() const { return unigram_ppl_; }
@@ -45,6 +47,7 @@ class Evaluator {
   data::EvalWindows windows_;
   int64_t seq_len_, micro_batch_, num_windows_;
   torch::Device device_;
+  parallel::ParallelState& parallel_;
   double unigram_ppl_ = 0;
   std::vector<torch::Tensor> previous_top1_;
   torch::Tensor batch(int64_t first, int64_t count) const;  // (count, T+1) int64 on device

@@ -33,4 +33,9 @@ struct TrainOptions {
   int64_t sample_tokens = 200;
 };
 
+struct ParallelOptions {
+  int64_t expert_parallel = 1;    // P: ranks one SoME layer's experts are sharded over (P | W, P | E)
+  int64_t key_check_every = 100;  // steps between cross-rank key-store checksums; 0 = never
+};
+
 }  // namespace some::train

@@ -1,6 +1,9 @@
 #include "src/train/trainer.h"
 
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <optional>
 #include <cmath>
 #include <filesystem>
 
@@ -19,6 +22,18 @@ namespace some::train {
 
 using Clock = std::chrono::steady_clock;
 
+namespace {
+// Test hook: SOME_INJECT_FAULT=RANK:STEP makes that rank throw before that step, so tests can
+// check that one failing rank ends the whole job.
+std::optional<std::pair<int, int64_t>> injected_fault() {
+  const char* spec = std::getenv("SOME_INJECT_FAULT");
+  int rank = 0;
+  long long step = 0;
+  if (!spec || std::sscanf(spec, "%d:%lld", &rank, &step) != 2) return std::nullopt;
+  return std::make_pair(rank, static_cast<int64_t>(step));
+}
+}  // namespace
+
 AutocastGuard::AutocastGuard(torch::Device device, bool enabled) : type_(device.type()) {
   previous_ = at::autocast::is_autocast_enabled(type_);
   if (enabled) {
@@ -34,13 +49,25 @@ AutocastGuard::~AutocastGuard() {
 
 Trainer::Trainer(model::Transformer model, OptimOptions optim, TrainOptions train,
                  const data::DatasetMeta& data, std::string run_dir,
-                 parallel::ParallelState& parallel)
+                 parallel::ParallelState& parallel, ParallelOptions parallel_opts)
     : model_(std::move(model)), optim_(optim), train_(std::move(train)), run_dir_(std::move(run_dir)),
-      parallel_(parallel), device_(train_.device),
+      parallel_(parallel), parallel_opts_(parallel_opts), device_(train_.device),
       train_split_(data, "train"), sampler_(train_split_, train_.seq_len, train_.seed) {
+  const auto W = parallel_.world_size();
+  SOME_REQUIRE(train_.global_batch % W == 0 && (train_.global_batch / W) % train_.micro_batch == 0, ConfigError,
+               "train.global_batch = {} must split into {} ranks x whole micro-batches of train.micro_batch = {}",
+               train_.global_batch, W, train_.micro_batch);
   model_->to(device_);
+  // Replicated state starts identical on every rank (as DDP does): rank 0's dense weights, keys
+  // and usage. Experts are per-rank shards and stay as they are.
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& [name, tensor] : model_->state_tensors()) {
+      if (name.find(".experts.") == std::string::npos) parallel_.world().broadcast(tensor, 0);
+    }
+  }
   evaluator_ = std::make_unique<Evaluator>(data::TokenSplit(data, "val"), train_.seq_len,
-                                           train_.micro_batch, train_.eval_batches, device_);
+                                           train_.micro_batch, train_.eval_batches, device_, parallel_);
   // AdamW on the trainable parameters only (frozen experts and keys are buffers); weight decay
   // on matrices only.
   auto decay = model_->decay_parameters(), no_decay = model_->no_decay_parameters();
@@ -54,6 +81,9 @@ Trainer::Trainer(model::Transformer model, OptimOptions optim, TrainOptions trai
   optimizer_ = std::make_unique<torch::optim::AdamW>(std::move(groups));
   params_ = decay;
   params_.insert(params_.end(), no_decay.begin(), no_decay.end());
+  // Every trainable parameter is replicated (the experts are frozen buffers), so every gradient
+  // is averaged over all W ranks.
+  grad_allreduce_ = std::make_unique<parallel::GradientAllreduce>(params_, parallel_.world());
   if (!run_dir_.empty() && parallel_.rank() == 0) {
     metrics_ = JsonLines(run_dir_ + "/metrics.jsonl");
     std::filesystem::create_directories(run_dir_ + "/analytics");
@@ -98,13 +128,21 @@ double Trainer::train_step(int64_t step) {
     losses.push_back(loss.detach());
   }
   model_->set_collect_stats(false);
+  // Mean over ranks of each micro-batch's loss: every rank sees the same values, so a
+  // non-finite loss stops all ranks at the same step.
   auto micro_losses = torch::stack(losses).to(torch::kFloat64).cpu();            // (n_micro,)
+  parallel_.world().allreduce_sum(micro_losses);
+  micro_losses.div_(parallel_.world_size());
   for (int64_t m = 0; m < n_micro; ++m) {
     const double value = micro_losses[m].item<double>();
     SOME_REQUIRE(std::isfinite(value), NumericError,
                  "loss is {} at step {} (micro-batch {}); stopping the run", value, step, m);
   }
   const double loss_sum = micro_losses.sum().item<double>();
+
+  auto t_reduce = Clock::now();
+  grad_allreduce_->run();                                                          // data parallel
+  times_.grad_allreduce = std::chrono::duration<double>(Clock::now() - t_reduce).count();
 
   auto t2 = Clock::now();
   const double max_norm = optim_.clip > 0 ? optim_.clip : std::numeric_limits<double>::infinity();
@@ -128,8 +166,41 @@ double Trainer::train_step(int64_t step) {
   }
   times_.optimizer = std::chrono::duration<double>(t3 - t2).count();
   times_.key_update = std::chrono::duration<double>(Clock::now() - t3).count();
+  if (parallel_opts_.key_check_every > 0 && step % parallel_opts_.key_check_every == 0) check_key_stores(step);
   // ----------------------------- TRAINING STEP END -----------------------------
   return loss_sum / static_cast<double>(n_micro);
+}
+
+std::map<std::string, torch::Tensor> Trainer::gathered_state() {
+  auto state = model_->state_tensors();
+  if (parallel_.ep_size() == 1) return state;
+  for (auto& [name, tensor] : state) {
+    if (name.find(".experts.") == std::string::npos) continue;
+    auto all = parallel_.ep().allgather(tensor);                                  // (P, E_local, ...)
+    std::vector<int64_t> shape(tensor.sizes().begin(), tensor.sizes().end());
+    shape[0] *= parallel_.ep_size();
+    tensor = all.reshape(shape);                                                  // (E, ...)
+  }
+  return state;
+}
+
+void Trainer::check_key_stores(int64_t step) {
+  auto layers = model_->some_layers();
+  auto indices = model_->some_layer_indices();
+  for (size_t l = 0; l < layers.size(); ++l) {
+    auto* store = layers[l]->key_store();
+    // Exact checksums: every rank must hold bit-identical keys and usage.
+    auto mine = torch::stack({store->keys().to(torch::kFloat64).sum(), store->keys().to(torch::kFloat64).abs().sum(),
+                              store->usage().to(torch::kFloat64).sum()}).cpu();  // (3,)
+    auto all = parallel_.world().allgather(mine);                                 // (W, 3)
+    for (int r = 0; r < parallel_.world_size(); ++r) {
+      SOME_REQUIRE(torch::equal(all[r], all[0]), Error,
+                   "key store of layer {} diverged at step {}: rank {} has checksum ({:.17g}, {:.17g}, {:.17g}), "
+                   "rank 0 has ({:.17g}, {:.17g}, {:.17g})",
+                   indices[l], step, r, all[r][0].item<double>(), all[r][1].item<double>(), all[r][2].item<double>(),
+                   all[0][0].item<double>(), all[0][1].item<double>(), all[0][2].item<double>());
+    }
+  }
 }
 
 nlohmann::json Trainer::train_routing_json() {
@@ -192,7 +263,11 @@ TrainSummary Trainer::run() {
   int64_t window_steps = 0;
   double loss = 0, lr = 0, tok_s = 0;
   Progress progress(static_cast<double>(train_.max_steps));
+  const auto fault = injected_fault();
   for (int64_t step = 1; step <= train_.max_steps; ++step) {
+    if (fault && fault->first == parallel_.rank() && fault->second == step) {
+      throw Error(fmt::format("injected fault on rank {} at step {} (SOME_INJECT_FAULT)", fault->first, step));
+    }
     loss = train_step(step);
     lr = learning_rate(step, optim_.warmup_steps, train_.max_steps, optim_.lr, optim_.min_lr_ratio);
     summary.steps = step;
@@ -230,8 +305,9 @@ TrainSummary Trainer::run() {
   summary.tokens = summary.steps * tokens_per_step;
   summary.train_loss = loss;
   summary.tokens_per_s = static_cast<double>(summary.tokens) / std::max(summary.elapsed_s, 1e-9);
+  auto state = gathered_state();  // collective
   if (!run_dir_.empty() && parallel_.rank() == 0) {
-    checkpoints::write_tensors(run_dir_ + "/model.h5", model_->state_tensors());
+    checkpoints::write_tensors(run_dir_ + "/model.h5", state);
     metrics_.write({{"event", "done"}, {"step", summary.steps}, {"tokens", summary.tokens},
                     {"loss", summary.train_loss}, {"lr", lr}, {"tokens_per_s", summary.tokens_per_s},
                     {"elapsed_s", summary.elapsed_s}, {"val_loss", summary.val_loss},

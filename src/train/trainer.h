@@ -10,6 +10,7 @@
 #include "common/jsonl.h"
 #include "data/batch_sampler.h"
 #include "data/dataset.h"
+#include "parallel/gradient_allreduce.h"
 #include "parallel/parallel_state.h"
 #include "src/model/transformer.h"
 #include "src/train/evaluator.h"
@@ -27,19 +28,26 @@ struct TrainSummary {
 
 // Seconds spent in each phase of the latest step (for the benchmark).
 struct StepTimes {
-  double forward = 0, backward = 0, optimizer = 0, key_update = 0;
+  double forward = 0, backward = 0, grad_allreduce = 0, optimizer = 0, key_update = 0;
 };
 
 class Trainer {
  public:
   // run_dir may be empty (no files written: tests and benchmarks).
   Trainer(model::Transformer model, OptimOptions optim, TrainOptions train,
-          const data::DatasetMeta& data, std::string run_dir, parallel::ParallelState& parallel);
+          const data::DatasetMeta& data, std::string run_dir, parallel::ParallelState& parallel,
+          ParallelOptions parallel_opts = {});
 
   TrainSummary run();                 // the whole loop, with evals, metrics and the final save
   double train_step(int64_t step);    // one optimizer step; returns the mean loss
   const StepTimes& last_step_times() const { return times_; }
   model::Transformer& model() { return model_; }
+  // Every tensor of the model with the experts of all EP ranks gathered (collective: every
+  // rank calls it; the result is complete on every rank).
+  std::map<std::string, torch::Tensor> gathered_state();
+  // Compares a checksum of every key store across ranks; a divergence is an Error naming the
+  // layer and the rank (collective).
+  void check_key_stores(int64_t step);
   Evaluator& evaluator() { return *evaluator_; }
 
  private:
@@ -48,12 +56,14 @@ class Trainer {
   TrainOptions train_;
   std::string run_dir_;
   parallel::ParallelState& parallel_;
+  ParallelOptions parallel_opts_;
   torch::Device device_;
   data::TokenSplit train_split_;
   data::BatchSampler sampler_;
   std::unique_ptr<Evaluator> evaluator_;
   std::unique_ptr<torch::optim::AdamW> optimizer_;
   std::vector<torch::Tensor> params_;
+  std::unique_ptr<parallel::GradientAllreduce> grad_allreduce_;
   JsonLines metrics_;
   StepTimes times_;
   double last_grad_norm_ = 0;
