@@ -90,6 +90,7 @@ std::vector<Entry> schema(Config& c) {
       {"train.sample_prompt", &t.sample_prompt, "prompt of the sample printed after training"},
       {"train.sample_tokens", &t.sample_tokens, "length of that sample; 0 = none", 0, 1 << 20},
       {"parallel.expert_parallel", &c.parallel.expert_parallel, "P: ranks each SoME layer's experts are sharded over (P divides the world size and model.num_experts)", 1, 1 << 20},
+      {"parallel.capacity_factor", &m.capacity_factor, "0 = dropless; > 0: an expert computes at most ceil(cf * slots / E) of a forward's slots, the rest are dropped (zero output) and counted", 0, 1e6},
       {"parallel.key_check_every", &c.parallel.key_check_every, "steps between cross-rank key-store checksums; 0 = never", 0, 1e12},
       {"data.dir", &c.data_dir, "dataset directory written by `some prepare`"},
   };

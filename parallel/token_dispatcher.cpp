@@ -67,6 +67,7 @@ std::pair<Tensor, DispatchPlan> LocalTokenDispatcher::dispatch(const Tensor& x, 
   plan.order = s.order;
   plan.token_of = s.token_of;
   plan.expert_counts = s.counts;
+  plan.group_slots = indices.numel();
   return {x.index_select(0, plan.token_of), std::move(plan)};                          // (M, d)
 }
 
@@ -89,23 +90,23 @@ std::pair<Tensor, DispatchPlan> AllToAllTokenDispatcher::dispatch(const Tensor& 
   plan.order = s.order;
   plan.token_of = s.token_of;
 
-  // counts_out[p][e]: slots this rank sends to local expert e of rank p; exchanged so that
-  // counts_in[p][e] = slots rank p sends to this rank's local expert e.
-  auto counts_out = torch::tensor(s.counts, torch::kInt64).view({P, E_local});          // (P, E_local)
-  auto counts_in = ep_.all_to_all(counts_out.to(x.device()), std::vector<int64_t>(P, 1),
-                                  std::vector<int64_t>(P, 1)).cpu();                    // (P, E_local)
-  auto* in = counts_in.data_ptr<int64_t>();
-  auto* out = counts_out.data_ptr<int64_t>();
+  // Every rank's per-expert slot counts: counts[p][q * E_local + e] = slots rank p sends to local
+  // expert e of rank q. One small allgather gives both the exchange sizes and the group total.
+  auto counts = ep_.allgather(torch::tensor(s.counts, torch::kInt64).to(x.device())).cpu();  // (P, E)
+  auto* all = counts.data_ptr<int64_t>();
+  const int64_t me = ep_.rank();
   plan.send_rows.assign(P, 0);
   plan.recv_rows.assign(P, 0);
   plan.expert_counts.assign(E_local, 0);
   for (int64_t p = 0; p < P; ++p) {
     for (int64_t e = 0; e < E_local; ++e) {
-      plan.send_rows[p] += out[p * E_local + e];
-      plan.recv_rows[p] += in[p * E_local + e];
-      plan.expert_counts[e] += in[p * E_local + e];
+      plan.send_rows[p] += all[me * num_experts_ + p * E_local + e];
+      plan.recv_rows[p] += all[p * num_experts_ + me * E_local + e];
+      plan.expert_counts[e] += all[p * num_experts_ + me * E_local + e];
     }
   }
+  plan.group_slots = counts.sum().item<int64_t>();
+  auto in = [&](int64_t p, int64_t e) { return all[p * num_experts_ + me * E_local + e]; };
   // Received rows come grouped by source rank, each group sorted by local expert; regroup them
   // by local expert (sources in rank order) for the grouped GEMMs.
   std::vector<int64_t> local_order;
@@ -114,8 +115,8 @@ std::pair<Tensor, DispatchPlan> AllToAllTokenDispatcher::dispatch(const Tensor& 
   std::vector<int64_t> cursor = source_start;
   for (int64_t e = 0; e < E_local; ++e) {
     for (int64_t p = 0; p < P; ++p) {
-      for (int64_t i = 0; i < in[p * E_local + e]; ++i) local_order.push_back(cursor[p] + i);
-      cursor[p] += in[p * E_local + e];
+      for (int64_t i = 0; i < in(p, e); ++i) local_order.push_back(cursor[p] + i);
+      cursor[p] += in(p, e);
     }
   }
   plan.local_order = torch::tensor(local_order, torch::kInt64).to(x.device());          // (R,)

@@ -23,6 +23,7 @@ struct DispatchPlan {
   std::vector<int64_t> send_rows;      // (P,) slots this rank sends to each EP peer
   std::vector<int64_t> recv_rows;      // (P,) slots this rank receives from each EP peer
   torch::Tensor local_order;           // (R,) received rows regrouped by local expert (undefined: identity)
+  int64_t group_slots = 0;             // slots of the whole EP group in this forward (capacity base)
 };
 
 class TokenDispatcher {

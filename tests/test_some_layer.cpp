@@ -179,3 +179,34 @@ TEST(SoMELayer, UsageStartsAtFairShareForEmaAndZeroForCumulative) {
   SoMELayer cumulative(opts, 0);
   EXPECT_TRUE(torch::equal(cumulative.key_store()->usage(), torch::zeros({opts.num_experts})));
 }
+
+TEST(SoMELayer, CapacityDropsTheOverflowInTokenOrder) {
+  auto opts = small_options();
+  opts.capacity_factor = 0.5;  // capacity = ceil(0.5 * N*k / E) slots per expert
+  SoMELayer layer(opts, 0);
+  layer.collect_stats = true;
+  torch::manual_seed(8);
+  const int64_t N = 30;
+  auto x = torch::randn({N, opts.d_model});
+  auto y = layer.forward(x);
+  const auto& r = layer.last_routing();
+  const int64_t capacity = (N * opts.top_k + 2 * opts.num_experts - 1) / (2 * opts.num_experts);
+  // Reference: per expert, the first `capacity` (token, choice) slots in token order are computed.
+  std::vector<int64_t> used(opts.num_experts, 0);
+  int64_t dropped = 0;
+  auto& w = layer.experts();
+  auto expected = torch::zeros_like(y);
+  for (int64_t t = 0; t < N; ++t) {
+    for (int64_t j = 0; j < opts.top_k; ++j) {
+      auto e = r.indices[t][j].item<int64_t>();
+      if (used[e]++ >= capacity) {
+        ++dropped;
+        continue;
+      }
+      expected[t] += r.gates[t][j] * torch::mv(w->w_up[e], torch::gelu(torch::mv(w->w_down[e], x[t])));
+    }
+  }
+  EXPECT_GT(dropped, 0) << "the example must overflow some expert";
+  EXPECT_EQ(layer.dropped_slots, dropped);
+  EXPECT_TRUE(torch::allclose(y, expected, 1e-5, 1e-6));
+}

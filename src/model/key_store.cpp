@@ -162,11 +162,16 @@ double KeyStore::mean_top1_score() const {
   return selections > 0 ? top1_sum_.item<double>() * static_cast<double>(top_k_) / selections : 0.0;
 }
 
-void KeyStore::apply_gravity(uint64_t restart_seed) {
+void KeyStore::apply_gravity(uint64_t restart_seed, parallel::Communicator* world) {
   torch::NoGradGuard no_grad;
   auto& s = stats();
   if (!router_.freeze_keys) {
     knowledge_gravity(keys_, usage_, s.n(), s.S(), s.C(), top_k_, gravity_);
+    if (gravity_.restart_below > 0 && pool_q_.defined() && world && world->world_size() > 1) {
+      // Every rank's pool (equal sizes: equal micro-batches), in rank order: one pool everywhere.
+      pool_q_ = world->allgather(pool_q_).reshape({-1, pool_q_.size(1)});
+      pool_top1_ = world->allgather(pool_top1_).reshape({-1});
+    }
     if (gravity_.restart_below > 0 && pool_q_.defined()) {
       auto dead = (usage_ < gravity_.restart_below).nonzero().view({-1}).cpu();
       auto gen = at::make_generator<at::CPUGeneratorImpl>(restart_seed);

@@ -8,6 +8,7 @@
 
 #include <torch/torch.h>
 
+#include "parallel/communicator.h"
 #include "src/model/options.h"
 
 namespace some::model {
@@ -66,8 +67,9 @@ class KeyStore {
   void accumulate(const Routing& r);                   // adds to this step's statistics
   GravityStats& stats();                               // for the cross-rank allreduce
   // Applies Knowledge Gravity with this step's (already reduced) statistics, then clears them.
-  // `restart_seed` makes the dead-key restart identical on every rank.
-  void apply_gravity(uint64_t restart_seed);
+  // `restart_seed` and the restart pool gathered over `world` (null: one process) make the
+  // dead-key restart identical on every rank.
+  void apply_gravity(uint64_t restart_seed, parallel::Communicator* world = nullptr);
 
   // Mean top-1 score of the tokens accumulated this step (before apply_gravity clears it).
   double mean_top1_score() const;

@@ -51,6 +51,7 @@ struct ModelOptions {
   int64_t top_k = 2;              // k
   int64_t d_expert = 192;         // h, hidden size of one expert
   std::string some_layers = "all";  // all | every_other
+  double capacity_factor = 0.0;   // > 0: each expert computes at most ceil(cf * slots / E) slots per forward
   uint64_t seed = 1234;           // expert library and key initialisation
   RouterOptions router;
   ExpertOptions expert;

@@ -1,5 +1,7 @@
 #include "src/model/some_layer.h"
 
+#include <cmath>
+
 #include "src/model/init.h"
 
 namespace some::model {
@@ -39,8 +41,28 @@ torch::Tensor SoMELayer::forward(const torch::Tensor& x) {
   last_ = key_store_->route(q);                                        // (N, k) indices, gates
   if (collect_stats) key_store_->accumulate(last_);
   auto [expert_in, plan] = dispatcher_->dispatch(x, last_.indices);    // (N*k, d) by expert
-  auto expert_out = experts_->forward(expert_in, plan.expert_counts);  // (N*k, d)
+  auto expert_out = compute_experts(expert_in, plan);                  // (R, d)
   return dispatcher_->combine(expert_out, last_.gates, plan);          // (N, d)
+}
+
+torch::Tensor SoMELayer::compute_experts(const torch::Tensor& expert_in, const parallel::DispatchPlan& plan) {
+  if (opts_.capacity_factor <= 0) return experts_->forward(expert_in, plan.expert_counts);  // dropless
+  const auto capacity = static_cast<int64_t>(
+      std::ceil(opts_.capacity_factor * static_cast<double>(plan.group_slots) / static_cast<double>(opts_.num_experts)));
+  std::vector<int64_t> kept_counts, kept_rows;
+  int64_t offset = 0, dropped = 0;
+  for (auto count : plan.expert_counts) {
+    const auto kept = std::min(count, capacity);
+    for (int64_t i = 0; i < kept; ++i) kept_rows.push_back(offset + i);
+    kept_counts.push_back(kept);
+    dropped += count - kept;
+    offset += count;
+  }
+  if (collect_stats) dropped_slots += dropped;
+  if (dropped == 0) return experts_->forward(expert_in, plan.expert_counts);
+  auto rows = torch::tensor(kept_rows, torch::dtype(torch::kLong).device(expert_in.device()));
+  auto kept_out = experts_->forward(expert_in.index_select(0, rows), kept_counts);    // (R_kept, d)
+  return torch::zeros_like(expert_in).index_copy(0, rows, kept_out);                  // (R, d)
 }
 
 double SoMELayer::query_flops_per_token() const {

@@ -35,9 +35,14 @@ class SoMELayer final : public FeedForward {
 
   // Training forwards add to the key statistics; eval and generation forwards must not.
   bool collect_stats = false;
+  // Slots this rank's experts dropped for capacity since the last reset (training forwards).
+  int64_t dropped_slots = 0;
 
  private:
   double query_flops_per_token() const;
+  // Expert outputs (R, d) for the dispatched rows, computing at most `capacity` rows per expert
+  // (the first ones: lower source rank, then token order); dropped rows give zeros.
+  torch::Tensor compute_experts(const torch::Tensor& expert_in, const parallel::DispatchPlan& plan);
 
   ModelOptions opts_;
   torch::nn::Sequential query_{nullptr};

@@ -158,11 +158,20 @@ double Trainer::train_step(int64_t step) {
     auto* store = layer->key_store();
     parallel_.world().allreduce_sum(store->stats().flat());
   }
+  // Slots dropped for capacity this step, over all layers and ranks.
+  auto dropped = torch::zeros({1}, torch::kFloat64);
+  for (auto* layer : model_->some_layers()) {
+    dropped[0] += static_cast<double>(layer->dropped_slots);
+    layer->dropped_slots = 0;
+  }
+  parallel_.world().allreduce_sum(dropped);
+  last_dropped_slots_ = static_cast<int64_t>(dropped[0].item<double>());
   // Routing of this step for its log line, read before the update clears the statistics.
   if (step % train_.log_every == 0 || step == train_.max_steps) pending_routing_ = train_routing_json();
   int64_t l = 0;
   for (auto* layer : model_->some_layers()) {
-    layer->key_store()->apply_gravity(train_.seed * 1000003ull + static_cast<uint64_t>(step) * 1009 + l++);
+    layer->key_store()->apply_gravity(train_.seed * 1000003ull + static_cast<uint64_t>(step) * 1009 + l++,
+                                      &parallel_.world());
   }
   times_.optimizer = std::chrono::duration<double>(t3 - t2).count();
   times_.key_update = std::chrono::duration<double>(Clock::now() - t3).count();
@@ -221,6 +230,7 @@ void Trainer::log_step(int64_t step, double loss, double lr, double tok_s, doubl
                       {"lr", lr},           {"grad_norm", last_grad_norm_}, {"tokens_per_s", tok_s},
                       {"elapsed_s", elapsed}};
   if (!routing.empty()) j["routing"] = routing;
+  if (model_->options().capacity_factor > 0) j["dropped_slots"] = last_dropped_slots_;
   metrics_.write(j);
 }
 

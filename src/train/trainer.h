@@ -67,6 +67,7 @@ class Trainer {
   JsonLines metrics_;
   StepTimes times_;
   double last_grad_norm_ = 0;
+  int64_t last_dropped_slots_ = 0;  // capacity drops of the latest step, all layers and ranks
   nlohmann::json pending_routing_;  // routing of the latest log step's batch
 
   torch::Tensor micro_batch(int64_t step, int64_t index) const;  // (B, T+1) on device
