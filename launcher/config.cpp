@@ -91,6 +91,7 @@ std::vector<Entry> schema(Config& c) {
       {"train.sample_tokens", &t.sample_tokens, "length of that sample; 0 = none", 0, 1 << 20},
       {"parallel.expert_parallel", &c.parallel.expert_parallel, "P: ranks each SoME layer's experts are sharded over (P divides the world size and model.num_experts)", 1, 1 << 20},
       {"parallel.capacity_factor", &m.capacity_factor, "0 = dropless; > 0: an expert computes at most ceil(cf * slots / E) of a forward's slots, the rest are dropped (zero output) and counted", 0, 1e6},
+      {"parallel.overlap_grad_allreduce", &c.parallel.overlap_grad_allreduce, "start each gradient bucket's allreduce during the last backward of a step, as soon as its gradients are final"},
       {"parallel.key_check_every", &c.parallel.key_check_every, "steps between cross-rank key-store checksums; 0 = never", 0, 1e12},
       {"data.dir", &c.data_dir, "dataset directory written by `some prepare`"},
   };

@@ -13,6 +13,13 @@
 
 namespace some::parallel {
 
+// A collective in flight; wait() completes it.
+class Work {
+ public:
+  virtual ~Work() = default;
+  virtual void wait() {}
+};
+
 class Communicator {
  public:
   virtual ~Communicator() = default;
@@ -22,6 +29,12 @@ class Communicator {
 
   // In-place elementwise sum over all ranks (float32 / float64 / int64).
   virtual void allreduce_sum(torch::Tensor& t) = 0;
+  // The same, started now and completed by the returned Work's wait() (t must stay alive and
+  // untouched until then). Transports without a non-blocking form complete it at once.
+  virtual std::unique_ptr<Work> allreduce_sum_async(torch::Tensor& t) {
+    allreduce_sum(t);
+    return std::make_unique<Work>();
+  }
   // All-to-all-v along dim 0: send_rows[p] rows of `input` (in order) go to rank p;
   // recv_rows[p] rows arrive from rank p. Returns (sum recv_rows, *input.shape[1:]).
   virtual torch::Tensor all_to_all(const torch::Tensor& input, const std::vector<int64_t>& send_rows,

@@ -89,6 +89,27 @@ void MpiCommunicator::allreduce_sum(torch::Tensor& t) {
                                reduce_type(t), MPI_SUM, comm_));
 }
 
+namespace {
+class MpiWork final : public Work {
+ public:
+  MPI_Request request = MPI_REQUEST_NULL;
+  void wait() override { SOME_CHECK_MPI(MPI_Wait(&request, MPI_STATUS_IGNORE)); }
+  ~MpiWork() override {
+    // A request still in flight must not outlive its buffer unnoticed: complete it.
+    if (request != MPI_REQUEST_NULL) MPI_Wait(&request, MPI_STATUS_IGNORE);
+  }
+};
+}  // namespace
+
+std::unique_ptr<Work> MpiCommunicator::allreduce_sum_async(torch::Tensor& t) {
+  require_cpu_contiguous(t, "allreduce_sum_async");
+  auto work = std::make_unique<MpiWork>();
+  if (t.numel() == 0) return work;
+  SOME_CHECK_MPI(MPI_Iallreduce(MPI_IN_PLACE, t.data_ptr(), to_int(t.numel(), "allreduce elements"), reduce_type(t),
+                                MPI_SUM, comm_, &work->request));
+  return work;
+}
+
 torch::Tensor MpiCommunicator::all_to_all(const torch::Tensor& input, const std::vector<int64_t>& send_rows,
                                           const std::vector<int64_t>& recv_rows) {
   auto in = input.contiguous();

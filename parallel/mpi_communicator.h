@@ -34,6 +34,7 @@ class MpiCommunicator final : public Communicator {
   int world_size() const override { return size_; }
   std::string name() const override { return "mpi"; }
   void allreduce_sum(torch::Tensor& t) override;
+  std::unique_ptr<Work> allreduce_sum_async(torch::Tensor& t) override;  // MPI_Iallreduce
   torch::Tensor all_to_all(const torch::Tensor& input, const std::vector<int64_t>& send_rows,
                            const std::vector<int64_t>& recv_rows) override;
   void broadcast(torch::Tensor& t, int root) override;

@@ -36,6 +36,7 @@ struct TrainOptions {
 struct ParallelOptions {
   int64_t expert_parallel = 1;    // P: ranks one SoME layer's experts are sharded over (P | W, P | E)
   int64_t key_check_every = 100;  // steps between cross-rank key-store checksums; 0 = never
+  bool overlap_grad_allreduce = true;  // start gradient buckets during the last backward
 };
 
 }  // namespace some::train

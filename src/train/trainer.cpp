@@ -83,7 +83,8 @@ Trainer::Trainer(model::Transformer model, OptimOptions optim, TrainOptions trai
   params_.insert(params_.end(), no_decay.begin(), no_decay.end());
   // Every trainable parameter is replicated (the experts are frozen buffers), so every gradient
   // is averaged over all W ranks.
-  grad_allreduce_ = std::make_unique<parallel::GradientAllreduce>(params_, parallel_.world());
+  grad_allreduce_ = std::make_unique<parallel::GradientAllreduce>(params_, parallel_.world(),
+                                                                  parallel_opts_.overlap_grad_allreduce);
   if (!run_dir_.empty() && parallel_.rank() == 0) {
     metrics_ = JsonLines(run_dir_ + "/metrics.jsonl");
     std::filesystem::create_directories(run_dir_ + "/analytics");
@@ -122,6 +123,7 @@ double Trainer::train_step(int64_t step) {
       loss = model_->loss(batch.narrow(1, 0, train_.seq_len), batch.narrow(1, 1, train_.seq_len));
     }
     auto t1 = Clock::now();
+    if (m == n_micro - 1) grad_allreduce_->expect_final_backward();  // buckets may start during it
     (loss / static_cast<double>(n_micro)).backward();
     times_.forward += std::chrono::duration<double>(t1 - t0).count();
     times_.backward += std::chrono::duration<double>(Clock::now() - t1).count();
@@ -141,7 +143,7 @@ double Trainer::train_step(int64_t step) {
   const double loss_sum = micro_losses.sum().item<double>();
 
   auto t_reduce = Clock::now();
-  grad_allreduce_->run();                                                          // data parallel
+  grad_allreduce_->finish();                                                       // data parallel
   times_.grad_allreduce = std::chrono::duration<double>(Clock::now() - t_reduce).count();
 
   auto t2 = Clock::now();

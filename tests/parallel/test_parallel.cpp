@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "parallel/gradient_allreduce.h"
 #include "parallel/mpi_communicator.h"
 #include "parallel/parallel_state.h"
 #include "src/model/some_layer.h"
@@ -144,4 +145,43 @@ TEST(ExpertParallelLayer, ExpertsThatReceiveNoTokens) {
   auto y = sharded.forward(x);
   EXPECT_TRUE(torch::allclose(y, whole.forward(x), 1e-5, 1e-6));
   EXPECT_EQ(sharded.last_routing().indices.max().item<int64_t>(), 1);
+}
+
+TEST(GradientAllreduce, OverlappedBucketsStartDuringBackwardAndMatch) {
+  auto& comm = world();
+  const int W = comm.world_size(), r = comm.rank();
+  auto make = [] {
+    torch::manual_seed(3);
+    return std::vector<torch::Tensor>{torch::randn({40, 30}).requires_grad_(), torch::randn({30}).requires_grad_(),
+                                      torch::randn({1000}).requires_grad_()};
+  };
+  auto a = make(), b = make();
+  parallel::GradientAllreduce overlapped(a, comm, /*overlap=*/true, /*bucket_bytes=*/4100);
+  parallel::GradientAllreduce after(b, comm, /*overlap=*/false, /*bucket_bytes=*/4100);
+  std::vector<torch::Tensor> local(3);
+  for (int micro = 0; micro < 2; ++micro) {
+    // Rank- and micro-batch-dependent gradients: d/dp sum(p * c) = c.
+    std::vector<torch::Tensor> coef;
+    for (auto& p : a) coef.push_back(torch::full_like(p, 1.0 + r + 10 * micro) * torch::arange(p.numel()).view_as(p));
+    if (micro == 1) overlapped.expect_final_backward();
+    torch::Tensor la = torch::zeros({}), lb = torch::zeros({});
+    for (size_t i = 0; i < a.size(); ++i) {
+      la = la + (a[i] * coef[i]).sum();
+      lb = lb + (b[i] * coef[i]).sum();
+      local[i] = micro == 0 ? coef[i].clone() : local[i] + coef[i];
+    }
+    la.backward();
+    lb.backward();
+  }
+  overlapped.finish();
+  after.finish();
+  EXPECT_GT(overlapped.num_buckets(), 1);
+  EXPECT_EQ(overlapped.buckets_started_in_backward(), overlapped.num_buckets());
+  for (size_t i = 0; i < a.size(); ++i) {
+    auto expected = local[i].clone();
+    comm.allreduce_sum(expected);
+    expected.div_(W);
+    EXPECT_TRUE(torch::allclose(a[i].grad(), expected)) << i;
+    EXPECT_TRUE(torch::allclose(b[i].grad(), expected)) << i;
+  }
 }
