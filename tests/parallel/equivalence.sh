@@ -7,15 +7,7 @@ SOME=$1 SRC=$2 PY=$3
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 cd "$SRC"
-python3 - "$T/corpus" <<'PY'
-import os, random, sys
-os.makedirs(sys.argv[1])
-random.seed(5)
-w = "the king a shepherd went up to spoke unto came down from the city the mountain the river".split()
-with open(f"{sys.argv[1]}/c.txt", "w") as f:
-    f.write("\n\n".join(" ".join(random.choice(w) for _ in range(60)) for _ in range(300)))
-PY
-"$SOME" prepare --input "$T/corpus" --out "$T/data" --vocab-size 300 >/dev/null 2>&1
+bash "$SRC/tests/make_test_dataset.sh" "$SOME" "$T"
 COMMON=(--config configs/tiny.toml --data "$T/data" --set train.log_every=1 --set train.sample_tokens=0
         --set train.max_steps=20 --set train.micro_batch=2 --set train.threads=1 --set parallel.key_check_every=5)
 "$SOME" train "${COMMON[@]}" --run-dir "$T/w1" >/dev/null 2>&1
