@@ -30,7 +30,7 @@ void run_train(const TrainArgs& args) {
   Config cfg = load_config(config_path, args.overrides);
   if (!args.data_dir.empty()) cfg.data_dir = args.data_dir;
   const auto device = select_device(cfg);  // fail before any work
-  auto parallel = make_parallel_state(cfg);
+  auto parallel = make_parallel_state(cfg, device);
   auto& world = parallel.world();
   const bool leader = parallel.rank() == 0;
   log::setup(parallel.rank(), parallel.world_size());
@@ -64,7 +64,9 @@ void run_train(const TrainArgs& args) {
     }
   }
   world.barrier();
-  train::Trainer trainer(model, cfg.optim, cfg.train, meta, run_dir, parallel, cfg.parallel);
+  auto train_opts = cfg.train;
+  train_opts.device = device.str();  // this rank's device, e.g. cuda:3 (config.toml keeps "cuda")
+  train::Trainer trainer(model, cfg.optim, train_opts, meta, run_dir, parallel, cfg.parallel);
   auto summary = trainer.run();
   auto rss = world.allgather(torch::tensor({peak_rss_bytes()}, torch::kInt64));
   for (int r = 0; r < parallel.world_size(); ++r) {

@@ -19,8 +19,11 @@ namespace fs = std::filesystem;
 
 namespace some::launcher {
 
-parallel::ParallelState make_parallel_state(const Config& cfg) {
-  if (parallel::MpiRuntime::launched_by_mpi()) return parallel::ParallelState::from_mpi(static_cast<int>(cfg.parallel.expert_parallel));
+parallel::ParallelState make_parallel_state(const Config& cfg, const torch::Device& device) {
+  if (parallel::MpiRuntime::launched_by_mpi()) {
+    return parallel::ParallelState::from_mpi(static_cast<int>(cfg.parallel.expert_parallel),
+                                             device.is_cuda() ? device.index() : -1);
+  }
   if (cfg.parallel.expert_parallel != 1) {
     throw ConfigError(fmt::format("parallel.expert_parallel = {} needs several ranks: run under mpirun -np W (P divides W)",
                                   cfg.parallel.expert_parallel));
@@ -93,7 +96,15 @@ torch::Device select_device(const Config& cfg) {
   if (cfg.train.device == "cuda" && !torch::cuda::is_available()) {
     throw ConfigError("train.device = \"cuda\" but no CUDA device is available to this LibTorch build");
   }
-  return torch::Device(cfg.train.device);
+  if (cfg.train.device != "cuda") return torch::Device(cfg.train.device);
+  int local_rank = 0;
+  for (const char* var : {"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID"}) {
+    if (const char* v = std::getenv(var)) {
+      local_rank = std::atoi(v);
+      break;
+    }
+  }
+  return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(local_rank % torch::cuda::device_count()));
 }
 
 void set_threads(const Config& cfg, int local_ranks) {

@@ -15,8 +15,9 @@
 
 namespace some::launcher {
 
-// The rank grid: MPI when launched by mpirun / srun, else one process (then P must be 1).
-parallel::ParallelState make_parallel_state(const Config& cfg);
+// The rank grid: MPI (NCCL for CUDA) when launched by mpirun / srun, else one process (then P
+// must be 1). `device` is this rank's device (see select_device).
+parallel::ParallelState make_parallel_state(const Config& cfg, const torch::Device& device);
 // Ranks of this job on this node (for threads per rank).
 int local_ranks();
 // Reads DIR/meta.json; the default dataset is built first (by rank 0) if it is absent.
@@ -27,7 +28,9 @@ std::string make_run_dir(const std::string& requested, parallel::Communicator* c
 int64_t peak_rss_bytes();
 // configs/default.toml of the working directory, else of the repository holding the binary.
 std::string default_config_path();
-torch::Device select_device(const Config& cfg);   // ConfigError when cuda is asked and absent
+// ConfigError when cuda is asked and absent; under an MPI launcher each rank takes the GPU of
+// its local rank (cuda:<local rank mod devices>).
+torch::Device select_device(const Config& cfg);
 void set_threads(const Config& cfg, int local_ranks = 1);
 model::ModelOptions model_options(const Config& cfg, const data::DatasetMeta& meta);
 

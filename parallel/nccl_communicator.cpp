@@ -113,7 +113,15 @@ void NcclCommunicator::require_on_device(const torch::Tensor& t, const char* wha
   SOME_REQUIRE(t.is_contiguous(), Error, "NcclCommunicator::{} needs a contiguous tensor", what);
 }
 
+// CPU tensors (control values: losses, counters, checksums) are staged through the device so
+// that the trainer can use one communicator for everything.
 void NcclCommunicator::allreduce_sum(torch::Tensor& t) {
+  if (t.device().is_cpu()) {
+    auto staged = t.to(torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(device_)));
+    allreduce_sum(staged);
+    t.copy_(staged);
+    return;
+  }
   require_on_device(t, "allreduce_sum");
   if (t.numel() == 0) return;
   c10::cuda::CUDAGuard guard(static_cast<c10::DeviceIndex>(device_));
@@ -123,6 +131,10 @@ void NcclCommunicator::allreduce_sum(torch::Tensor& t) {
 
 torch::Tensor NcclCommunicator::all_to_all(const torch::Tensor& input, const std::vector<int64_t>& send_rows,
                                            const std::vector<int64_t>& recv_rows) {
+  if (input.device().is_cpu()) {
+    return all_to_all(input.to(torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(device_))), send_rows,
+                      recv_rows).cpu();
+  }
   auto in = input.contiguous();
   require_on_device(in, "all_to_all");
   SOME_REQUIRE(static_cast<int>(send_rows.size()) == size_ && static_cast<int>(recv_rows.size()) == size_, Error,
@@ -168,6 +180,12 @@ torch::Tensor NcclCommunicator::all_to_all(const torch::Tensor& input, const std
 }
 
 void NcclCommunicator::broadcast(torch::Tensor& t, int root) {
+  if (t.device().is_cpu()) {
+    auto staged = t.to(torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(device_)));
+    broadcast(staged, root);
+    t.copy_(staged);
+    return;
+  }
   require_on_device(t, "broadcast");
   SOME_REQUIRE(root >= 0 && root < size_, Error, "broadcast root {} outside 0..{}", root, size_ - 1);
   if (t.numel() == 0) return;
@@ -177,6 +195,7 @@ void NcclCommunicator::broadcast(torch::Tensor& t, int root) {
 }
 
 torch::Tensor NcclCommunicator::allgather(const torch::Tensor& t) {
+  if (t.device().is_cpu()) return allgather(t.to(torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(device_)))).cpu();
   auto in = t.contiguous();
   require_on_device(in, "allgather");
   std::vector<int64_t> shape{size_};

@@ -5,6 +5,9 @@
 #include "common/check.h"
 #include "common/errors.h"
 #include "parallel/mpi_communicator.h"
+#ifdef SOME_WITH_CUDA
+#include "parallel/nccl_communicator.h"
+#endif
 
 namespace some::parallel {
 
@@ -19,12 +22,22 @@ ParallelState ParallelState::single_process() {
   return ParallelState(local, local);
 }
 
-ParallelState ParallelState::from_mpi(int expert_parallel) {
+ParallelState ParallelState::from_mpi(int expert_parallel, int cuda_device) {
   auto world = std::make_shared<MpiCommunicator>(MPI_COMM_WORLD);
   SOME_REQUIRE(expert_parallel >= 1 && world->world_size() % expert_parallel == 0, ConfigError,
                "parallel.expert_parallel = {} must divide the world size {} (mpirun -np)", expert_parallel,
                world->world_size());
-  std::shared_ptr<Communicator> ep = world->split(world->rank() / expert_parallel);
+  auto ep_mpi = world->split(world->rank() / expert_parallel);
+  if (cuda_device >= 0) {
+#ifdef SOME_WITH_CUDA
+    std::shared_ptr<Communicator> ep = std::make_shared<LocalCommunicator>();
+    if (expert_parallel > 1) ep = std::make_shared<NcclCommunicator>(*ep_mpi, cuda_device);
+    return ParallelState(std::make_shared<NcclCommunicator>(*world, cuda_device), ep);
+#else
+    throw ConfigError("train.device = \"cuda\" with several ranks needs a build with SOME_WITH_CUDA (NCCL)");
+#endif
+  }
+  std::shared_ptr<Communicator> ep = ep_mpi;
   if (expert_parallel == 1) ep = std::make_shared<LocalCommunicator>();
   return ParallelState(world, ep);
 }

@@ -17,7 +17,9 @@ class ParallelState {
   ParallelState(std::shared_ptr<Communicator> world, std::shared_ptr<Communicator> ep);
   static ParallelState single_process();
   // From MPI_COMM_WORLD (the process must run under an MPI launcher): P = expert_parallel.
-  static ParallelState from_mpi(int expert_parallel);
+  // With cuda_device >= 0 the transport is NCCL on that device (bootstrapped over MPI); this
+  // needs a build with SOME_WITH_CUDA.
+  static ParallelState from_mpi(int expert_parallel, int cuda_device = -1);
 
   int rank() const { return world_->rank(); }
   int world_size() const { return world_->world_size(); }

@@ -21,5 +21,5 @@ grep "SoME: NCCL" "$BUILD.configure.log" || true
 cmake --build "$BUILD" --target some_common some_parallel
 OBJ=$(find "$BUILD/parallel" -name 'nccl_communicator.cpp.o' -print -quit)
 [ -n "$OBJ" ] || { echo "FAIL: some_parallel built without nccl_communicator.cpp" >&2; exit 1; }
-nm -C "$OBJ" | grep -q ' U ncclCommInitRank' || { echo "FAIL: $OBJ does not call NCCL" >&2; exit 1; }
+nm -C "$OBJ" | grep ' U ncclCommInitRank' >/dev/null || { echo "FAIL: $OBJ does not call NCCL" >&2; exit 1; }
 echo "CUDA code paths compile ($(nvcc --version | tail -n 2 | head -n 1); $(basename "$OBJ"))"
