@@ -1,0 +1,199 @@
+// Tests of the data library: reading shards (TokenSplit) and the samplers.
+#include "data_test_util.h"
+
+// ---- reading shards ---------------------------------------------------------------------
+
+namespace {
+
+// A small dataset with every document in train (in order) and many tiny shards.
+struct SmallDataset {
+  std::string dir;
+  std::vector<int32_t> stream;  // the expected concatenated train split
+};
+
+SmallDataset make_small_dataset(const TempDir& tmp, int64_t shard_tokens = 50) {
+  SmallDataset d;
+  d.dir = tmp / "ds";
+  std::string corpus = write_corpus(tmp, 60);
+  PrepareOptions o;
+  o.inputs = {corpus};
+  o.out_dir = d.dir;
+  o.vocab_size = 320;
+  o.val_fraction = 0.0;
+  o.shard_tokens = shard_tokens;
+  prepare_dataset(o);
+  auto tok = Tokenizer::load(d.dir + "/tokenizer.model");
+  d.stream = token_stream(tok, sentences(60));
+  return d;
+}
+
+void set_attr_i64(const std::string& file, const char* name, int64_t v) {
+  auto f = h5::open_file(file, /*writable=*/true);
+  h5::Id root(H5Gopen2(f, "/", H5P_DEFAULT), H5Gclose);
+  ASSERT_GE(root.get(), 0);
+  h5::write_attr_i64(root, name, v);
+}
+
+void set_attr_str(const std::string& file, const char* name, const std::string& v) {
+  auto f = h5::open_file(file, /*writable=*/true);
+  h5::Id root(H5Gopen2(f, "/", H5P_DEFAULT), H5Gclose);
+  ASSERT_GE(root.get(), 0);
+  h5::write_attr_str(root, name, v);
+}
+
+}  // namespace
+
+TEST(TokenSplit, ReadsAcrossShardBoundaries) {
+  TempDir tmp;
+  auto d = make_small_dataset(tmp, 50);
+  auto meta = read_meta(d.dir);
+  const int64_t n = static_cast<int64_t>(d.stream.size());
+  ASSERT_EQ(meta.splits.at("train").files.size(), static_cast<size_t>((n + 49) / 50));
+  ASSERT_GE(meta.splits.at("train").files.size(), 5u);
+  TokenSplit split(meta, "train");
+  ASSERT_EQ(split.num_tokens(), n);
+  EXPECT_EQ(split.name(), "train");
+
+  std::vector<int32_t> all(static_cast<size_t>(n));
+  split.read(0, n, all.data());
+  EXPECT_EQ(all, d.stream);
+  for (auto [off, cnt] : std::vector<std::pair<int64_t, int64_t>>{
+           {45, 20}, {49, 2}, {50, 50}, {0, 1}, {n - 1, 1}, {37, 140}, {10, 0}}) {
+    std::vector<int32_t> got(static_cast<size_t>(cnt), -1);
+    split.read(off, cnt, got.data());
+    EXPECT_TRUE(std::equal(got.begin(), got.end(), d.stream.begin() + off)) << off << "+" << cnt;
+  }
+  std::vector<int32_t> buf(2);
+  EXPECT_THROW(split.read(n - 1, 2, buf.data()), DataError);
+  EXPECT_THROW(split.read(-1, 1, buf.data()), DataError);
+  expect_data_error([&] { TokenSplit{meta, "test"}; }, {"test", "meta.json"});
+}
+
+TEST(TokenSplit, TamperedShardAttributesAreErrors) {
+  TempDir tmp;
+  auto d = make_small_dataset(tmp, 50);
+  const std::string shard = d.dir + "/train-00001.h5";
+  auto meta = read_meta(d.dir);
+  TokenSplit{meta, "train"};  // intact: fine
+
+  set_attr_i64(shard, "num_tokens", 49);
+  expect_data_error([&] { TokenSplit{meta, "train"}; }, {"train-00001.h5", "num_tokens"});
+  set_attr_i64(shard, "num_tokens", 50);
+  TokenSplit{meta, "train"};  // restored
+
+  set_attr_str(shard, "tokenizer_sha256", std::string(64, '0'));
+  expect_data_error([&] { TokenSplit{meta, "train"}; }, {"train-00001.h5", "tokenizer_sha256"});
+  set_attr_str(shard, "tokenizer_sha256", meta.tokenizer_sha256);
+
+  set_attr_i64(shard, "vocab_size", meta.vocab_size + 1);
+  expect_data_error([&] { TokenSplit{meta, "train"}; }, {"train-00001.h5", "vocab_size"});
+  set_attr_i64(shard, "vocab_size", meta.vocab_size);
+
+  set_attr_i64(shard, "format_version", 2);
+  expect_data_error([&] { TokenSplit{meta, "train"}; }, {"train-00001.h5", "format_version"});
+  set_attr_i64(shard, "format_version", 1);
+  TokenSplit{meta, "train"};
+}
+
+TEST(TokenSplit, MissingOrCorruptFilesAreErrors) {
+  TempDir tmp;
+  auto d = make_small_dataset(tmp, 400);
+  // Truncated shard.
+  const std::string shard = d.dir + "/train-00000.h5";
+  auto meta = read_meta(d.dir);
+  fs::resize_file(shard, fs::file_size(shard) / 2);
+  expect_data_error([&] { TokenSplit{meta, "train"}; }, {"train-00000.h5"});
+  // Missing shard.
+  fs::remove(shard);
+  expect_data_error([&] { TokenSplit{meta, "train"}; }, {"train-00000.h5"});
+  // A tokenizer that is not the dataset's.
+  {
+    std::ofstream f(d.dir + "/tokenizer.model", std::ios::app | std::ios::binary);
+    f << 'x';
+  }
+  expect_data_error([&] { read_meta(d.dir); }, {"tokenizer.model", "SHA-256"});
+  // Bad meta.json fields.
+  auto j = nlohmann::json::parse(read_file(d.dir + "/meta.json"));
+  j["vocab_size"] = "many";
+  write_file(d.dir + "/meta.json", j.dump());
+  expect_data_error([&] { read_meta(d.dir); }, {"meta.json", "vocab_size"});
+  j.erase("vocab_size");
+  write_file(d.dir + "/meta.json", j.dump());
+  expect_data_error([&] { read_meta(d.dir); }, {"meta.json", "vocab_size"});
+  write_file(d.dir + "/meta.json", "{\"format_version\": 1, ");
+  expect_data_error([&] { read_meta(d.dir); }, {"meta.json"});
+  // Missing meta.json.
+  fs::remove(d.dir + "/meta.json");
+  expect_data_error([&] { read_meta(d.dir); }, {"meta.json"});
+}
+
+// ---- samplers ---------------------------------------------------------------------------
+
+TEST(BatchSampler, DeterministicAndSliceable) {
+  TempDir tmp;
+  auto d = make_small_dataset(tmp, 50);
+  auto meta = read_meta(d.dir);
+  TokenSplit split(meta, "train");
+  const int64_t seq = 16, w = seq + 1, batch = 12;
+  BatchSampler a(split, seq, 7), b(split, seq, 7), other_seed(split, seq, 8);
+
+  auto o1 = a.offsets(3, batch);
+  EXPECT_EQ(o1, b.offsets(3, batch));
+  EXPECT_NE(o1, a.offsets(4, batch));
+  EXPECT_NE(o1, other_seed.offsets(3, batch));
+  // A batch's first rows do not depend on the batch size.
+  auto o_small = a.offsets(3, 5);
+  EXPECT_TRUE(std::equal(o_small.begin(), o_small.end(), o1.begin()));
+  // Offsets cover the valid range [0, N - seq - 1] and nothing else.
+  int64_t lo = INT64_MAX, hi = -1;
+  for (int64_t step = 0; step < 200; ++step) {
+    for (int64_t off : a.offsets(step, batch)) {
+      lo = std::min(lo, off);
+      hi = std::max(hi, off);
+    }
+  }
+  EXPECT_GE(lo, 0);
+  EXPECT_LE(hi, split.num_tokens() - seq - 1);
+  EXPECT_LT(lo, 20);
+  EXPECT_GT(hi, split.num_tokens() - seq - 30);
+
+  std::vector<int32_t> full(static_cast<size_t>(batch * w));
+  a.fill(3, batch, 0, batch, full.data());
+  for (int64_t j = 0; j < batch; ++j) {
+    EXPECT_TRUE(std::equal(full.begin() + j * w, full.begin() + (j + 1) * w,
+                           d.stream.begin() + o1[static_cast<size_t>(j)]))
+        << "row " << j;
+  }
+  // Rank-style slices [4, 8) equal the matching rows of the full batch.
+  std::vector<int32_t> slice(static_cast<size_t>(4 * w));
+  a.fill(3, batch, 4, 4, slice.data());
+  EXPECT_TRUE(std::equal(slice.begin(), slice.end(), full.begin() + 4 * w));
+  EXPECT_THROW(a.fill(3, batch, 10, 4, slice.data()), DataError);
+
+  expect_data_error([&] { BatchSampler{split, split.num_tokens(), 1}; }, {"train"});
+}
+
+TEST(EvalWindows, SequentialWindows) {
+  TempDir tmp;
+  auto d = make_small_dataset(tmp, 50);
+  auto meta = read_meta(d.dir);
+  TokenSplit split(meta, "train");
+  const int64_t n = split.num_tokens(), seq = 16, w = seq + 1;
+  EvalWindows ev(split, seq);
+  EXPECT_EQ(ev.num_windows(), (n - 1) / seq);
+  std::vector<int32_t> rows(static_cast<size_t>(ev.num_windows() * w));
+  ev.fill(0, ev.num_windows(), rows.data());
+  for (int64_t i = 0; i < ev.num_windows(); ++i) {
+    ASSERT_TRUE(std::equal(rows.begin() + i * w, rows.begin() + (i + 1) * w,
+                           d.stream.begin() + i * seq))
+        << "window " << i;
+  }
+  std::vector<int32_t> part(static_cast<size_t>(3 * w));
+  ev.fill(2, 3, part.data());
+  EXPECT_TRUE(std::equal(part.begin(), part.end(), rows.begin() + 2 * w));
+  EXPECT_THROW(ev.fill(ev.num_windows() - 1, 2, part.data()), DataError);
+
+  EvalWindows exact(split, n - 1);  // exactly one window fits
+  EXPECT_EQ(exact.num_windows(), 1);
+  expect_data_error([&] { EvalWindows{split, n}; }, {"train", std::to_string(n)});
+}
