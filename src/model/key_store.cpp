@@ -19,11 +19,6 @@ void GravityStats::make_views() {
   C_ = flat_.narrow(0, E_ + E_ * d_, E_ * E_).view({E_, E_});
 }
 
-void GravityStats::to(torch::Device device) {
-  flat_ = flat_.to(device);
-  make_views();
-}
-
 void GravityStats::add(const Routing& r) {
   // index_add_ rather than bincount: no host synchronisation on CUDA.
   torch::NoGradGuard no_grad;

@@ -33,7 +33,6 @@ class GravityStats {
   const torch::Tensor& n() const { return n_; }   // (E,)   selections
   const torch::Tensor& S() const { return S_; }   // (E, d) query sums
   const torch::Tensor& C() const { return C_; }   // (E, E) co-activation counts, zero diagonal
-  void to(torch::Device device);
 
  private:
   int64_t E_, d_;

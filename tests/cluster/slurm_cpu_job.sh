@@ -35,17 +35,7 @@ cleanup() {
   rm -rf "$T"
 }
 trap cleanup EXIT
-mkdir -p "$T/corpus"
-python3 - "$T/corpus" <<'PY'
-import random, sys
-random.seed(5)
-who = ["the king", "a shepherd", "the prophet", "his servant", "the people"]
-did = ["went up to", "spoke unto", "came down from", "looked upon"]
-what = ["the city", "the mountain", "the temple", "the river", "the field"]
-doc = lambda: " ".join(f"{random.choice(who)} {random.choice(did)} {random.choice(what)}." for _ in range(8))
-open(f"{sys.argv[1]}/a.txt", "w").write("\n\n".join(doc() for _ in range(200)))
-PY
-"$SOME" prepare --input "$T/corpus" --out "$T/data" --vocab-size 300 --val-fraction 0.05 >/dev/null
+bash "$SRC/tests/make_test_dataset.sh" "$SOME" "$T"
 
 # ---- the job ----------------------------------------------------------------------------------
 if [ "$(id -u)" -eq 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
