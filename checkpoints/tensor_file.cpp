@@ -41,6 +41,22 @@ torch::ScalarType torch_type(hid_t type, const std::string& where) {
   throw DataError(where + ": unsupported element type");
 }
 
+}  // namespace
+
+std::string dtype_name(torch::ScalarType t) {
+  switch (t) {
+    case torch::kFloat32: return "float32";
+    case torch::kFloat64: return "float64";
+    case torch::kInt64: return "int64";
+    case torch::kInt32: return "int32";
+    case torch::kUInt8:
+    case torch::kBool: return "uint8";
+    case torch::kBFloat16:
+    case torch::kHalf: return "float32";  // stored widened (write_tensors)
+    default: throw Error(std::string("cannot store tensors of type ") + c10::toString(t));
+  }
+}
+
 void fsync_path(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY);
   SOME_REQUIRE(fd >= 0, DataError, "cannot open '{}' to sync it", path);
@@ -49,12 +65,12 @@ void fsync_path(const std::string& path) {
   SOME_REQUIRE(rc == 0, DataError, "fsync of '{}' failed (disk full?)", path);
 }
 
-}  // namespace
-
-void write_tensors(const std::string& path, const TensorMap& tensors) {
+void write_tensors(const std::string& path, const TensorMap& tensors,
+                   const std::map<std::string, std::string>& attrs) {
   const std::string tmp = path + ".tmp";
-  {
+  try {
     auto file = h5::create_file(tmp);
+    for (const auto& [key, value] : attrs) h5::write_attr_str(file, key, value);
     // Names with '/' (analytics: `layers/0/keys`) create their groups on the way.
     h5::Id lcpl(SOME_HDF5_ID(H5Pcreate(H5P_LINK_CREATE)), H5Pclose);
     SOME_CHECK_HDF5(H5Pset_create_intermediate_group(lcpl, 1));
@@ -73,9 +89,14 @@ void write_tensors(const std::string& path, const TensorMap& tensors) {
       }
     }
     SOME_CHECK_HDF5(H5Fflush(file, H5F_SCOPE_GLOBAL));
+    file.reset();
+    fsync_path(tmp);
+    std::filesystem::rename(tmp, path);
+  } catch (const std::exception& e) {
+    std::error_code ignored;
+    std::filesystem::remove(tmp, ignored);
+    throw DataError(fmt::format("cannot write '{}' (disk full?): {}", path, e.what()));
   }
-  fsync_path(tmp);
-  std::filesystem::rename(tmp, path);
 }
 
 TensorMap read_tensors(const std::string& path) {
@@ -87,20 +108,22 @@ TensorMap read_tensors(const std::string& path) {
     return 0;
   };
   SOME_CHECK_HDF5(H5Literate(file, H5_INDEX_NAME, H5_ITER_INC, nullptr, collect, &names));
-  for (const auto& name : names) {
-    auto dset = h5::open_dataset(file, name, path);
-    h5::Id type(SOME_HDF5_ID(H5Dget_type(dset)), H5Tclose);
-    auto st = torch_type(type, path + ":" + name);
-    auto dims = h5::dataset_shape(dset);
-    std::vector<int64_t> shape(dims.begin(), dims.end());
-    auto t = torch::empty(shape, torch::dtype(st));
-    if (t.numel() > 0) {
-      herr_t rc = H5Dread(dset, h5_types(st).mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, t.data_ptr());
-      SOME_REQUIRE(rc >= 0, DataError, "cannot read tensor '{}' from '{}' (corrupt file?)", name, path);
-    }
-    out.emplace(name, t);
-  }
+  for (const auto& name : names) out.emplace(name, read_tensor(file, name, path));
   return out;
+}
+
+torch::Tensor read_tensor(hid_t file, const std::string& name, const std::string& path) {
+  auto dset = h5::open_dataset(file, name, path);
+  h5::Id type(SOME_HDF5_ID(H5Dget_type(dset)), H5Tclose);
+  auto st = torch_type(type, path + ":" + name);
+  auto dims = h5::dataset_shape(dset);
+  std::vector<int64_t> shape(dims.begin(), dims.end());
+  auto t = torch::empty(shape, torch::dtype(st));
+  if (t.numel() > 0) {
+    herr_t rc = H5Dread(dset, h5_types(st).mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, t.data_ptr());
+    SOME_REQUIRE(rc >= 0, DataError, "cannot read tensor '{}' from '{}' (corrupt file?)", name, path);
+  }
+  return t;
 }
 
 void load_into(TensorMap& target, const TensorMap& source, const std::string& source_path) {

@@ -6,14 +6,24 @@
 #include <map>
 #include <string>
 
+#include <hdf5.h>
 #include <torch/torch.h>
 
 namespace some::checkpoints {
 
 using TensorMap = std::map<std::string, torch::Tensor>;
 
-void write_tensors(const std::string& path, const TensorMap& tensors);
+// `attrs` become string attributes of the file's root group. Any failure (a full disk) is a
+// DataError naming `path`, and no file is left under either name.
+void write_tensors(const std::string& path, const TensorMap& tensors,
+                   const std::map<std::string, std::string>& attrs = {});
 TensorMap read_tensors(const std::string& path);
+// One dataset of an open file (`path` names the file in errors).
+torch::Tensor read_tensor(hid_t file, const std::string& name, const std::string& path);
+// "float32", "int64", ... as stored.
+std::string dtype_name(torch::ScalarType t);
+// fsync of a file or a directory (a rename is durable once its directory is synced).
+void fsync_path(const std::string& path);
 
 // Copies `source` into the tensors of `target` (e.g. a model's state), in place, so that
 // registered parameters and buffers keep their identity. Any missing, unexpected or

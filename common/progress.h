@@ -8,6 +8,7 @@ namespace some {
 
 std::string format_duration(double seconds);  // "1h02m", "3m05s", "12.3s"
 std::string format_count(double n);           // "1.23M", "45.6k", "789"
+std::string format_bytes(double bytes);       // "1.50 GiB", "12.3 MiB", "512 B"
 
 class Progress {
  public:

@@ -15,8 +15,8 @@ void add_eval_command(CLI::App& app) {
     std::vector<std::string> overrides;
   };
   auto args = std::make_shared<Args>();
-  auto* cmd = app.add_subcommand("eval", "Evaluate a finished run on its validation split");
-  cmd->add_option("--run", args->run_dir, "run directory")->required();
+  auto* cmd = app.add_subcommand("eval", "Evaluate a checkpoint on its validation split");
+  cmd->add_option("--run", args->run_dir, "run directory (its latest checkpoint) or a checkpoint directory")->required();
   cmd->add_option("--data", args->data_dir, "dataset directory (default: the run's data.dir)");
   cmd->add_option("--set", args->overrides, "section.key=value override, e.g. train.eval_batches=0");
   cmd->callback([args] {

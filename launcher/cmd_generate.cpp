@@ -13,8 +13,8 @@ void add_generate_command(CLI::App& app) {
     train::SampleOptions sample;
   };
   auto args = std::make_shared<Args>();
-  auto* cmd = app.add_subcommand("generate", "Sample text from a finished run");
-  cmd->add_option("--run", args->run_dir, "run directory")->required();
+  auto* cmd = app.add_subcommand("generate", "Sample text from a checkpoint");
+  cmd->add_option("--run", args->run_dir, "run directory (its latest checkpoint) or a checkpoint directory")->required();
   cmd->add_option("--prompt", args->prompt, "text to continue")->capture_default_str();
   cmd->add_option("--max-tokens", args->sample.max_new_tokens, "tokens to sample")->capture_default_str()->check(CLI::Range(1, 1 << 20));
   cmd->add_option("--temperature", args->sample.temperature, "sampling temperature; 0 = greedy")->capture_default_str()->check(CLI::Range(0.0, 100.0));

@@ -3,9 +3,14 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <sstream>
 
+#include "checkpoints/checkpoint.h"
+#include "common/check.h"
 #include "common/cuda_info.h"
+#include "common/errors.h"
+#include "common/stop_signal.h"
 #include "common/logging.h"
 #include "launcher/commands.h"
 #include "launcher/session.h"
@@ -23,11 +28,32 @@ struct TrainArgs {
   std::vector<std::string> overrides;
   std::string run_dir;
   std::string data_dir;
+  std::string resume;  // "", "auto" or a checkpoint / run directory
 };
 
+// The checkpoint `--resume` names: for `auto` the newest intact one of the run directory (none:
+// a fresh start), else the given path, which must be a checkpoint (verified when loaded).
+std::optional<std::string> find_resume_checkpoint(const TrainArgs& args) {
+  if (args.resume.empty()) return std::nullopt;
+  auto log = log::get("train");
+  if (args.resume != "auto") return checkpoints::resolve_checkpoint_dir(args.resume);
+  if (args.run_dir.empty()) throw ConfigError("--resume auto needs --run-dir: the run directory to continue");
+  std::vector<std::string> refused;
+  auto found = checkpoints::find_latest_intact(args.run_dir + "/checkpoints", &refused);
+  for (const auto& why : refused) log->warn("--resume auto passes over a checkpoint: {}", why);
+  if (!found) log->info("--resume auto: no intact checkpoint in {}/checkpoints: starting from step 0", args.run_dir);
+  return found;
+}
+
 void run_train(const TrainArgs& args) {
-  const auto config_path = args.config.empty() ? default_config_path() : args.config;
-  Config cfg = load_config(config_path, args.overrides);
+  install_stop_signals();  // before anything slow: a preemption during start-up is not lost
+  const auto resume = find_resume_checkpoint(args);
+  // A resumed run keeps its checkpoint's config (plus --set) unless --config says otherwise.
+  std::optional<checkpoints::Manifest> manifest;
+  if (resume) manifest = checkpoints::Manifest::read(*resume + "/manifest.json");
+  const auto config_path = !args.config.empty() ? args.config : manifest ? *resume + "/manifest.json" : default_config_path();
+  Config cfg = !args.config.empty() || !manifest ? load_config(config_path, args.overrides)
+                                                  : load_config_text(manifest->info.config, config_path, args.overrides);
   if (!args.data_dir.empty()) cfg.data_dir = args.data_dir;
   const auto device = select_device(cfg);  // fail before any work
   auto parallel = make_parallel_state(cfg, device);
@@ -35,9 +61,18 @@ void run_train(const TrainArgs& args) {
   const bool leader = parallel.rank() == 0;
   log::setup(parallel.rank(), parallel.world_size());
   set_threads(cfg, local_ranks());
+  // Every rank chose its checkpoint on its own (the same files): make sure they agree.
+  const auto chosen = parallel::broadcast_string(world, resume.value_or(""), 0);
+  SOME_REQUIRE(chosen == resume.value_or(""), Error, "rank {} would resume from '{}' but rank 0 from '{}'",
+               parallel.rank(), resume.value_or("(nothing)"), chosen);
   auto meta = ensure_dataset(cfg.data_dir, &world);
 
-  const auto run_dir = make_run_dir(args.run_dir, &world);
+  // --resume auto continues in its own run directory; anything else starts a new one.
+  const auto run_dir = make_run_dir(args.run_dir, &world, /*allow_existing=*/args.resume == "auto");
+  if (args.resume == "auto" && !resume && leader) {
+    std::error_code ignored;  // what a run that never reached a checkpoint logged is void
+    fs::remove(run_dir + "/metrics.jsonl", ignored);
+  }
   auto log = log::get("train");
   if (leader) {
     log::add_file_sink(run_dir + "/train.log");
@@ -67,6 +102,8 @@ void run_train(const TrainArgs& args) {
   auto train_opts = cfg.train;
   train_opts.device = device.str();  // this rank's device, e.g. cuda:3 (config.toml keeps "cuda")
   train::Trainer trainer(model, cfg.optim, train_opts, meta, run_dir, parallel, cfg.parallel);
+  trainer.set_config_text(to_toml(cfg));
+  if (resume) trainer.resume(*resume, /*verify=*/args.resume != "auto");  // auto verified it already
   auto summary = trainer.run();
   auto rss = world.allgather(torch::tensor({peak_rss_bytes()}, torch::kInt64));
   for (int r = 0; r < parallel.world_size(); ++r) {
@@ -80,7 +117,11 @@ void run_train(const TrainArgs& args) {
                      summary.stopped_by_time ? " (stopped by train.max_minutes)" : "")
       << fmt::format("val loss {:.4f} | val PPL {:.2f} | unigram PPL of the same tokens {:.2f}\n", summary.val_loss,
                      summary.val_ppl, summary.unigram_ppl);
-  if (cfg.train.sample_tokens > 0) {
+  if (summary.preempted) {
+    out << fmt::format("preempted: stopped after step {} with checkpoint {}\ncontinue with: some train --run-dir {} "
+                       "--resume auto\n",
+                       summary.steps, summary.checkpoint, run_dir);
+  } else if (cfg.train.sample_tokens > 0) {
     // Every rank samples (the expert exchange is collective) with the same seed: same text.
     auto tokenizer = data::Tokenizer::load(meta.tokenizer_path());
     train::SampleOptions sample;
@@ -91,7 +132,8 @@ void run_train(const TrainArgs& args) {
     out << fmt::format("sample ({} tokens, temperature {}, top-k {}):\n{} {}\n", ids.size(), sample.temperature,
                        sample.top_k, cfg.train.sample_prompt, tokenizer.decode(ids));
   }
-  out << fmt::format("metrics: {}/metrics.jsonl | log: {}/train.log | weights: {}/model.h5\n", run_dir, run_dir, run_dir);
+  out << fmt::format("metrics: {}/metrics.jsonl | log: {}/train.log | checkpoint: {}\n", run_dir, run_dir,
+                     summary.checkpoint);
   if (leader) std::cout << out.str() << std::flush;
 }
 }  // namespace
@@ -103,6 +145,9 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--set", args->overrides, "section.key=value override (repeatable)");
   cmd->add_option("--run-dir", args->run_dir, "run directory (default runs/<timestamp>)");
   cmd->add_option("--data", args->data_dir, "dataset directory (overrides data.dir)");
+  cmd->add_option("--resume", args->resume,
+                  "continue a run: 'auto' = the newest intact checkpoint of --run-dir (none: start fresh), or a "
+                  "checkpoint / run directory (then --run-dir is a new run); W and P may differ from the saved run");
   cmd->callback([args] { run_train(*args); });
 }
 

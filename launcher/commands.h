@@ -10,5 +10,6 @@ void add_train_command(CLI::App& app);
 void add_eval_command(CLI::App& app);
 void add_generate_command(CLI::App& app);
 void add_config_command(CLI::App& app);
+void add_checkpoint_command(CLI::App& app);
 
 }  // namespace some::launcher

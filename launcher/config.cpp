@@ -3,6 +3,7 @@
 #include <charconv>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <limits>
 #include <sstream>
 #include <variant>
@@ -89,6 +90,9 @@ std::vector<Entry> schema(Config& c) {
       {"train.threads", &t.threads, "intra-op CPU threads; 0 = cores / local ranks", 0, 4096},
       {"train.sample_prompt", &t.sample_prompt, "prompt of the sample printed after training"},
       {"train.sample_tokens", &t.sample_tokens, "length of that sample; 0 = none", 0, 1 << 20},
+      {"train.checkpoint_every", &t.checkpoint_every, "steps between checkpoints in RUN/checkpoints (one is always written at the end); 0 = none", 0, 1e12},
+      {"train.checkpoint_minutes", &t.checkpoint_minutes, "wall-clock minutes between checkpoints; 0 = none", 0, kInf},
+      {"train.keep_last", &t.keep_last, "checkpoints kept, the oldest pruned; 0 = all", 0, 1e9},
       {"parallel.expert_parallel", &c.parallel.expert_parallel, "P: ranks each SoME layer's experts are sharded over (P divides the world size and model.num_experts)", 1, 1 << 20},
       {"parallel.capacity_factor", &m.capacity_factor, "0 = dropless; > 0: an expert computes at most ceil(cf * slots / E) of a forward's slots, the rest are dropped (zero output) and counted", 0, 1e6},
       {"parallel.overlap_grad_allreduce", &c.parallel.overlap_grad_allreduce, "start each gradient bucket's allreduce during the last backward of a step, as soon as its gradients are final"},
@@ -191,9 +195,16 @@ const Entry& find_entry(const std::vector<Entry>& entries, const std::string& ke
 
 void apply_file(Config& cfg, const std::string& path) {
   if (!std::filesystem::exists(path)) throw DataError(fmt::format("config file '{}' does not exist", path));
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  apply_text(cfg, text.str(), path);
+}
+
+void apply_text(Config& cfg, const std::string& text, const std::string& path) {
   toml::table root;
   try {
-    root = toml::parse_file(path);
+    root = toml::parse(text, path);
   } catch (const toml::parse_error& err) {
     throw ConfigError(fmt::format("{}:{}:{}: TOML syntax error: {}", path, err.source().begin.line,
                                   err.source().begin.column, err.description()));
@@ -316,6 +327,14 @@ std::string markdown_table() {
 Config load_config(const std::string& file, const std::vector<std::string>& overrides) {
   Config cfg;
   if (!file.empty()) apply_file(cfg, file);
+  for (const auto& o : overrides) apply_override(cfg, o);
+  validate(cfg);
+  return cfg;
+}
+
+Config load_config_text(const std::string& text, const std::string& source, const std::vector<std::string>& overrides) {
+  Config cfg;
+  apply_text(cfg, text, source);
   for (const auto& o : overrides) apply_override(cfg, o);
   validate(cfg);
   return cfg;

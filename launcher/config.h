@@ -21,6 +21,8 @@ struct Config {
 
 // Applies a TOML file over `cfg` (ConfigError / DataError naming the file).
 void apply_file(Config& cfg, const std::string& path);
+// The same from TOML text; `source` names it in errors (e.g. a checkpoint's manifest).
+void apply_text(Config& cfg, const std::string& text, const std::string& source);
 // Applies one `section.key=value` override.
 void apply_override(Config& cfg, const std::string& assignment);
 // Cross-key checks (global_batch vs micro_batch, top_k vs num_experts, heads vs width, ...).
@@ -32,5 +34,6 @@ std::string markdown_table();
 
 // Defaults < file < overrides, then validate().
 Config load_config(const std::string& file, const std::vector<std::string>& overrides);
+Config load_config_text(const std::string& text, const std::string& source, const std::vector<std::string>& overrides);
 
 }  // namespace some::launcher

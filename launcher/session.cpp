@@ -9,7 +9,7 @@
 
 #include <fmt/chrono.h>
 
-#include "checkpoints/tensor_file.h"
+#include "checkpoints/checkpoint.h"
 #include "common/errors.h"
 #include "common/logging.h"
 #include "data/prepare.h"
@@ -59,9 +59,9 @@ data::DatasetMeta ensure_dataset(const std::string& dir, parallel::Communicator*
   return data::read_meta(dir);
 }
 
-std::string make_run_dir(const std::string& requested, parallel::Communicator* comm) {
+std::string make_run_dir(const std::string& requested, parallel::Communicator* comm, bool allow_existing) {
   if (comm && comm->world_size() > 1) {
-    std::string dir = comm->rank() == 0 ? make_run_dir(requested, nullptr) : "";
+    std::string dir = comm->rank() == 0 ? make_run_dir(requested, nullptr, allow_existing) : "";
     return parallel::broadcast_string(*comm, dir, 0);
   }
   std::string dir = requested;
@@ -72,8 +72,8 @@ std::string make_run_dir(const std::string& requested, parallel::Communicator* c
     for (int i = 1; fs::exists(dir); ++i) dir = fmt::format("{}-{}", base, i);
   }
   // One run per directory: metrics.jsonl and the analytics would otherwise mix two runs.
-  if (fs::exists(fs::path(dir) / "metrics.jsonl")) {
-    throw ConfigError(fmt::format("run directory '{}' already holds a run (metrics.jsonl); choose another --run-dir", dir));
+  if (!allow_existing && fs::exists(fs::path(dir) / "metrics.jsonl")) {
+    throw ConfigError(fmt::format("run directory '{}' already holds a run (metrics.jsonl); choose another --run-dir, or continue it with --resume auto", dir));
   }
   fs::create_directories(dir);
   return dir;
@@ -123,24 +123,23 @@ model::ModelOptions model_options(const Config& cfg, const data::DatasetMeta& me
   return opts;
 }
 
-LoadedRun load_run(const std::string& run_dir, const std::vector<std::string>& overrides,
-                   const std::string& data_dir) {
-  const auto config_path = run_dir + "/config.toml";
-  const auto weights_path = run_dir + "/model.h5";
-  if (!fs::exists(config_path)) throw DataError(fmt::format("run '{}' has no config.toml", run_dir));
-  if (!fs::exists(weights_path)) {
-    throw DataError(fmt::format("run '{}' has no model.h5 (did the run finish?)", run_dir));
-  }
+LoadedRun load_run(const std::string& path, const std::vector<std::string>& overrides, const std::string& data_dir) {
+  checkpoints::CheckpointReader reader(path, /*verify=*/true);  // a run directory means its latest
   LoadedRun run;
-  run.config = load_config(config_path, overrides);
+  run.checkpoint = reader.dir();
+  run.config = load_config_text(reader.manifest().info.config, reader.dir() + "/manifest.json", overrides);
+  run.config.parallel.expert_parallel = 1;  // one process holds every expert, whatever P saved them
   if (!data_dir.empty()) run.config.data_dir = data_dir;
   run.meta = data::read_meta(run.config.data_dir);
-  run.tokenizer.emplace(data::Tokenizer::load(run_dir + "/tokenizer.model"));
+  // The run's own copy of its tokenizer (RUN/checkpoints/step_X/../../), else the dataset's.
+  const auto run_tokenizer = fs::path(reader.dir()).parent_path().parent_path() / "tokenizer.model";
+  run.tokenizer.emplace(data::Tokenizer::load(fs::exists(run_tokenizer) ? run_tokenizer.string()
+                                                                          : run.meta.tokenizer_path()));
   run.device = select_device(run.config);
   set_threads(run.config);
   run.model = model::Transformer(model_options(run.config, run.meta));
   auto state = run.model->state_tensors();
-  checkpoints::load_into(state, checkpoints::read_tensors(weights_path), weights_path);
+  reader.load_into(state);
   run.model->to(run.device);
   return run;
 }

@@ -22,8 +22,10 @@ parallel::ParallelState make_parallel_state(const Config& cfg, const torch::Devi
 int local_ranks();
 // Reads DIR/meta.json; the default dataset is built first (by rank 0) if it is absent.
 data::DatasetMeta ensure_dataset(const std::string& dir, parallel::Communicator* comm = nullptr);
-// Creates `requested` or runs/<timestamp> (named by rank 0), and returns its path.
-std::string make_run_dir(const std::string& requested, parallel::Communicator* comm = nullptr);
+// Creates `requested` or runs/<timestamp> (named by rank 0), and returns its path. A directory
+// that already holds a run is refused unless `allow_existing` (a resumed run).
+std::string make_run_dir(const std::string& requested, parallel::Communicator* comm = nullptr,
+                         bool allow_existing = false);
 // Peak resident memory of this process, bytes.
 int64_t peak_rss_bytes();
 // configs/default.toml of the working directory, else of the repository holding the binary.
@@ -40,10 +42,12 @@ struct LoadedRun {
   model::Transformer model{nullptr};
   std::optional<data::Tokenizer> tokenizer;
   torch::Device device{torch::kCPU};
+  std::string checkpoint;  // the step_* directory it was loaded from
 };
-// Loads RUN/config.toml (+ overrides), the dataset it names (or `data_dir` when non-empty),
-// RUN/tokenizer.model and the weights in RUN/model.h5.
-LoadedRun load_run(const std::string& run_dir, const std::vector<std::string>& overrides,
+// Loads a checkpoint (`path`: a run directory = its latest, a checkpoints directory or a step_*
+// directory), verified, into one process: its config (+ overrides), the dataset it names (or
+// `data_dir` when non-empty), the run's tokenizer and every tensor.
+LoadedRun load_run(const std::string& path, const std::vector<std::string>& overrides,
                    const std::string& data_dir);
 
 }  // namespace some::launcher

@@ -64,5 +64,7 @@ class LocalCommunicator final : public Communicator {
 
 // Strings over a communicator (run directory names, error reasons).
 std::string broadcast_string(Communicator& comm, const std::string& s, int root);
+// Every rank's string, in rank order (lengths may differ).
+std::vector<std::string> allgather_strings(Communicator& comm, const std::string& s);
 
 }  // namespace some::parallel

@@ -56,4 +56,17 @@ std::string broadcast_string(Communicator& comm, const std::string& s, int root)
   return std::string(reinterpret_cast<const char*>(bytes.data_ptr()), bytes.numel());
 }
 
+std::vector<std::string> allgather_strings(Communicator& comm, const std::string& s) {
+  auto sizes = comm.allgather(torch::tensor({static_cast<int64_t>(s.size())}, torch::kInt64));  // (W, 1)
+  const auto longest = sizes.max().item<int64_t>();
+  auto bytes = torch::zeros({longest}, torch::kUInt8);
+  if (!s.empty()) std::memcpy(bytes.data_ptr(), s.data(), s.size());
+  auto all = comm.allgather(bytes);                                                                // (W, longest)
+  std::vector<std::string> out;
+  for (int r = 0; r < comm.world_size(); ++r) {
+    out.emplace_back(reinterpret_cast<const char*>(all[r].data_ptr()), sizes[r][0].item<int64_t>());
+  }
+  return out;
+}
+
 }  // namespace some::parallel

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The `some` CLI end to end on a generated corpus: prepare (text + JSONL), train the tiny config,
-# eval and generate from the run, and the named errors for a bad key and missing data.
+# checkpoint info / convert, eval and generate from the run, and the named errors for a bad key and
+# missing data.
 set -euo pipefail
 SOME=$1
 SRC=$2
+PY=${3:-python3}  # with h5py
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
@@ -31,7 +33,20 @@ ls "$T/data" | grep -q '\.tmp' && fail "a temporary shard was left behind"
 cd "$SRC"
 "$SOME" train --config configs/tiny.toml --data "$T/data" --run-dir "$T/run" --set train.max_steps=30 | tee "$T/train.out"
 grep -q "val PPL" "$T/train.out" || fail "train printed no val PPL"
-for f in config.toml train.log metrics.jsonl model.h5 tokenizer.model; do [ -f "$T/run/$f" ] || fail "run has no $f"; done
+for f in config.toml train.log metrics.jsonl tokenizer.model checkpoints/latest; do [ -f "$T/run/$f" ] || fail "run has no $f"; done
+"$SOME" checkpoint info "$T/run" | tee "$T/info.out"
+grep -q "step 30 " "$T/info.out" || fail "checkpoint info does not show the final step"
+"$SOME" checkpoint convert "$T/run" --out "$T/model.h5"
+"$PY" - "$T/model.h5" <<'PY' || fail "the consolidated checkpoint lacks tensors"
+import json, sys
+import h5py
+f = h5py.File(sys.argv[1], "r")
+m = json.loads(f.attrs["manifest"])
+assert set(f.keys()) == set(m["tensors"]), "consolidated file and manifest disagree"
+for name in ("layers.0.some.keys", "layers.0.some.experts.0.w_down", "tok_emb.weight"):
+    assert name in f, f"no {name}"
+print(f"consolidated: {len(f.keys())} tensors")
+PY
 ls "$T/run/analytics/"step_*.h5 >/dev/null || fail "no analytics file"
 python3 - "$T/run/metrics.jsonl" <<'PY'
 import json, sys

@@ -161,7 +161,17 @@ TEST(Transformer, GlobalNamesAndTrainableSplit) {
   auto state = model->state_tensors();
   EXPECT_TRUE(state.count("layers.1.some.keys"));
   EXPECT_TRUE(state.count("layers.1.some.usage"));
-  EXPECT_TRUE(state.count("layers.1.some.experts.w_down"));
+  // One (h, d) / (d, h) tensor per expert, a view into the stacked shard.
+  for (int64_t i = 0; i < opts.num_experts; ++i) {
+    const auto prefix = "layers.1.some.experts." + std::to_string(i) + ".";
+    ASSERT_TRUE(state.count(prefix + "w_down"));
+    EXPECT_EQ(state.at(prefix + "w_down").sizes(), (std::vector<int64_t>{opts.d_expert, opts.d_model}));
+    EXPECT_EQ(state.at(prefix + "w_up").sizes(), (std::vector<int64_t>{opts.d_model, opts.d_expert}));
+  }
+  EXPECT_FALSE(state.count("layers.1.some.experts.w_down"));
+  state.at("layers.1.some.experts.2.w_down").fill_(7.0);
+  auto* layer = model->some_layers()[0];
+  EXPECT_TRUE(torch::all(layer->experts()->w_down[2] == 7.0).item<bool>());
   EXPECT_TRUE(state.count("layers.0.dense.up.weight"));
   EXPECT_EQ(model->some_layer_indices(), std::vector<int64_t>{1});
   int64_t trainable = 0;

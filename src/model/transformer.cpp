@@ -104,11 +104,25 @@ std::map<std::string, torch::Tensor> TransformerImpl::state_tensors() {
   std::map<std::string, torch::Tensor> out;
   for (auto& p : named_parameters()) out.emplace(p.key(), p.value());
   for (auto& b : named_buffers()) {
-    // Rotary tables are recomputed from the config, not state.
-    if (b.key().find("rope_") == std::string::npos) out.emplace(b.key(), b.value());
+    // Rotary tables are recomputed from the config, not state; experts are named one by one.
+    if (b.key().find("rope_") != std::string::npos || b.key().find(".experts.") != std::string::npos) continue;
+    out.emplace(b.key(), b.value());
+  }
+  // Expert i of layer l is `layers.l.some.experts.i.w_down` (h, d) / `.w_up` (d, h) whichever
+  // rank holds it: a view into this rank's stacked shard, so copying into it loads the shard.
+  for (size_t j = 0; j < some_layer_indices_.size(); ++j) {
+    auto& shard = some_layers()[j]->experts();
+    for (int64_t i = 0; i < shard->w_down.size(0); ++i) {
+      const auto prefix = "layers." + std::to_string(some_layer_indices_[j]) + ".some.experts." +
+                          std::to_string(shard->first_expert + i) + ".";
+      out.emplace(prefix + "w_down", shard->w_down[i]);
+      out.emplace(prefix + "w_up", shard->w_up[i]);
+    }
   }
   return out;
 }
+
+bool is_expert_tensor(const std::string& name) { return name.find(".some.experts.") != std::string::npos; }
 
 int64_t TransformerImpl::num_parameters(bool trainable_only) {
   int64_t n = 0;

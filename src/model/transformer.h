@@ -53,7 +53,9 @@ class TransformerImpl : public torch::nn::Module {
   // Parameters the optimizer trains, split by whether weight decay applies (matrices only).
   std::vector<torch::Tensor> decay_parameters();
   std::vector<torch::Tensor> no_decay_parameters();
-  // Every tensor that defines the model, by its global name (`layers.3.some.keys`).
+  // Every tensor that defines the model and this rank holds, by its global name
+  // (`layers.3.some.keys`, `layers.3.some.experts.17.w_down`): the replicated tensors and this
+  // rank's experts, one (h, d) / (d, h) view per expert.
   std::map<std::string, torch::Tensor> state_tensors();
 
   // Parameters of the whole model (all experts, every rank's share), or trainable ones only.
@@ -70,5 +72,8 @@ class TransformerImpl : public torch::nn::Module {
   std::vector<int64_t> some_layer_indices_;
 };
 TORCH_MODULE(Transformer);
+
+// Whether a global name is one expert's frozen weights (sharded over the EP group).
+bool is_expert_tensor(const std::string& name);
 
 }  // namespace some::model

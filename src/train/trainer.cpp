@@ -6,14 +6,17 @@
 #include <optional>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <ATen/autocast_mode.h>
 
-#include "checkpoints/tensor_file.h"
+#include "checkpoints/checkpoint.h"
 #include "common/check.h"
 #include "common/errors.h"
 #include "common/logging.h"
 #include "common/progress.h"
+#include "common/stop_signal.h"
 #include "src/model/key_store.h"
 #include "src/model/some_layer.h"
 #include "src/train/lr_schedule.h"
@@ -81,6 +84,9 @@ Trainer::Trainer(model::Transformer model, OptimOptions optim, TrainOptions trai
   optimizer_ = std::make_unique<torch::optim::AdamW>(std::move(groups));
   params_ = decay;
   params_.insert(params_.end(), no_decay.begin(), no_decay.end());
+  for (auto& p : model_->named_parameters()) {
+    if (p.value().requires_grad()) named_params_.emplace_back(p.key(), p.value());
+  }
   // Every trainable parameter is replicated (the experts are frozen buffers), so every gradient
   // is averaged over all W ranks.
   grad_allreduce_ = std::make_unique<parallel::GradientAllreduce>(params_, parallel_.world(),
@@ -182,17 +188,122 @@ double Trainer::train_step(int64_t step) {
   return loss_sum / static_cast<double>(n_micro);
 }
 
-std::map<std::string, torch::Tensor> Trainer::gathered_state() {
-  auto state = model_->state_tensors();
-  if (parallel_.ep_size() == 1) return state;
-  for (auto& [name, tensor] : state) {
-    if (name.find(".experts.") == std::string::npos) continue;
-    auto all = parallel_.ep().allgather(tensor);                                  // (P, E_local, ...)
-    std::vector<int64_t> shape(tensor.sizes().begin(), tensor.sizes().end());
-    shape[0] *= parallel_.ep_size();
-    tensor = all.reshape(shape);                                                  // (E, ...)
+std::map<std::string, torch::Tensor> Trainer::optimizer_tensors() {
+  std::map<std::string, torch::Tensor> out;
+  auto& state = optimizer_->state();
+  for (auto& [name, p] : named_params_) {
+    auto key = p.unsafeGetTensorImpl();
+    if (!state.count(key)) {  // as AdamW creates it at its first step
+      auto fresh = std::make_unique<torch::optim::AdamWParamState>();
+      fresh->exp_avg(torch::zeros_like(p, torch::MemoryFormat::Preserve));
+      fresh->exp_avg_sq(torch::zeros_like(p, torch::MemoryFormat::Preserve));
+      state[key] = std::move(fresh);
+    }
+    auto& s = static_cast<torch::optim::AdamWParamState&>(*state.at(key));
+    out.emplace("optim.exp_avg." + name, s.exp_avg());
+    out.emplace("optim.exp_avg_sq." + name, s.exp_avg_sq());
   }
-  return state;
+  return out;
+}
+
+std::map<std::string, torch::Tensor> Trainer::checkpoint_tensors() {
+  std::map<std::string, torch::Tensor> out;
+  const bool replicated_writer = parallel_.rank() == 0;
+  const bool expert_writer = parallel_.ep_group() == 0;  // one copy of every expert
+  for (auto& [name, t] : model_->state_tensors()) {
+    if (model::is_expert_tensor(name) ? expert_writer : replicated_writer) out.emplace(name, t);
+  }
+  if (!replicated_writer) return out;
+  for (auto& [name, t] : optimizer_tensors()) out.emplace(name, t);
+  auto& state = optimizer_->state();
+  for (auto& [name, p] : named_params_) {
+    const auto step = static_cast<torch::optim::AdamWParamState&>(*state.at(p.unsafeGetTensorImpl())).step();
+    out.emplace("optim.step." + name, torch::tensor({step}, torch::kInt64));
+  }
+  {
+    // Nothing in a training step draws from it today; saved so that anything that does later
+    // resumes exactly too.
+    auto gen = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    out.emplace("rng.cpu", gen.get_state());
+  }
+  return out;
+}
+
+std::string Trainer::save_checkpoint(int64_t step, const std::string& reason) {
+  SOME_REQUIRE(!run_dir_.empty(), Error, "save_checkpoint needs a run directory");
+  const auto t0 = Clock::now();
+  checkpoints::CheckpointInfo info;
+  info.step = step;
+  info.tokens = step * train_.global_batch * train_.seq_len;
+  info.world_size = parallel_.world_size();
+  info.expert_parallel = parallel_.ep_size();
+  info.config = config_text_;
+  info.trainer = {{"reason", reason},
+                  {"optimizer", "adamw"},
+                  {"lr", learning_rate(step, optim_.warmup_steps, train_.max_steps, optim_.lr, optim_.min_lr_ratio)},
+                  {"sampler", {{"seed", train_.seed}, {"next_step", step + 1}, {"global_batch", train_.global_batch},
+                               {"seq_len", train_.seq_len}}},
+                  {"elapsed_s", elapsed_before_ + std::chrono::duration<double>(Clock::now() - run_start_).count()}};
+  auto dir = checkpoints::save_checkpoint(run_dir_ + "/checkpoints", info, checkpoint_tensors(), parallel_.world(),
+                                          static_cast<int>(train_.keep_last));
+  log::get("train")->info("checkpoint {} ({}) written in {:.2f} s", dir, reason,
+                          std::chrono::duration<double>(Clock::now() - t0).count());
+  return dir;
+}
+
+int64_t Trainer::resume(const std::string& checkpoint_dir, bool verify) {
+  checkpoints::CheckpointReader reader(checkpoint_dir, verify);
+  const auto& m = reader.manifest();
+  // Weights, key stores and usage, and this rank's experts by their global names (resharding
+  // is nothing more than which experts a rank asks for).
+  auto state = model_->state_tensors();
+  auto optim = optimizer_tensors();
+  state.insert(optim.begin(), optim.end());
+  reader.load_into(state);
+  auto& opt_state = optimizer_->state();
+  for (auto& [name, p] : named_params_) {
+    auto step = reader.read("optim.step." + name);
+    static_cast<torch::optim::AdamWParamState&>(*opt_state.at(p.unsafeGetTensorImpl())).step(step[0].item<int64_t>());
+  }
+  {
+    auto gen = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_state(reader.read("rng.cpu"));
+  }
+  const auto& sampler = m.info.trainer.value("sampler", nlohmann::json::object());
+  if (sampler.value("seed", train_.seed) != train_.seed || sampler.value("global_batch", train_.global_batch) != train_.global_batch) {
+    log::get("train")->warn("resuming with train.seed / train.global_batch different from the checkpoint's ({} / {}): "
+                            "the data order does not continue the original run",
+                            sampler.value("seed", train_.seed), sampler.value("global_batch", train_.global_batch));
+  }
+  start_step_ = m.info.step;
+  elapsed_before_ = m.info.trainer.value("elapsed_s", 0.0);
+  if (!run_dir_.empty() && parallel_.rank() == 0) keep_metrics_until(start_step_);
+  metrics_.write({{"event", "resume"}, {"step", start_step_}, {"checkpoint", reader.dir()},
+                  {"world_size", parallel_.world_size()}, {"expert_parallel", parallel_.ep_size()},
+                  {"from_world_size", m.info.world_size}, {"from_expert_parallel", m.info.expert_parallel}});
+  log::get("train")->info("resumed from {} at step {} (written by W={} P={}; now W={} P={})", reader.dir(), start_step_,
+                          m.info.world_size, m.info.expert_parallel, parallel_.world_size(), parallel_.ep_size());
+  return start_step_;
+}
+
+void Trainer::keep_metrics_until(int64_t step) {
+  const auto path = run_dir_ + "/metrics.jsonl";
+  std::ifstream in(path);
+  std::string kept, line;
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (j.is_object() && j.value("step", int64_t{0}) <= step && j.value("event", "") != "done") kept += line + "\n";
+  }
+  in.close();
+  {
+    std::ofstream out(path + ".tmp", std::ios::trunc);
+    out << kept;
+  }
+  std::filesystem::rename(path + ".tmp", path);
+  metrics_ = JsonLines(path);
 }
 
 void Trainer::check_key_stores(int64_t step) {
@@ -265,18 +376,20 @@ EvalResult Trainer::evaluate_and_log(int64_t step, double loss, double lr, doubl
 TrainSummary Trainer::run() {
   auto log = log::get("train");
   const auto tokens_per_step = train_.global_batch * train_.seq_len;
-  log->info("training {} steps of {} sequences x {} tokens ({} tokens/step), {} val windows",
-            train_.max_steps, train_.global_batch, train_.seq_len, tokens_per_step,
-            evaluator_->num_windows());
+  log->info("training steps {}..{} of {} sequences x {} tokens ({} tokens/step), {} val windows", start_step_ + 1,
+            train_.max_steps, train_.global_batch, train_.seq_len, tokens_per_step, evaluator_->num_windows());
   TrainSummary summary;
+  summary.steps = start_step_;
   summary.unigram_ppl = evaluator_->unigram_ppl();
+  const bool checkpoints = !run_dir_.empty();
   const auto start = Clock::now();
-  auto window_start = start;
+  run_start_ = start;
+  auto window_start = start, last_checkpoint = start;
   int64_t window_steps = 0;
   double loss = 0, lr = 0, tok_s = 0;
-  Progress progress(static_cast<double>(train_.max_steps));
+  Progress progress(static_cast<double>(train_.max_steps - start_step_));
   const auto fault = injected_fault();
-  for (int64_t step = 1; step <= train_.max_steps; ++step) {
+  for (int64_t step = start_step_ + 1; step <= train_.max_steps; ++step) {
     if (fault && fault->first == parallel_.rank() && fault->second == step) {
       throw Error(fmt::format("injected fault on rank {} at step {} (SOME_INJECT_FAULT)", fault->first, step));
     }
@@ -285,27 +398,51 @@ TrainSummary Trainer::run() {
     summary.steps = step;
     ++window_steps;
     const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
-    const bool out_of_time = train_.max_minutes > 0 && elapsed >= train_.max_minutes * 60.0;
-    const bool last = step == train_.max_steps || out_of_time;
+    // Decisions every rank must take at the same step: rank 0's clock decides the time-based
+    // ones, any rank's stop signal counts. One small allreduce per step.
+    auto control = torch::zeros({3}, torch::kInt64);  // (signal, checkpoint due by time, out of time)
+    control[0] = stop_signal_received() != 0 ? 1 : 0;
+    if (parallel_.rank() == 0) {
+      const double since_checkpoint = std::chrono::duration<double>(Clock::now() - last_checkpoint).count();
+      control[1] = train_.checkpoint_minutes > 0 && since_checkpoint >= train_.checkpoint_minutes * 60.0 ? 1 : 0;
+      control[2] = train_.max_minutes > 0 && elapsed >= train_.max_minutes * 60.0 ? 1 : 0;
+    }
+    parallel_.world().allreduce_sum(control);
+    const bool stop_signal = control[0].item<int64_t>() > 0, out_of_time = control[2].item<int64_t>() > 0;
+    const bool last = step == train_.max_steps || out_of_time || stop_signal;
     if (step % train_.log_every == 0 || last) {
       const double window = std::chrono::duration<double>(Clock::now() - window_start).count();
       tok_s = static_cast<double>(window_steps * tokens_per_step) / std::max(window, 1e-9);
       window_start = Clock::now();
       window_steps = 0;
-      double eta = progress.eta_s(static_cast<double>(step));
+      double eta = progress.eta_s(static_cast<double>(step - start_step_));
       if (train_.max_minutes > 0) eta = std::min(eta, train_.max_minutes * 60.0 - elapsed);
       log->info("step {:>5}/{} | loss {:.4f} | lr {:.2e} | gnorm {:.3f} | {} tok/s | {} elapsed | ETA {}",
                 step, train_.max_steps, loss, lr, last_grad_norm_, format_count(tok_s),
-                format_duration(elapsed), format_duration(std::max(eta, 0.0)));
-      log_step(step, loss, lr, tok_s, elapsed, pending_routing_);
+                format_duration(elapsed_before_ + elapsed), format_duration(std::max(eta, 0.0)));
+      log_step(step, loss, lr, tok_s, elapsed_before_ + elapsed, pending_routing_);
       pending_routing_ = nlohmann::json();
     }
-    if ((train_.eval_every > 0 && step % train_.eval_every == 0) || last) {
-      auto result = evaluate_and_log(step, loss, lr, tok_s, elapsed);
+    // A preempted run has seconds left: checkpoint first, evaluate never.
+    if (((train_.eval_every > 0 && step % train_.eval_every == 0) || last) && !stop_signal) {
+      auto result = evaluate_and_log(step, loss, lr, tok_s, elapsed_before_ + elapsed);
       summary.val_loss = result.loss;
       summary.val_ppl = result.ppl;
       window_start = Clock::now();  // evaluation time is not training throughput
       window_steps = 0;
+    }
+    const bool due = (train_.checkpoint_every > 0 && step % train_.checkpoint_every == 0) || control[1].item<int64_t>() > 0;
+    if (checkpoints && (due || last)) {
+      summary.checkpoint = save_checkpoint(step, stop_signal ? "signal" : last ? "final" : due ? "interval" : "");
+      last_checkpoint = Clock::now();
+      window_start = last_checkpoint;
+      window_steps = 0;
+    }
+    if (stop_signal) {
+      log->warn("stop signal received: stopped after step {}{}", step,
+                checkpoints ? fmt::format(", checkpoint {}; continue with --resume auto", summary.checkpoint) : "");
+      summary.preempted = true;
+      break;
     }
     if (out_of_time) {
       log->warn("train.max_minutes = {} reached at step {}: stopping", train_.max_minutes, step);
@@ -313,18 +450,29 @@ TrainSummary Trainer::run() {
       break;
     }
   }
+  if (summary.steps == start_step_) {
+    // Resumed at train.max_steps: nothing to train. The checkpoint is written again into this
+    // run directory (a conversion to this W and P, e.g. for a round-trip check).
+    log->info("step {} is train.max_steps = {}: nothing to train", start_step_, train_.max_steps);
+    auto result = evaluator_->run(model_);
+    summary.val_loss = result.loss;
+    summary.val_ppl = result.ppl;
+    if (checkpoints) summary.checkpoint = save_checkpoint(start_step_, "final");
+  }
   summary.elapsed_s = std::chrono::duration<double>(Clock::now() - start).count();
   summary.tokens = summary.steps * tokens_per_step;
   summary.train_loss = loss;
-  summary.tokens_per_s = static_cast<double>(summary.tokens) / std::max(summary.elapsed_s, 1e-9);
-  auto state = gathered_state();  // collective
-  if (!run_dir_.empty() && parallel_.rank() == 0) {
-    checkpoints::write_tensors(run_dir_ + "/model.h5", state);
+  summary.tokens_per_s = static_cast<double>((summary.steps - start_step_) * tokens_per_step) /
+                         std::max(summary.elapsed_s, 1e-9);
+  if (summary.preempted) {
+    metrics_.write({{"event", "preempted"}, {"step", summary.steps}, {"tokens", summary.tokens},
+                    {"signal", stop_signal_received()}, {"checkpoint", summary.checkpoint}});
+  } else {
     metrics_.write({{"event", "done"}, {"step", summary.steps}, {"tokens", summary.tokens},
                     {"loss", summary.train_loss}, {"lr", lr}, {"tokens_per_s", summary.tokens_per_s},
-                    {"elapsed_s", summary.elapsed_s}, {"val_loss", summary.val_loss},
+                    {"elapsed_s", elapsed_before_ + summary.elapsed_s}, {"val_loss", summary.val_loss},
                     {"val_ppl", summary.val_ppl}, {"unigram_ppl", summary.unigram_ppl},
-                    {"stopped_by_time", summary.stopped_by_time}});
+                    {"stopped_by_time", summary.stopped_by_time}, {"checkpoint", summary.checkpoint}});
   }
   return summary;
 }

@@ -1,6 +1,7 @@
 #pragma once
 // The training loop (SPEC §3, §4, §8): micro-batches -> forward/backward -> clip -> AdamW ->
 // LR -> key statistics allreduce -> Knowledge Gravity; periodic eval, metrics, progress.
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -24,6 +25,8 @@ struct TrainSummary {
   double train_loss = 0, val_loss = 0, val_ppl = 0, unigram_ppl = 0;
   double tokens_per_s = 0, elapsed_s = 0;
   bool stopped_by_time = false;
+  bool preempted = false;            // stopped by SIGTERM / SIGUSR1 after a checkpoint
+  std::string checkpoint;            // the last checkpoint written (empty: none)
 };
 
 // Seconds spent in each phase of the latest step (for the benchmark).
@@ -38,13 +41,20 @@ class Trainer {
           const data::DatasetMeta& data, std::string run_dir, parallel::ParallelState& parallel,
           ParallelOptions parallel_opts = {});
 
-  TrainSummary run();                 // the whole loop, with evals, metrics and the final save
+  TrainSummary run();                 // the whole loop, with evals, metrics and checkpoints
   double train_step(int64_t step);    // one optimizer step; returns the mean loss
+  // Restores everything a checkpoint holds (weights, this rank's experts, key stores, AdamW
+  // moments, RNG) at any W and P; run() then continues after its step. Returns that step.
+  int64_t resume(const std::string& checkpoint_dir, bool verify = true);
+  // Writes RUN/checkpoints/step_XXXXXXXX (collective). Returns its directory.
+  std::string save_checkpoint(int64_t step, const std::string& reason);
+  // The resolved config recorded in every checkpoint's manifest.
+  void set_config_text(std::string toml) { config_text_ = std::move(toml); }
   const StepTimes& last_step_times() const { return times_; }
   model::Transformer& model() { return model_; }
-  // Every tensor of the model with the experts of all EP ranks gathered (collective: every
-  // rank calls it; the result is complete on every rank).
-  std::map<std::string, torch::Tensor> gathered_state();
+  // What this rank writes into a checkpoint: rank 0 the replicated state (weights, key stores,
+  // optimizer moments, RNG), the ranks of the first data-parallel replica their experts.
+  std::map<std::string, torch::Tensor> checkpoint_tensors();
   // Compares a checksum of every key store across ranks; a divergence is an Error naming the
   // layer and the rank (collective).
   void check_key_stores(int64_t step);
@@ -63,6 +73,11 @@ class Trainer {
   std::unique_ptr<Evaluator> evaluator_;
   std::unique_ptr<torch::optim::AdamW> optimizer_;
   std::vector<torch::Tensor> params_;
+  std::vector<std::pair<std::string, torch::Tensor>> named_params_;  // trainable, by global name
+  std::string config_text_;
+  int64_t start_step_ = 0;           // the step a resumed run continues after
+  double elapsed_before_ = 0;        // training seconds of earlier segments of a resumed run
+  std::chrono::steady_clock::time_point run_start_ = std::chrono::steady_clock::now();
   std::unique_ptr<parallel::GradientAllreduce> grad_allreduce_;
   JsonLines metrics_;
   StepTimes times_;
@@ -72,6 +87,10 @@ class Trainer {
 
   torch::Tensor micro_batch(int64_t step, int64_t index) const;  // (B, T+1) on device
   nlohmann::json train_routing_json();
+  // The AdamW moments and step of every trainable parameter (`optim.exp_avg.<name>`, ...),
+  // created empty (step 0, zeros) where the optimizer has none yet.
+  std::map<std::string, torch::Tensor> optimizer_tensors();
+  void keep_metrics_until(int64_t step);  // a resumed run drops lines logged after its checkpoint
   void log_step(int64_t step, double loss, double lr, double tok_s, double elapsed,
                 const nlohmann::json& routing);
   EvalResult evaluate_and_log(int64_t step, double loss, double lr, double tok_s, double elapsed);

@@ -1,0 +1,333 @@
+#include "checkpoints/checkpoint.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <sstream>
+
+#include <fmt/format.h>
+
+#include "common/check.h"
+#include "common/errors.h"
+#include "common/h5.h"
+#include "common/logging.h"
+#include "common/sha256.h"
+#include "parallel/communicator.h"
+
+namespace fs = std::filesystem;
+
+namespace some::checkpoints {
+
+namespace {
+
+const std::regex kStepDir(R"(step_(\d{8,}))");
+
+std::string rank_file_name(int rank) { return fmt::format("rank_{:05d}.h5", rank); }
+
+// Writes `text` to `path` durably and atomically (tmp + fsync + rename).
+void write_text_atomic(const std::string& path, const std::string& text) {
+  const auto tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << text;
+    out.flush();
+    SOME_REQUIRE(out.good(), DataError, "cannot write '{}' (disk full?)", tmp);
+  }
+  fsync_path(tmp);
+  fs::rename(tmp, path);
+}
+
+std::vector<std::pair<int64_t, std::string>> step_dirs_newest_first(const std::string& checkpoints_dir) {
+  std::vector<std::pair<int64_t, std::string>> out;
+  std::error_code ec;
+  if (!fs::is_directory(checkpoints_dir, ec)) return out;
+  for (const auto& entry : fs::directory_iterator(checkpoints_dir)) {
+    std::smatch m;
+    const auto name = entry.path().filename().string();
+    if (entry.is_directory() && std::regex_match(name, m, kStepDir)) {
+      out.emplace_back(std::stoll(m[1].str()), entry.path().string());
+    }
+  }
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  return out;
+}
+
+// What one writing rank reports to rank 0 for the manifest.
+nlohmann::json describe_file(const std::string& path, const TensorMap& tensors) {
+  nlohmann::json j;
+  j["file"] = fs::path(path).filename().string();
+  j["sha256"] = sha256_file(path);
+  j["bytes"] = static_cast<int64_t>(fs::file_size(path));
+  auto& t = j["tensors"] = nlohmann::json::object();
+  for (const auto& [name, tensor] : tensors) {
+    t[name] = {{"shape", tensor.sizes().vec()}, {"dtype", dtype_name(tensor.scalar_type())}};
+  }
+  return j;
+}
+
+void verify_files(const Manifest& m, const std::string& dir) {
+  for (const auto& [file, record] : m.files) {
+    const auto path = dir + "/" + file;
+    std::error_code ec;
+    SOME_REQUIRE(fs::exists(path, ec), DataError, "checkpoint file '{}' is missing", path);
+    const auto bytes = static_cast<int64_t>(fs::file_size(path, ec));
+    SOME_REQUIRE(bytes == record.bytes, DataError,
+                 "checkpoint file '{}' has {} bytes, its manifest says {} (truncated or damaged)", path, bytes,
+                 record.bytes);
+    const auto digest = sha256_file(path);
+    SOME_REQUIRE(digest == record.sha256, DataError,
+                 "checkpoint file '{}' is damaged: SHA-256 {} does not match the manifest's {}", path, digest,
+                 record.sha256);
+  }
+}
+
+}  // namespace
+
+std::string step_dir_name(int64_t step) { return fmt::format("step_{:08d}", step); }
+
+nlohmann::json Manifest::to_json() const {
+  nlohmann::json j;
+  j["format"] = "some-checkpoint";
+  j["version"] = kFormatVersion;
+  j["step"] = info.step;
+  j["tokens"] = info.tokens;
+  j["world_size"] = info.world_size;
+  j["expert_parallel"] = info.expert_parallel;
+  j["trainer"] = info.trainer;
+  j["config"] = info.config;
+  auto& f = j["files"] = nlohmann::json::object();
+  for (const auto& [name, r] : files) f[name] = {{"sha256", r.sha256}, {"bytes", r.bytes}};
+  auto& t = j["tensors"] = nlohmann::json::object();
+  for (const auto& [name, r] : tensors) t[name] = {{"file", r.file}, {"shape", r.shape}, {"dtype", r.dtype}};
+  return j;
+}
+
+Manifest Manifest::from_json(const nlohmann::json& j, const std::string& path) {
+  auto get = [&](const nlohmann::json& obj, const char* key) -> const nlohmann::json& {
+    SOME_REQUIRE(obj.is_object() && obj.contains(key), DataError, "checkpoint manifest '{}' has no '{}'", path, key);
+    return obj.at(key);
+  };
+  try {
+    SOME_REQUIRE(get(j, "format") == "some-checkpoint", DataError,
+                 "'{}' is not a SoME checkpoint manifest (format = {})", path, get(j, "format").dump());
+    const int version = get(j, "version").get<int>();
+    SOME_REQUIRE(version == kFormatVersion, DataError,
+                 "checkpoint manifest '{}' has format version {}; this build reads version {}", path, version,
+                 kFormatVersion);
+    Manifest m;
+    m.info.step = get(j, "step").get<int64_t>();
+    m.info.tokens = get(j, "tokens").get<int64_t>();
+    m.info.world_size = get(j, "world_size").get<int>();
+    m.info.expert_parallel = get(j, "expert_parallel").get<int>();
+    m.info.config = get(j, "config").get<std::string>();
+    m.info.trainer = get(j, "trainer");
+    for (const auto& [name, r] : get(j, "files").items()) {
+      m.files[name] = {get(r, "sha256").get<std::string>(), get(r, "bytes").get<int64_t>()};
+    }
+    for (const auto& [name, r] : get(j, "tensors").items()) {
+      TensorRecord rec{get(r, "file").get<std::string>(), get(r, "shape").get<std::vector<int64_t>>(),
+                       get(r, "dtype").get<std::string>()};
+      SOME_REQUIRE(m.files.count(rec.file), DataError,
+                   "checkpoint manifest '{}': tensor '{}' is in file '{}', which the manifest does not list", path,
+                   name, rec.file);
+      m.tensors.emplace(name, std::move(rec));
+    }
+    return m;
+  } catch (const nlohmann::json::exception& e) {
+    throw DataError(fmt::format("checkpoint manifest '{}' is malformed: {}", path, e.what()));
+  }
+}
+
+Manifest Manifest::read(const std::string& path) {
+  std::ifstream in(path);
+  SOME_REQUIRE(in.good(), DataError, "checkpoint manifest '{}' cannot be read", path);
+  nlohmann::json j;
+  try {
+    in >> j;
+  } catch (const nlohmann::json::exception& e) {
+    throw DataError(fmt::format("checkpoint manifest '{}' is not valid JSON (truncated?): {}", path, e.what()));
+  }
+  return from_json(j, path);
+}
+
+std::string save_checkpoint(const std::string& checkpoints_dir, const CheckpointInfo& info, const TensorMap& mine,
+                            parallel::Communicator& comm, int keep_last) {
+  const bool leader = comm.rank() == 0;
+  const auto name = step_dir_name(info.step);
+  const auto final_dir = checkpoints_dir + "/" + name;
+  const auto tmp_dir = checkpoints_dir + "/.tmp." + name;
+  // 1. Rank 0 prepares an empty temporary directory (a crashed save may have left one).
+  std::string error;
+  if (leader) {
+    try {
+      fs::create_directories(checkpoints_dir);
+      fs::remove_all(tmp_dir);
+      fs::create_directories(tmp_dir);
+    } catch (const std::exception& e) {
+      error = fmt::format("cannot create checkpoint directory '{}': {}", tmp_dir, e.what());
+    }
+  }
+  error = parallel::broadcast_string(comm, error, 0);
+  SOME_REQUIRE(error.empty(), DataError, "{}", error);
+
+  // 2. Every writing rank writes and checksums its file; failures travel to every rank so that
+  //    all of them stop at the same place with the same message.
+  nlohmann::json report = nullptr;
+  error.clear();
+  if (!mine.empty()) {
+    try {
+      const auto path = tmp_dir + "/" + rank_file_name(comm.rank());
+      write_tensors(path, mine);
+      report = describe_file(path, mine);
+    } catch (const std::exception& e) {
+      error = fmt::format("rank {}: {}", comm.rank(), e.what());
+    }
+  }
+  auto reports = parallel::allgather_strings(comm, report.dump());
+  auto errors = parallel::allgather_strings(comm, error);
+  std::vector<std::string> failed;
+  for (auto& e : errors) {
+    if (!e.empty()) failed.push_back(e);
+  }
+
+  // 3. Rank 0 writes the manifest, commits the directory and moves `latest`.
+  if (leader && failed.empty()) {
+    try {
+      Manifest m;
+      m.info = info;
+      for (const auto& text : reports) {
+        auto r = nlohmann::json::parse(text);
+        if (r.is_null()) continue;
+        const auto file = r["file"].get<std::string>();
+        m.files[file] = {r["sha256"].get<std::string>(), r["bytes"].get<int64_t>()};
+        for (const auto& [tname, t] : r["tensors"].items()) {
+          SOME_REQUIRE(!m.tensors.count(tname), Error, "tensor '{}' was written by two ranks ({} and {})", tname,
+                       m.tensors[tname].file, file);
+          m.tensors[tname] = {file, t["shape"].get<std::vector<int64_t>>(), t["dtype"].get<std::string>()};
+        }
+      }
+      write_text_atomic(tmp_dir + "/manifest.json", m.to_json().dump(1) + "\n");
+      fsync_path(tmp_dir);
+      if (fs::exists(final_dir)) {  // a resumed run saving a step again replaces the old copy
+        const auto old = checkpoints_dir + "/.old." + name;
+        fs::remove_all(old);
+        fs::rename(final_dir, old);
+        fs::rename(tmp_dir, final_dir);
+        fs::remove_all(old);
+      } else {
+        fs::rename(tmp_dir, final_dir);
+      }
+      fsync_path(checkpoints_dir);
+      write_text_atomic(checkpoints_dir + "/latest", name + "\n");
+      fsync_path(checkpoints_dir);
+    } catch (const std::exception& e) {
+      failed.push_back(fmt::format("rank 0: committing '{}': {}", final_dir, e.what()));
+    }
+  }
+  if (leader && !failed.empty()) {
+    std::error_code ignored;
+    fs::remove_all(tmp_dir, ignored);
+  }
+  error = parallel::broadcast_string(comm, failed.empty() ? "" : failed.front(), 0);
+  SOME_REQUIRE(error.empty(), DataError, "checkpoint of step {} failed, previous checkpoints are intact: {}",
+               info.step, error);
+
+  // 4. Prune the oldest, never the one just written.
+  if (leader && keep_last > 0) {
+    auto dirs = step_dirs_newest_first(checkpoints_dir);
+    for (size_t i = static_cast<size_t>(keep_last); i < dirs.size(); ++i) {
+      if (dirs[i].second == final_dir) continue;
+      std::error_code ec;
+      fs::remove_all(dirs[i].second, ec);
+      if (ec) log::get("checkpoint")->warn("could not prune '{}': {}", dirs[i].second, ec.message());
+    }
+  }
+  return final_dir;
+}
+
+std::string resolve_checkpoint_dir(const std::string& path) {
+  std::error_code ec;
+  if (fs::exists(fs::path(path) / "manifest.json", ec)) return path;
+  for (const auto& dir : {fs::path(path), fs::path(path) / "checkpoints"}) {
+    if (fs::exists(dir / "latest", ec)) {
+      std::ifstream in(dir / "latest");
+      std::string name;
+      in >> name;
+      SOME_REQUIRE(!name.empty(), DataError, "'{}' is empty", (dir / "latest").string());
+      return (dir / name).string();
+    }
+  }
+  throw DataError(fmt::format("'{}' is not a checkpoint (no manifest.json), nor a run or checkpoints directory "
+                              "with a 'latest' checkpoint",
+                              path));
+}
+
+CheckpointReader::CheckpointReader(const std::string& path, bool verify) : dir_(resolve_checkpoint_dir(path)) {
+  manifest_ = Manifest::read(dir_ + "/manifest.json");
+  if (verify) verify_files(manifest_, dir_);
+}
+
+torch::Tensor CheckpointReader::read(const std::string& name) const {
+  auto it = manifest_.tensors.find(name);
+  SOME_REQUIRE(it != manifest_.tensors.end(), DataError, "checkpoint '{}' has no tensor '{}'", dir_, name);
+  const auto path = dir_ + "/" + it->second.file;
+  auto file = h5::open_file(path);
+  return read_tensor(file, name, path);
+}
+
+void CheckpointReader::load_into(TensorMap& target) const {
+  std::vector<std::string> problems;
+  for (const auto& [name, t] : target) {
+    auto it = manifest_.tensors.find(name);
+    if (it == manifest_.tensors.end()) {
+      problems.push_back("missing '" + name + "'");
+    } else if (it->second.shape != t.sizes().vec()) {
+      problems.push_back(fmt::format("'{}' has shape [{}] in the checkpoint, the model expects [{}]", name,
+                                     fmt::join(it->second.shape, ", "), fmt::join(t.sizes(), ", ")));
+    }
+  }
+  SOME_REQUIRE(problems.empty(), DataError, "checkpoint '{}' does not match the model ({} problem(s)): {}", dir_,
+               problems.size(), fmt::join(problems, "; "));
+  // One open handle per file, tensors read in file order.
+  std::map<std::string, std::vector<std::string>> by_file;
+  for (const auto& [name, t] : target) by_file[manifest_.tensors.at(name).file].push_back(name);
+  torch::NoGradGuard no_grad;
+  for (const auto& [file, names] : by_file) {
+    const auto path = dir_ + "/" + file;
+    auto h = h5::open_file(path);
+    for (const auto& name : names) target.at(name).copy_(read_tensor(h, name, path));
+  }
+}
+
+std::optional<std::string> find_latest_intact(const std::string& checkpoints_dir, std::vector<std::string>* refused) {
+  std::vector<std::string> candidates;
+  std::error_code ec;
+  if (fs::exists(fs::path(checkpoints_dir) / "latest", ec)) {
+    try {
+      candidates.push_back(resolve_checkpoint_dir(checkpoints_dir));
+    } catch (const std::exception& e) {
+      if (refused) refused->push_back(e.what());
+    }
+  }
+  for (const auto& [step, dir] : step_dirs_newest_first(checkpoints_dir)) {
+    if (candidates.empty() || fs::path(dir) != fs::path(candidates.front())) candidates.push_back(dir);
+  }
+  for (const auto& dir : candidates) {
+    try {
+      CheckpointReader reader(dir, /*verify=*/true);
+      return reader.dir();
+    } catch (const std::exception& e) {
+      if (refused) refused->push_back(e.what());
+    }
+  }
+  return std::nullopt;
+}
+
+void consolidate(const CheckpointReader& reader, const std::string& out_path) {
+  TensorMap all;
+  for (const auto& [name, record] : reader.manifest().tensors) all.emplace(name, reader.read(name));
+  write_tensors(out_path, all, {{"manifest", reader.manifest().to_json().dump()}});
+}
+
+}  // namespace some::checkpoints
