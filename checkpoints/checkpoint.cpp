@@ -1,6 +1,9 @@
 #include "checkpoints/checkpoint.h"
 
 #include <algorithm>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <regex>
@@ -24,6 +27,22 @@ namespace {
 const std::regex kStepDir(R"(step_(\d{8,}))");
 
 std::string rank_file_name(int rank) { return fmt::format("rank_{:05d}.h5", rank); }
+
+// Test hook: SOME_CHECKPOINT_FAULT=RANK:PHASE:NTH kills that rank with SIGKILL at that point of
+// its NTH save (1-based; phases: file, gathered, manifest, renamed, latest), so tests can check
+// that no kill ever leaves a damaged checkpoint that is taken for a complete one.
+int g_saves = 0;
+void fault_point(int rank, const char* phase) {
+  static const char* spec = std::getenv("SOME_CHECKPOINT_FAULT");
+  if (!spec) return;
+  int want_rank = -1, nth = 0;
+  char want_phase[32] = {0};
+  if (std::sscanf(spec, "%d:%31[a-z]:%d", &want_rank, want_phase, &nth) != 3) return;
+  if (want_rank != rank || nth != g_saves || std::string(want_phase) != phase) return;
+  std::fprintf(stderr, "SOME_CHECKPOINT_FAULT: killing rank %d at '%s' of save %d\n", rank, phase, nth);
+  std::fflush(stderr);
+  std::raise(SIGKILL);
+}
 
 // Writes `text` to `path` durably and atomically (tmp + fsync + rename).
 void write_text_atomic(const std::string& path, const std::string& text) {
@@ -154,6 +173,7 @@ Manifest Manifest::read(const std::string& path) {
 std::string save_checkpoint(const std::string& checkpoints_dir, const CheckpointInfo& info, const TensorMap& mine,
                             parallel::Communicator& comm, int keep_last) {
   const bool leader = comm.rank() == 0;
+  ++g_saves;
   const auto name = step_dir_name(info.step);
   const auto final_dir = checkpoints_dir + "/" + name;
   const auto tmp_dir = checkpoints_dir + "/.tmp." + name;
@@ -162,7 +182,11 @@ std::string save_checkpoint(const std::string& checkpoints_dir, const Checkpoint
   if (leader) {
     try {
       fs::create_directories(checkpoints_dir);
-      fs::remove_all(tmp_dir);
+      // Leftovers of saves that were killed (.tmp.*, .old.*) are never checkpoints.
+      for (const auto& entry : fs::directory_iterator(checkpoints_dir)) {
+        const auto n = entry.path().filename().string();
+        if (n.rfind(".tmp.", 0) == 0 || n.rfind(".old.", 0) == 0) fs::remove_all(entry.path());
+      }
       fs::create_directories(tmp_dir);
     } catch (const std::exception& e) {
       error = fmt::format("cannot create checkpoint directory '{}': {}", tmp_dir, e.what());
@@ -180,12 +204,14 @@ std::string save_checkpoint(const std::string& checkpoints_dir, const Checkpoint
       const auto path = tmp_dir + "/" + rank_file_name(comm.rank());
       write_tensors(path, mine);
       report = describe_file(path, mine);
+      fault_point(comm.rank(), "file");
     } catch (const std::exception& e) {
       error = fmt::format("rank {}: {}", comm.rank(), e.what());
     }
   }
   auto reports = parallel::allgather_strings(comm, report.dump());
   auto errors = parallel::allgather_strings(comm, error);
+  fault_point(comm.rank(), "gathered");
   std::vector<std::string> failed;
   for (auto& e : errors) {
     if (!e.empty()) failed.push_back(e);
@@ -209,6 +235,7 @@ std::string save_checkpoint(const std::string& checkpoints_dir, const Checkpoint
       }
       write_text_atomic(tmp_dir + "/manifest.json", m.to_json().dump(1) + "\n");
       fsync_path(tmp_dir);
+      fault_point(comm.rank(), "manifest");
       if (fs::exists(final_dir)) {  // a resumed run saving a step again replaces the old copy
         const auto old = checkpoints_dir + "/.old." + name;
         fs::remove_all(old);
@@ -219,8 +246,10 @@ std::string save_checkpoint(const std::string& checkpoints_dir, const Checkpoint
         fs::rename(tmp_dir, final_dir);
       }
       fsync_path(checkpoints_dir);
+      fault_point(comm.rank(), "renamed");
       write_text_atomic(checkpoints_dir + "/latest", name + "\n");
       fsync_path(checkpoints_dir);
+      fault_point(comm.rank(), "latest");
     } catch (const std::exception& e) {
       failed.push_back(fmt::format("rank 0: committing '{}': {}", final_dir, e.what()));
     }
@@ -301,19 +330,9 @@ void CheckpointReader::load_into(TensorMap& target) const {
 }
 
 std::optional<std::string> find_latest_intact(const std::string& checkpoints_dir, std::vector<std::string>* refused) {
-  std::vector<std::string> candidates;
-  std::error_code ec;
-  if (fs::exists(fs::path(checkpoints_dir) / "latest", ec)) {
-    try {
-      candidates.push_back(resolve_checkpoint_dir(checkpoints_dir));
-    } catch (const std::exception& e) {
-      if (refused) refused->push_back(e.what());
-    }
-  }
+  // Newest step first, `latest` or not: a save killed between committing its directory and
+  // moving `latest` has still produced the newest complete checkpoint.
   for (const auto& [step, dir] : step_dirs_newest_first(checkpoints_dir)) {
-    if (candidates.empty() || fs::path(dir) != fs::path(candidates.front())) candidates.push_back(dir);
-  }
-  for (const auto& dir : candidates) {
     try {
       CheckpointReader reader(dir, /*verify=*/true);
       return reader.dir();

@@ -99,9 +99,9 @@ class CheckpointReader {
 // there is none.
 std::string resolve_checkpoint_dir(const std::string& path);
 
-// The newest intact checkpoint under `checkpoints_dir`: the one `latest` names, else the
-// step_* directories newest first. Each one passed over is appended to `refused` with its
-// reason. nullopt when there is none.
+// The newest intact checkpoint under `checkpoints_dir` (step_* directories newest first, each
+// verified; `latest` normally names the same one). Each one passed over is appended to
+// `refused` with its reason. nullopt when there is none.
 std::optional<std::string> find_latest_intact(const std::string& checkpoints_dir,
                                               std::vector<std::string>* refused = nullptr);
 

@@ -7,6 +7,17 @@
 
 namespace some::h5 {
 
+namespace {
+// A file whose close failed (a full disk) stays in HDF5's table, and HDF5 1.10's exit handler
+// then crashes closing it again: a clean "disk full" error would end in a segfault. Every file
+// is closed by its Id before exit anyway, so the handler is switched off before any other HDF5
+// call (H5dont_atexit only sets a flag and is allowed before the library initialises).
+const bool kNoExitHandler = [] {
+  H5dont_atexit();
+  return true;
+}();
+}  // namespace
+
 void quiet() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
 
 Id create_file(const std::string& path) {

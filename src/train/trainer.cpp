@@ -1,6 +1,7 @@
 #include "src/train/trainer.h"
 
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <optional>
@@ -26,10 +27,11 @@ namespace some::train {
 using Clock = std::chrono::steady_clock;
 
 namespace {
-// Test hook: SOME_INJECT_FAULT=RANK:STEP makes that rank throw before that step, so tests can
-// check that one failing rank ends the whole job.
-std::optional<std::pair<int, int64_t>> injected_fault() {
-  const char* spec = std::getenv("SOME_INJECT_FAULT");
+// Test hooks, RANK:STEP: SOME_INJECT_FAULT makes that rank throw before that step (one failing
+// rank must end the whole job); SOME_INJECT_SIGNAL delivers a stop signal to that rank during
+// that step (a preemption at an exact step).
+std::optional<std::pair<int, int64_t>> injected(const char* variable) {
+  const char* spec = std::getenv(variable);
   int rank = 0;
   long long step = 0;
   if (!spec || std::sscanf(spec, "%d:%lld", &rank, &step) != 2) return std::nullopt;
@@ -60,6 +62,9 @@ Trainer::Trainer(model::Transformer model, OptimOptions optim, TrainOptions trai
   SOME_REQUIRE(train_.global_batch % W == 0 && (train_.global_batch / W) % train_.micro_batch == 0, ConfigError,
                "train.global_batch = {} must split into {} ranks x whole micro-batches of train.micro_batch = {}",
                train_.global_batch, W, train_.micro_batch);
+  // LibTorch seeds its default generators randomly per process; a run is reproducible (and a
+  // resumed one identical) only from a fixed seed.
+  torch::manual_seed(train_.seed);
   model_->to(device_);
   // Replicated state starts identical on every rank (as DDP does): rank 0's dense weights, keys
   // and usage. Experts are per-rank shards and stay as they are.
@@ -222,7 +227,7 @@ std::map<std::string, torch::Tensor> Trainer::checkpoint_tensors() {
   }
   {
     // Nothing in a training step draws from it today; saved so that anything that does later
-    // resumes exactly too.
+    // (dropout, sampling) resumes exactly too.
     auto gen = at::detail::getDefaultCPUGenerator();
     std::lock_guard<std::mutex> lock(gen.mutex());
     out.emplace("rng.cpu", gen.get_state());
@@ -388,12 +393,14 @@ TrainSummary Trainer::run() {
   int64_t window_steps = 0;
   double loss = 0, lr = 0, tok_s = 0;
   Progress progress(static_cast<double>(train_.max_steps - start_step_));
-  const auto fault = injected_fault();
+  const auto fault = injected("SOME_INJECT_FAULT");
+  const auto signal_at = injected("SOME_INJECT_SIGNAL");
   for (int64_t step = start_step_ + 1; step <= train_.max_steps; ++step) {
     if (fault && fault->first == parallel_.rank() && fault->second == step) {
       throw Error(fmt::format("injected fault on rank {} at step {} (SOME_INJECT_FAULT)", fault->first, step));
     }
     loss = train_step(step);
+    if (signal_at && signal_at->first == parallel_.rank() && signal_at->second == step) request_stop(SIGUSR1);
     lr = learning_rate(step, optim_.warmup_steps, train_.max_steps, optim_.lr, optim_.min_lr_ratio);
     summary.steps = step;
     ++window_steps;

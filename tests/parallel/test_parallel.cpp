@@ -68,6 +68,10 @@ TEST(MpiCommunicator, AllreduceAllgatherBroadcast) {
   comm.broadcast(b, W - 1);
   EXPECT_TRUE(torch::equal(b, torch::full({3}, static_cast<float>(W - 1))));
   EXPECT_EQ(parallel::broadcast_string(comm, r == 0 ? "runs/x" : "", 0), "runs/x");
+  // Strings of different lengths, one empty (rank 1), in rank order.
+  auto all = parallel::allgather_strings(comm, r == 1 ? "" : std::string(static_cast<size_t>(r + 1), 'a' + r));
+  ASSERT_EQ(static_cast<int>(all.size()), W);
+  for (int p = 0; p < W; ++p) EXPECT_EQ(all[p], p == 1 ? "" : std::string(static_cast<size_t>(p + 1), 'a' + p));
 }
 
 // The expert-parallel SoME layer on W ranks (P = W) against the whole layer in one process:
