@@ -85,6 +85,10 @@ void run_train(const TrainArgs& args) {
   if (device.is_cuda()) log->info("{}", describe_cuda_devices());
 
   model::Transformer model(model_options(cfg, meta), &parallel);
+  if (!cfg.model.experts_from.empty()) {
+    if (resume) log->info("model.experts_from ignored: the experts come from the checkpoint resumed");
+    else load_expert_library(model, cfg);
+  }
   log->info("model: {} parameters ({} trainable), {} layers, d_model {}, ffn {}{}", model->num_parameters(false),
             model->num_parameters(true), cfg.model.n_layers, cfg.model.d_model, cfg.model.ffn,
             cfg.model.ffn == "some" ? fmt::format(" ({} experts of width {}, top-{})", cfg.model.num_experts,

@@ -44,6 +44,7 @@ std::vector<Entry> schema(Config& c) {
       {"model.d_expert", &m.d_expert, "h, hidden size of one expert", 1, 1 << 20},
       {"model.some_layers", &m.some_layers, "which blocks get a SoME layer (the rest dense)", 0, 0, {"all", "every_other"}},
       {"model.seed", &m.seed, "seed of the expert library and the keys", 0, 1.8e19},
+      {"model.experts_from", &m.experts_from, "checkpoint (or run directory) of a trained dense model: expert i of layer l = slice i of h hidden units of its layer-l FFN (E*h = d_ff), or a full copy (h = d_ff); empty = expert.init"},
       {"router.query", &r.query, "query network Q: one Linear, or Linear-GELU-Linear", 0, 0, {"linear", "mlp"}},
       {"router.mlp_hidden", &r.mlp_hidden, "hidden width of the mlp query network; 0 = 2 * d_model", 0, 1 << 20},
       {"router.score", &r.score, "cosine similarity, or raw dot product (V1)", 0, 0, {"cosine", "dot"}},
@@ -269,6 +270,9 @@ void validate(const Config& c) {
   const auto& m = c.model;
   if (m.d_model % m.n_heads != 0 || (m.d_model / m.n_heads) % 2 != 0) {
     fail(fmt::format("model.d_model = {} must split into model.n_heads = {} heads of even width", m.d_model, m.n_heads));
+  }
+  if (!m.experts_from.empty() && m.ffn != "some") {
+    fail(fmt::format("model.experts_from = '{}' builds a SoME layer's experts, but model.ffn = '{}'", m.experts_from, m.ffn));
   }
   if (m.ffn == "some" && m.top_k > m.num_experts) {
     fail(fmt::format("model.top_k = {} exceeds model.num_experts = {}", m.top_k, m.num_experts));

@@ -123,6 +123,50 @@ model::ModelOptions model_options(const Config& cfg, const data::DatasetMeta& me
   return opts;
 }
 
+void load_expert_library(model::Transformer& model, const Config& cfg) {
+  const auto& path = cfg.model.experts_from;
+  checkpoints::CheckpointReader reader(path, /*verify=*/true);
+  const auto source = load_config_text(reader.manifest().info.config, reader.dir() + "/manifest.json", {});
+  const auto& m = cfg.model;
+  auto bad = [&](const std::string& what) {
+    return ConfigError(fmt::format("model.experts_from = '{}': {}", path, what));
+  };
+  if (source.model.ffn != "dense") throw bad(fmt::format("its model.ffn is '{}', not 'dense'", source.model.ffn));
+  if (source.model.d_model != m.d_model) {
+    throw bad(fmt::format("its model.d_model is {}, this model's is {}", source.model.d_model, m.d_model));
+  }
+  if (source.model.expert.activation != m.expert.activation) {
+    throw bad(fmt::format("its FFN activation is '{}', expert.activation is '{}'", source.model.expert.activation,
+                          m.expert.activation));
+  }
+  const int64_t d_ff = source.model.d_ff, h = m.d_expert, E = m.num_experts;
+  const bool slices = E * h == d_ff, copies = h == d_ff;
+  if (!slices && !copies) {
+    throw bad(fmt::format("its FFN width d_ff = {} is neither num_experts x d_expert = {} x {} = {} (slices) nor "
+                          "d_expert = {} (copies)",
+                          d_ff, E, h, E * h, h));
+  }
+  // Expert i of layer l: rows [i*h, (i+1)*h) of up (d_ff, d) and the matching columns of down
+  // (d, d_ff); with copies every expert is the whole FFN.
+  torch::NoGradGuard no_grad;
+  auto state = model->state_tensors();
+  const auto indices = model->some_layer_indices();
+  for (auto l : indices) {
+    if (l >= source.model.n_layers) throw bad(fmt::format("it has {} layers, this model needs layer {}", source.model.n_layers, l));
+    auto up = reader.read(fmt::format("layers.{}.dense.up.weight", l));      // (d_ff, d)
+    auto down = reader.read(fmt::format("layers.{}.dense.down.weight", l));  // (d, d_ff)
+    for (int64_t i = 0; i < E; ++i) {
+      auto w_down = state.find(fmt::format("layers.{}.some.experts.{}.w_down", l, i));
+      if (w_down == state.end()) continue;  // another rank's expert
+      const int64_t first = slices ? i * h : 0;
+      w_down->second.copy_(up.narrow(0, first, h));                                       // (h, d)
+      state.at(fmt::format("layers.{}.some.experts.{}.w_up", l, i)).copy_(down.narrow(1, first, h));  // (d, h)
+    }
+  }
+  log::get("train")->info("expert library from {}: {} of its {}-wide FFNs into {} SoME layer(s) of {} experts", reader.dir(),
+                          slices ? fmt::format("slices of {} units", h) : std::string("copies"), d_ff, indices.size(), E);
+}
+
 LoadedRun load_run(const std::string& path, const std::vector<std::string>& overrides, const std::string& data_dir) {
   checkpoints::CheckpointReader reader(path, /*verify=*/true);  // a run directory means its latest
   LoadedRun run;

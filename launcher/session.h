@@ -36,6 +36,11 @@ torch::Device select_device(const Config& cfg);
 void set_threads(const Config& cfg, int local_ranks = 1);
 model::ModelOptions model_options(const Config& cfg, const data::DatasetMeta& meta);
 
+// model.experts_from: fills this rank's experts of every SoME layer from the FFN of the same
+// layer of a trained dense model's checkpoint. ConfigError naming the path and the values when
+// the two models do not fit together.
+void load_expert_library(model::Transformer& model, const Config& cfg);
+
 struct LoadedRun {
   Config config;
   data::DatasetMeta meta;

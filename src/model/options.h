@@ -53,6 +53,9 @@ struct ModelOptions {
   std::string some_layers = "all";  // all | every_other
   double capacity_factor = 0.0;   // > 0: each expert computes at most ceil(cf * slots / E) slots per forward
   uint64_t seed = 1234;           // expert library and key initialisation
+  // A checkpoint of a trained dense model whose FFNs become the expert library (SPEC §2); the
+  // launcher loads it into the shards after construction. Empty: experts from expert.init.
+  std::string experts_from;
   RouterOptions router;
   ExpertOptions expert;
   GravityOptions gravity;
