@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <regex>
+#include <set>
 #include <sstream>
 
 #include <fmt/format.h>
@@ -115,6 +116,7 @@ nlohmann::json Manifest::to_json() const {
   j["expert_parallel"] = info.expert_parallel;
   j["trainer"] = info.trainer;
   j["config"] = info.config;
+  if (!library.empty()) j["library"] = library;
   auto& f = j["files"] = nlohmann::json::object();
   for (const auto& [name, r] : files) f[name] = {{"sha256", r.sha256}, {"bytes", r.bytes}};
   auto& t = j["tensors"] = nlohmann::json::object();
@@ -141,6 +143,7 @@ Manifest Manifest::from_json(const nlohmann::json& j, const std::string& path) {
     m.info.expert_parallel = get(j, "expert_parallel").get<int>();
     m.info.config = get(j, "config").get<std::string>();
     m.info.trainer = get(j, "trainer");
+    m.library = j.value("library", std::string());
     for (const auto& [name, r] : get(j, "files").items()) {
       m.files[name] = {get(r, "sha256").get<std::string>(), get(r, "bytes").get<int64_t>()};
     }
@@ -170,14 +173,18 @@ Manifest Manifest::read(const std::string& path) {
   return from_json(j, path);
 }
 
-std::string save_checkpoint(const std::string& checkpoints_dir, const CheckpointInfo& info, const TensorMap& mine,
-                            parallel::Communicator& comm, int keep_last) {
+namespace {
+
+// Steps 1-3 of a save (see checkpoint.h): `name` in `checkpoints_dir` is assembled as
+// `.tmp.<name>` and renamed into place; with `move_latest` the `latest` file then names it.
+std::string commit_directory(const std::string& checkpoints_dir, const std::string& name, const CheckpointInfo& info,
+                             const TensorMap& mine, parallel::Communicator& comm, const std::string& library,
+                             bool move_latest) {
   const bool leader = comm.rank() == 0;
   ++g_saves;
-  const auto name = step_dir_name(info.step);
   const auto final_dir = checkpoints_dir + "/" + name;
   const auto tmp_dir = checkpoints_dir + "/.tmp." + name;
-  // 1. Rank 0 prepares an empty temporary directory (a crashed save may have left one).
+  // 1. Rank 0 prepares an empty temporary directory.
   std::string error;
   if (leader) {
     try {
@@ -222,6 +229,7 @@ std::string save_checkpoint(const std::string& checkpoints_dir, const Checkpoint
     try {
       Manifest m;
       m.info = info;
+      m.library = library.empty() ? "" : "../" + library;
       for (const auto& text : reports) {
         auto r = nlohmann::json::parse(text);
         if (r.is_null()) continue;
@@ -247,9 +255,11 @@ std::string save_checkpoint(const std::string& checkpoints_dir, const Checkpoint
       }
       fsync_path(checkpoints_dir);
       fault_point(comm.rank(), "renamed");
-      write_text_atomic(checkpoints_dir + "/latest", name + "\n");
-      fsync_path(checkpoints_dir);
-      fault_point(comm.rank(), "latest");
+      if (move_latest) {
+        write_text_atomic(checkpoints_dir + "/latest", name + "\n");
+        fsync_path(checkpoints_dir);
+        fault_point(comm.rank(), "latest");
+      }
     } catch (const std::exception& e) {
       failed.push_back(fmt::format("rank 0: committing '{}': {}", final_dir, e.what()));
     }
@@ -259,20 +269,56 @@ std::string save_checkpoint(const std::string& checkpoints_dir, const Checkpoint
     fs::remove_all(tmp_dir, ignored);
   }
   error = parallel::broadcast_string(comm, failed.empty() ? "" : failed.front(), 0);
-  SOME_REQUIRE(error.empty(), DataError, "checkpoint of step {} failed, previous checkpoints are intact: {}",
+  SOME_REQUIRE(error.empty(), DataError, "checkpoint '{}' of step {} failed, previous checkpoints are intact: {}", name,
                info.step, error);
+  return final_dir;
+}
 
-  // 4. Prune the oldest, never the one just written.
-  if (leader && keep_last > 0) {
-    auto dirs = step_dirs_newest_first(checkpoints_dir);
-    for (size_t i = static_cast<size_t>(keep_last); i < dirs.size(); ++i) {
-      if (dirs[i].second == final_dir) continue;
+// Removes all but the newest `keep_last` step directories, then every expert library no
+// remaining checkpoint references (never `keep`, the one just written).
+void prune(const std::string& checkpoints_dir, int keep_last, const std::string& keep) {
+  auto dirs = step_dirs_newest_first(checkpoints_dir);
+  auto log = log::get("checkpoint");
+  std::vector<std::string> kept;
+  for (size_t i = 0; i < dirs.size(); ++i) {
+    if (keep_last > 0 && i >= static_cast<size_t>(keep_last) && dirs[i].second != keep) {
       std::error_code ec;
       fs::remove_all(dirs[i].second, ec);
-      if (ec) log::get("checkpoint")->warn("could not prune '{}': {}", dirs[i].second, ec.message());
+      if (ec) log->warn("could not prune '{}': {}", dirs[i].second, ec.message());
+    } else {
+      kept.push_back(dirs[i].second);
     }
   }
-  return final_dir;
+  std::set<std::string> referenced;
+  for (const auto& dir : kept) {
+    try {
+      auto m = Manifest::read(dir + "/manifest.json");
+      if (!m.library.empty()) referenced.insert(fs::path(m.library).filename().string());
+    } catch (const std::exception&) {  // a damaged checkpoint: keep what it might reference
+      return;
+    }
+  }
+  for (const auto& entry : fs::directory_iterator(checkpoints_dir)) {
+    const auto n = entry.path().filename().string();
+    if (n.rfind("experts_", 0) == 0 && !referenced.count(n)) {
+      std::error_code ec;
+      fs::remove_all(entry.path(), ec);
+    }
+  }
+}
+
+}  // namespace
+
+std::string save_checkpoint(const std::string& checkpoints_dir, const CheckpointInfo& info, const TensorMap& mine,
+                            parallel::Communicator& comm, int keep_last, const std::string& library) {
+  auto dir = commit_directory(checkpoints_dir, step_dir_name(info.step), info, mine, comm, library, true);
+  if (comm.rank() == 0) prune(checkpoints_dir, keep_last, dir);
+  return dir;
+}
+
+std::string save_library(const std::string& checkpoints_dir, const std::string& name, const CheckpointInfo& info,
+                         const TensorMap& mine, parallel::Communicator& comm) {
+  return commit_directory(checkpoints_dir, name, info, mine, comm, "", false);
 }
 
 std::string resolve_checkpoint_dir(const std::string& path) {
@@ -295,6 +341,19 @@ std::string resolve_checkpoint_dir(const std::string& path) {
 CheckpointReader::CheckpointReader(const std::string& path, bool verify) : dir_(resolve_checkpoint_dir(path)) {
   manifest_ = Manifest::read(dir_ + "/manifest.json");
   if (verify) verify_files(manifest_, dir_);
+  if (!manifest_.library.empty()) {
+    // The expert library's files and tensors, by paths relative to this directory.
+    const auto lib_dir = dir_ + "/" + manifest_.library;
+    SOME_REQUIRE(fs::exists(lib_dir + "/manifest.json"), DataError,
+                 "checkpoint '{}' references the expert library '{}', which is missing", dir_, lib_dir);
+    auto lib = Manifest::read(lib_dir + "/manifest.json");
+    if (verify) verify_files(lib, lib_dir);
+    for (auto& [file, record] : lib.files) manifest_.files[manifest_.library + "/" + file] = record;
+    for (auto& [name, record] : lib.tensors) {
+      record.file = manifest_.library + "/" + record.file;
+      manifest_.tensors.emplace(name, record);
+    }
+  }
 }
 
 torch::Tensor CheckpointReader::read(const std::string& name) const {

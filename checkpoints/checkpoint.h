@@ -53,6 +53,9 @@ struct FileRecord {
 
 struct Manifest {
   CheckpointInfo info;
+  // Directory (relative to this one, e.g. "../experts_00000100") of an expert library whose
+  // tensors belong to this checkpoint too; empty: none. A reader merges its manifest in.
+  std::string library;
   std::map<std::string, FileRecord> files;
   std::map<std::string, TensorRecord> tensors;
 
@@ -70,8 +73,17 @@ std::string step_dir_name(int64_t step);
 // and then prunes to the newest `keep_last` checkpoints (0 keeps all). Returns the committed
 // directory. Any failure (a full disk) is a DataError naming the file; what was committed
 // before stays intact and the partial `.tmp.*` directory is never mistaken for a checkpoint.
+// `library`: the name of an expert library directory in `checkpoints_dir` (save_library) that
+// this checkpoint references instead of holding the experts itself; libraries no remaining
+// checkpoint references are pruned with the checkpoints.
 std::string save_checkpoint(const std::string& checkpoints_dir, const CheckpointInfo& info,
-                            const TensorMap& mine, parallel::Communicator& comm, int keep_last);
+                            const TensorMap& mine, parallel::Communicator& comm, int keep_last,
+                            const std::string& library = "");
+
+// Frozen tensors that never change (the experts), committed once as `checkpoints_dir/name` with
+// the same protocol (files, manifest, rename) and referenced by later checkpoints. Collective.
+std::string save_library(const std::string& checkpoints_dir, const std::string& name, const CheckpointInfo& info,
+                         const TensorMap& mine, parallel::Communicator& comm);
 
 // A committed checkpoint opened for reading, by global tensor name.
 class CheckpointReader {

@@ -74,6 +74,10 @@ void write_tensors(const std::string& path, const TensorMap& tensors,
     // Names with '/' (analytics: `layers/0/keys`) create their groups on the way.
     h5::Id lcpl(SOME_HDF5_ID(H5Pcreate(H5P_LINK_CREATE)), H5Pclose);
     SOME_CHECK_HDF5(H5Pset_create_intermediate_group(lcpl, 1));
+    // No modification times in object headers: the same tensors give the same bytes (and the
+    // same SHA-256) whenever they are written.
+    h5::Id dcpl(SOME_HDF5_ID(H5Pcreate(H5P_DATASET_CREATE)), H5Pclose);
+    SOME_CHECK_HDF5(H5Pset_obj_track_times(dcpl, 0));
     for (const auto& [name, tensor] : tensors) {
       auto t = tensor.detach().to(torch::kCPU).contiguous();
       if (t.scalar_type() == torch::kBFloat16 || t.scalar_type() == torch::kHalf) t = t.to(torch::kFloat32);
@@ -81,8 +85,7 @@ void write_tensors(const std::string& path, const TensorMap& tensors,
       std::vector<hsize_t> dims(t.sizes().begin(), t.sizes().end());
       h5::Id space(SOME_HDF5_ID(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr)),
                    H5Sclose);
-      h5::Id dset(SOME_HDF5_ID(H5Dcreate2(file, name.c_str(), types.file_type, space, lcpl,
-                                          H5P_DEFAULT, H5P_DEFAULT)),
+      h5::Id dset(SOME_HDF5_ID(H5Dcreate2(file, name.c_str(), types.file_type, space, lcpl, dcpl, H5P_DEFAULT)),
                   H5Dclose);
       if (t.numel() > 0) {
         SOME_CHECK_HDF5(H5Dwrite(dset, types.mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, t.data_ptr()));

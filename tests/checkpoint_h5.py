@@ -31,8 +31,19 @@ def load(path, verify=True):
         for f, rec in m["files"].items():
             digest = hashlib.sha256(open(os.path.join(d, f), "rb").read()).hexdigest()
             assert digest == rec["sha256"], f"{d}/{f}: sha256 {digest} != manifest {rec['sha256']}"
+    tensors = dict(m["tensors"])
+    if m.get("library"):  # frozen experts written once, in a directory beside this one
+        lib = json.load(open(os.path.join(d, m["library"], "manifest.json")))
+        for f, rec in lib["files"].items():
+            m["files"][os.path.join(m["library"], f)] = rec
+        for name, rec in lib["tensors"].items():
+            tensors[name] = dict(rec, file=os.path.join(m["library"], rec["file"]))
+        if verify:
+            for f in lib["files"]:
+                p = os.path.join(d, m["library"], f)
+                assert hashlib.sha256(open(p, "rb").read()).hexdigest() == lib["files"][f]["sha256"], p
     out, files = {}, {}
-    for name, rec in m["tensors"].items():
+    for name, rec in tensors.items():
         f = files.setdefault(rec["file"], h5py.File(os.path.join(d, rec["file"]), "r"))
         a = f[name][()]
         assert list(a.shape) == rec["shape"], f"{name}: shape {a.shape} != manifest {rec['shape']}"

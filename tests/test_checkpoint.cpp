@@ -119,6 +119,30 @@ TEST(Checkpoint, KeepLastPrunesTheOldest) {
   EXPECT_TRUE(fs::exists(tmp.path / "step_00000004"));
 }
 
+TEST(Checkpoint, ExpertLibraryIsMergedVerifiedAndPrunedWhenUnreferenced) {
+  TempDir tmp;
+  parallel::LocalCommunicator comm;
+  checkpoints::TensorMap experts = {{"layers.0.some.experts.0.w_down", torch::randn({2, 4})}};
+  checkpoints::TensorMap dense = {{"tok_emb.weight", torch::randn({5, 4})}};
+  checkpoints::save_library(tmp.str(), "experts_00000001", info_at(1), experts, comm);
+  checkpoints::save_checkpoint(tmp.str(), info_at(1), dense, comm, 1, "experts_00000001");
+  {
+    checkpoints::CheckpointReader reader(tmp.str());
+    EXPECT_TRUE(torch::equal(reader.read("layers.0.some.experts.0.w_down"), experts.begin()->second));
+    EXPECT_TRUE(torch::equal(reader.read("tok_emb.weight"), dense.begin()->second));
+    EXPECT_EQ(reader.manifest().tensors.at("layers.0.some.experts.0.w_down").file, "../experts_00000001/rank_00000.h5");
+  }
+  // A new library and checkpoint; keep_last = 1 prunes step 1 and then the library only it used.
+  checkpoints::save_library(tmp.str(), "experts_00000002", info_at(2), experts, comm);
+  checkpoints::save_checkpoint(tmp.str(), info_at(2), dense, comm, 1, "experts_00000002");
+  EXPECT_FALSE(fs::exists(tmp.path / "step_00000001"));
+  EXPECT_FALSE(fs::exists(tmp.path / "experts_00000001"));
+  EXPECT_TRUE(fs::exists(tmp.path / "experts_00000002"));
+  // A damaged library makes the checkpoint that references it damaged.
+  flip_byte(tmp.str() + "/experts_00000002/rank_00000.h5");
+  EXPECT_THROW(checkpoints::CheckpointReader reader(tmp.str()), DataError);
+}
+
 TEST(Checkpoint, DamagedCheckpointIsRefusedByNameAndSkippedByTheFallback) {
   TempDir tmp;
   parallel::LocalCommunicator comm;

@@ -35,6 +35,9 @@ struct TrainOptions {
   int64_t checkpoint_every = 0;    // steps between checkpoints; 0 = none
   double checkpoint_minutes = 0;   // wall-clock minutes between checkpoints; 0 = none
   int64_t keep_last = 3;           // checkpoints kept (the oldest pruned); 0 = all
+  // every: each checkpoint holds the frozen experts; once: they are written to an expert
+  // library (RUN/checkpoints/experts_<step>) at the first save of a process and referenced.
+  std::string checkpoint_experts = "every";
 };
 
 struct ParallelOptions {

@@ -250,8 +250,28 @@ std::string Trainer::save_checkpoint(int64_t step, const std::string& reason) {
                   {"sampler", {{"seed", train_.seed}, {"next_step", step + 1}, {"global_batch", train_.global_batch},
                                {"seq_len", train_.seq_len}}},
                   {"elapsed_s", elapsed_before_ + std::chrono::duration<double>(Clock::now() - run_start_).count()}};
-  auto dir = checkpoints::save_checkpoint(run_dir_ + "/checkpoints", info, checkpoint_tensors(), parallel_.world(),
-                                          static_cast<int>(train_.keep_last));
+  const auto checkpoints_dir = run_dir_ + "/checkpoints";
+  auto tensors = checkpoint_tensors();
+  if (train_.checkpoint_experts == "once") {
+    // The frozen experts go to a library at this process's first save; every checkpoint then
+    // references it instead of rewriting them (a resumed process writes its own).
+    checkpoints::TensorMap experts;
+    for (auto it = tensors.begin(); it != tensors.end();) {
+      if (model::is_expert_tensor(it->first)) {
+        experts.insert(*it);
+        it = tensors.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    if (expert_library_.empty()) {
+      const auto name = fmt::format("experts_{:08d}", step);
+      checkpoints::save_library(checkpoints_dir, name, info, experts, parallel_.world());
+      expert_library_ = name;
+    }
+  }
+  auto dir = checkpoints::save_checkpoint(checkpoints_dir, info, tensors, parallel_.world(),
+                                          static_cast<int>(train_.keep_last), expert_library_);
   log::get("train")->info("checkpoint {} ({}) written in {:.2f} s", dir, reason,
                           std::chrono::duration<double>(Clock::now() - t0).count());
   return dir;

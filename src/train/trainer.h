@@ -75,6 +75,7 @@ class Trainer {
   std::vector<torch::Tensor> params_;
   std::vector<std::pair<std::string, torch::Tensor>> named_params_;  // trainable, by global name
   std::string config_text_;
+  std::string expert_library_;       // checkpoint_experts = once: the library written by this process
   int64_t start_step_ = 0;           // the step a resumed run continues after
   double elapsed_before_ = 0;        // training seconds of earlier segments of a resumed run
   std::chrono::steady_clock::time_point run_start_ = std::chrono::steady_clock::now();

@@ -2,12 +2,15 @@
 # Exact resume (issue 5 #3): 20 steps straight vs 10 steps, stop (a preemption signal at step 10:
 # checkpoint, exit 0), `--resume auto`, 10 more steps, on NP ranks (P = NP): every loss and every
 # tensor of the final checkpoint (weights, experts, keys, usage, AdamW moments and steps, RNG) is
-# bit-identical. With NP=1 also: train.checkpoint_minutes writes checkpoints, keep_last prunes.
+# bit-identical. The stopped run keeps its experts in an expert library (checkpoint_experts =
+# once), so this also shows that both layouts hold the same state. With NP=1 also:
+# train.checkpoint_minutes writes checkpoints, keep_last prunes.
 #   usage: resume_exact.sh SOME SOURCE_DIR PYTHON NP
 source "$(dirname "$0")/common.sh" "$1" "$2" "$3"
 NP=$4
 P=(--set parallel.expert_parallel="$NP")
 run "$NP" "${COMMON[@]}" "${P[@]}" --set train.checkpoint_every=10 --run-dir "$T/straight"
+P+=(--set train.checkpoint_experts=once)
 SOME_INJECT_SIGNAL=0:10 run "$NP" "${COMMON[@]}" "${P[@]}" --run-dir "$T/stopped"
 grep -q '"event":"preempted"' "$T/stopped/metrics.jsonl" || fail "the stopped run logged no preempted event"
 [ "$(cat "$T/stopped/checkpoints/latest")" = step_00000010 ] || fail "the stopped run's latest is not step 10"
@@ -34,6 +37,11 @@ for step in ("step_00000010", "step_00000020"):
     kinds = {k.split(".")[0] for k in x} | {"experts" for k in x if ".experts." in k} | {"keys" for k in x if k.endswith(".keys")}
     assert {"optim", "rng", "experts", "keys", "tok_emb"} <= kinds, kinds
     print(f"ok   {step}: {len(x)} tensors bit-identical (weights, experts, keys, usage, AdamW moments, RNG)")
+for step, lib in (("step_00000010", "experts_00000010"), ("step_00000020", "experts_00000020")):
+    m = checkpoint_h5.manifest(f"{root}/stopped/checkpoints/{step}")
+    assert m["library"] == "../" + lib, (step, m.get("library"))
+    assert not any(".experts." in t for t in m["tensors"]), f"{step} holds experts beside its library"
+print("ok   checkpoint_experts = once: experts in one library per process, referenced by the checkpoints")
 print(f"ok   losses of steps 1..20 bit-identical: {a[9][1]:.6f} at step 10, {a[-1][1]:.6f} at step 20")
 PY
 if [ "$NP" -eq 1 ]; then
