@@ -24,9 +24,9 @@ set +e
 rc=$?
 set -e
 [ $rc -eq 1 ] || { tail -n 20 "$T/full.log"; fail "a save to a full disk exited $rc, not 1"; }
-grep -qE "checkpoint of step 20 failed, previous checkpoints are intact: .*cannot write '$CK/.tmp.step_00000020/rank_00000.h5' \(disk full\?\)" "$T/full.log" ||
+grep -qE "checkpoint 'step_00000020' of step 20 failed, previous checkpoints are intact: .*cannot write '$CK/.tmp.step_00000020/rank_00000.h5' \(disk full\?\)" "$T/full.log" ||
   { tail -n 5 "$T/full.log"; fail "the error does not name the file it could not write"; }
-echo "ok   full disk: $(grep -o "checkpoint of step 20 failed.*" "$T/full.log" | head -n 1 | cut -c1-200)"
+echo "ok   full disk: $(grep -o "checkpoint 'step_00000020' of step 20 failed.*" "$T/full.log" | head -n 1 | cut -c1-200)"
 [ "$(cat "$CK/latest")" = step_00000010 ] || fail "latest moved to $(cat "$CK/latest")"
 "$SOME" checkpoint info "$CK/step_00000010" > /dev/null || fail "the previous checkpoint is damaged"
 leftovers=$(ls -A "$CK" | grep -v -e '^latest$' -e '^step_00000010$' || true)
