@@ -14,7 +14,9 @@
 # dimensions are the configs'. With data/default (vocab 8192) some-150m has 173M parameters.
 # On one machine the W ranks share its cores and its disk: W > 1 shows the protocol's overhead
 # (gathers, every rank verifying every file, W files), not scaling. bench_checkpoint records
-# the host load average at the start and end of each run (other jobs skew the timings).
+# the host load average at the start and end of each run (other jobs skew the timings); before
+# each run the script waits up to WAIT_IDLE seconds (default 300, 0 = no wait) for the CPUs to be
+# at least 90 % idle over 5 s.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,6 +31,7 @@ CONFIGS=${CONFIGS:-"default some-150m"}
 REPEATS=${REPEATS:-3}
 DATA=${DATA:-data/default}
 CKPT_DIR=${CKPT_DIR:-/tmp/some_checkpoint_bench}
+WAIT_IDLE=${WAIT_IDLE:-300}
 NPROC=$(nproc)
 if [[ $(id -u) == 0 ]]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
 [[ -f $DATA/meta.json ]] || echo "run_checkpoint_bench: $DATA has no dataset: the first run builds data/default" >&2
@@ -40,6 +43,23 @@ batch_overrides() {
     some-150m) echo "--set train.global_batch=4 --set train.micro_batch=1 --set train.seq_len=128" ;;
     *) echo "" ;;
   esac
+}
+
+# Waits up to WAIT_IDLE s until the machine's CPUs were >= 90 % idle over 5 s (other jobs).
+cpu_idle_total() { awk '/^cpu /{print $5 + $6, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat; }
+wait_idle() {
+  (( WAIT_IDLE > 0 )) || return 0
+  local deadline=$((SECONDS + WAIT_IDLE)) i1 t1 i2 t2
+  while :; do
+    read -r i1 t1 < <(cpu_idle_total)
+    sleep 5
+    read -r i2 t2 < <(cpu_idle_total)
+    (( (i2 - i1) * 100 >= 90 * (t2 - t1) )) && return 0
+    if (( SECONDS >= deadline )); then
+      echo "run_checkpoint_bench: machine not idle after ${WAIT_IDLE} s; running anyway" >&2
+      return 0
+    fi
+  done
 }
 
 ERR=$(mktemp)
@@ -59,6 +79,7 @@ for CONFIG in $CONFIGS; do
            "$BIN" "${ARGS[@]}")
     fi
     echo "  ${CMD[*]}" >&2
+    wait_idle
     OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS "${CMD[@]}" 2> "$ERR" | grep '^{' >> "$OUT" || {
       echo "run_checkpoint_bench: $CONFIG W=$W failed:" >&2
       cat "$ERR" >&2

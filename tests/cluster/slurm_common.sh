@@ -50,8 +50,26 @@ start_local_slurm() {
 }
 
 stop_slurm() {
-  [ "$SLURM_WAS_UP" -eq 1 ] || timeout 30 bash "$SLURM_LOCAL" stop >/dev/null 2>&1 || true
+  local pids="" f p
+  if [ "$SLURM_WAS_UP" -eq 0 ]; then
+    for f in /run/slurmd.pid /run/slurmctld.pid; do [ ! -f "$f" ] || pids+=" $(cat "$f")"; done
+    timeout 30 bash "$SLURM_LOCAL" stop >/dev/null 2>&1 || true
+  fi
   if [ "$MUNGE_WAS_UP" -eq 0 ] && [ -f /run/munge/munged.pid ]; then
+    pids+=" $(cat /run/munge/munged.pid)"
     kill "$(cat /run/munge/munged.pid)" 2>/dev/null || true
   fi
+  # Wait (bounded) until they are gone: slurmctld takes a moment to save its state. A test that
+  # starts right after this one would otherwise find them still up and not start its own, and
+  # an old daemon's exit removes the pid file of its successor. A zombie counts as gone.
+  local alive
+  for _ in $(seq 60); do
+    alive=0
+    for p in $pids; do
+      if [ -r "/proc/$p/stat" ] && ! grep -qE '^[0-9]+ \(.*\) Z' "/proc/$p/stat" 2>/dev/null; then alive=1; fi
+    done
+    [ "$alive" -eq 1 ] || break
+    sleep 0.5
+  done
+  return 0
 }
