@@ -7,7 +7,7 @@ namespace {
 volatile std::sig_atomic_t g_signal = 0;
 
 extern "C" void on_stop_signal(int signo) {
-  if (g_signal == signo) {  // asked twice: stop now
+  if (signo == SIGTERM && g_signal == SIGTERM) {  // terminated twice: stop now
     std::signal(signo, SIG_DFL);
     std::raise(signo);
     return;

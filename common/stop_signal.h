@@ -3,8 +3,9 @@
 // set a flag; the trainer finishes its step, writes a checkpoint and exits 0.
 namespace some {
 
-// Installs the handlers (idempotent). A second signal of the same kind while the first is still
-// being handled falls back to the default action (an impatient user's second Ctrl-C ends it).
+// Installs the handlers (idempotent). A second SIGTERM while the first is being handled ends
+// the process at once (an impatient user); SIGUSR1 may arrive more than once (a scheduler and a
+// launcher both forwarding it) and only ever asks for the checkpoint.
 void install_stop_signals();
 // The signal number received since installation, or 0.
 int stop_signal_received();

@@ -73,3 +73,20 @@ stop_slurm() {
   done
   return 0
 }
+
+# A scratch directory $T with the test corpus in $T/data, removed at exit together with the job
+# $JOB (if still queued) and the daemons this test started; the environment the job's mpirun
+# needs. Call after start_local_slurm, with SOME and SRC set.
+job_workspace() {
+  T=$(mktemp -d)
+  JOB=""
+  cleanup() {
+    if [ -n "$JOB" ] && timeout 30 squeue -h -j "$JOB" 2>/dev/null | grep -q .; then timeout 30 scancel "$JOB" || true; fi
+    rm -rf "$T"
+    stop_slurm
+  }
+  trap cleanup EXIT
+  bash "$SRC/tests/make_test_dataset.sh" "$SOME" "$T"
+  if [ "$(id -u)" -eq 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
+  export SOME_BIN="$SOME"
+}

@@ -18,20 +18,10 @@ SRC=$(realpath "$2")
 source "$(dirname "${BASH_SOURCE[0]}")/slurm_common.sh"
 start_local_slurm
 
-# ---- dataset ------------------------------------------------------------------------------
-T=$(mktemp -d)
-JOB=""
-cleanup() {
-  if [ -n "$JOB" ] && timeout 30 squeue -h -j "$JOB" 2>/dev/null | grep -q .; then timeout 30 scancel "$JOB" || true; fi
-  rm -rf "$T"
-  stop_slurm
-}
-trap cleanup EXIT
-bash "$SRC/tests/make_test_dataset.sh" "$SOME" "$T"
+# ---- dataset, scratch directory, cleanup ------------------------------------------------
+job_workspace
 
 # ---- the job ----------------------------------------------------------------------------------
-if [ "$(id -u)" -eq 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
-export SOME_BIN="$SOME"
 cd "$SRC"
 echo "submitting slurm/train-cpu.sbatch with $NTASKS task(s)"
 JOB=$(slurm sbatch --parsable --ntasks="$NTASKS" --time="$JOB_MINUTES" --job-name=some-ctest \
