@@ -47,6 +47,24 @@ start_local_slurm() {
   echo "$states" | grep -qE '^(idle|mixed|allocated)' ||
     skip "the local Slurm has no usable node (sinfo states: ${states:-none}; see /var/log/slurm/)"
   echo "slurm up: $(slurm sinfo -h -o '%P %D %T %c' | head -n 1)"
+  declare -gA SLURM_LOG_SIZE=()  # where slurm_log_lines starts reading
+  local f
+  for f in $SLURM_LOGS; do SLURM_LOG_SIZE[$f]=$(stat -c %s "$f" 2>/dev/null || echo 0); done
+}
+
+# The daemons' log lines about job $1 written since start_local_slurm (the log files of
+# slurm-local.sh; job ids may repeat across Slurm state resets, older lines are left out).
+SLURM_LOGS="/var/log/slurm/slurmctld.log /var/log/slurm/slurmd.log"
+slurm_log_lines() {
+  local f from
+  for f in $SLURM_LOGS; do
+    [ -r "$f" ] || continue
+    from=$(( ${SLURM_LOG_SIZE[$f]:-0} + 1 ))
+    [ "$(stat -c %s "$f")" -ge $(( from - 1 )) ] || from=1  # replaced since
+    echo "---- $f (job $1) ----"
+    tail -c +"$from" "$f" | grep -E "(JobId=|[Jj]ob |StepId=)$1([^0-9]|\$)|\[$1\.[a-z0-9]+\]" |
+      grep -v 'Recovered JobId' | tail -n 20 || true
+  done
 }
 
 stop_slurm() {

@@ -32,6 +32,7 @@ show_job() {
   echo "---- job output ($T/job.out) ----"; cat "$T/job.out" 2>/dev/null || true
   echo "---- sbatch stderr ----"; cat "$T/sbatch.err"
   [ -z "$JOB" ] || slurm scontrol show job "$JOB" 2>/dev/null || true
+  [ -z "$JOB" ] || slurm_log_lines "$JOB"  # e.g. a start that slurmd refused
 }
 [ -n "$JOB" ] || { show_job; fail "sbatch did not submit the job"; }
 echo "job $JOB submitted"

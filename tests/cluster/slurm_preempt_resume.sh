@@ -20,7 +20,8 @@ PENDING_SECONDS=120                   # the first start still pending after this
 SIGNAL_SECONDS=180                    # from submission to step SIGNAL_AT
 REQUEUE_SECONDS=120                   # from the signal to the job back in the queue
 # From the requeue to the end of the job. Slurm holds a requeued job back for CredExpire + 1 s
-# (121 s by default: BeginTime); the test moves its start to now, but allows for the full delay.
+# (121 s by default: BeginTime); the test moves its start to the second after the requeue (see
+# step 3), but allows for the full delay.
 # (All the bounds together stay below the CTest timeout, so that the test's own diagnostics show.)
 FINISH_SECONDS=240
 SOME=$(realpath "$1")
@@ -55,6 +56,8 @@ show_job() {
   echo "---- $RUN/checkpoints ----"; ls -l "$RUN/checkpoints" 2>/dev/null || true
   echo "---- scontrol show job $JOB ----"
   [ -z "$JOB" ] || slurm scontrol show job "$JOB" 2>/dev/null || true
+  # A start that slurmd refused never reaches the job output: the daemons' logs tell why.
+  [ -z "$JOB" ] || slurm_log_lines "$JOB"
 }
 [ -n "$JOB" ] || { show_job; fail "sbatch did not submit the job"; }
 echo "job $JOB submitted; run directory $RUN"
@@ -111,9 +114,16 @@ done
 echo "job $JOB requeued $(( SECONDS - SIGNALLED )) s after the signal: $(echo "$INFO" | grep -oE '(JobState|Reason|Restarts|EligibleTime)=[^ ]*' | tr '\n' ' ')"
 
 # ---- 3: the second start, to the end -------------------------------------------------------------
-# A requeued job is pending with Reason=BeginTime for CredExpire + 1 s (121 s): start it now
-# instead (the delay is Slurm's, not the job's). A job held instead (JobHeldUser/JobHeldAdmin,
-# e.g. after a failed launch) is released once; a second hold is a failure.
+# A requeued job is pending with Reason=BeginTime for CredExpire + 1 s (121 s): start it sooner
+# (the delay is Slurm's, not the job's), but not in the second of the requeue. The requeue
+# revokes the job's credentials on the node up to that second (the controller's time(), whole
+# seconds), and slurmd refuses a batch launch whose credential is not newer ("Job N already
+# killed, do not launch batch job"); the controller then ends the job for good, FAILED 1:0 with
+# RunTime 0 ("Killing non-startable batch JobId=N: Job credential revoked"). The requeue came
+# before the poll that shows the job pending for BeginTime, so StartTime=now sent once the clock
+# has passed the second of that poll gives a start, and a credential, at least a second later.
+# A job held instead (JobHeldUser/JobHeldAdmin, e.g. after a failed launch) is released once; a
+# second hold is a failure.
 REQUEUED=$SECONDS BUMPED=0 RELEASED=0
 while :; do
   poll_job
@@ -124,6 +134,8 @@ while :; do
     case "$REASON" in
       BeginTime)
         if [ "$BUMPED" -eq 0 ]; then
+          SEEN=$(date +%s)  # not earlier than the requeue's revocation of the credentials
+          while [ "$(date +%s)" -le "$SEEN" ]; do sleep 0.05; done
           echo "job $JOB pending for its requeue delay (EligibleTime $(job_field EligibleTime)): starting it now"
           slurm scontrol update JobId="$JOB" StartTime=now || echo "(scontrol update StartTime=now failed: waiting out the delay)"
           BUMPED=1
