@@ -91,6 +91,7 @@ std::vector<Entry> schema(Config& c) {
       {"train.threads", &t.threads, "intra-op CPU threads; 0 = cores / local ranks", 0, 4096},
       {"train.sample_prompt", &t.sample_prompt, "prompt of the sample printed after training"},
       {"train.sample_tokens", &t.sample_tokens, "length of that sample; 0 = none", 0, 1 << 20},
+      {"train.eval_sample_tokens", &t.eval_sample_tokens, "tokens sampled from sample_prompt at every eval, logged and in the eval's metrics line (\"sample\"), so low PPL with incoherent text shows; 0 = none", 0, 1 << 20},
       {"train.checkpoint_every", &t.checkpoint_every, "steps between checkpoints in RUN/checkpoints (one is always written at the end); 0 = none", 0, 1e12},
       {"train.checkpoint_minutes", &t.checkpoint_minutes, "wall-clock minutes between checkpoints; 0 = none", 0, kInf},
       {"train.keep_last", &t.keep_last, "checkpoints kept, the oldest pruned; 0 = all", 0, 1e9},

@@ -56,6 +56,7 @@ for l in lines:
         assert key in l, f"metrics line without {key}: {l}"
 evals = [l for l in lines if l.get("event") == "eval"]
 assert evals and all("routing" in l and "val_ppl" in l for l in evals), "eval lines lack val_ppl/routing"
+assert all(l.get("sample", "").startswith("And God said ") and len(l["sample"]) > 20 for l in evals), "eval lines lack a sample"
 assert all({"gini", "entropy", "dead_experts", "top1_score"} <= set(r) for r in evals[-1]["routing"])
 assert lines[-1].get("event") == "done", "last line is not the done event"
 train = [l for l in lines if "event" not in l]

@@ -31,6 +31,7 @@ struct TrainOptions {
   int64_t threads = 0;            // intra-op threads; 0 = all cores / local ranks
   std::string sample_prompt = "And God said";
   int64_t sample_tokens = 200;
+  int64_t eval_sample_tokens = 32;  // a sample from sample_prompt at every eval (metrics "sample"); 0 = none
   // Checkpoints (SPEC §7) in RUN/checkpoints/; one is always written at the end of a run.
   int64_t checkpoint_every = 0;    // steps between checkpoints; 0 = none
   double checkpoint_minutes = 0;   // wall-clock minutes between checkpoints; 0 = none

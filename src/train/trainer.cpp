@@ -20,6 +20,7 @@
 #include "common/stop_signal.h"
 #include "src/model/key_store.h"
 #include "src/model/some_layer.h"
+#include "src/train/generate.h"
 #include "src/train/lr_schedule.h"
 
 namespace some::train {
@@ -74,6 +75,7 @@ Trainer::Trainer(model::Transformer model, OptimOptions optim, TrainOptions trai
       if (name.find(".experts.") == std::string::npos) parallel_.world().broadcast(tensor, 0);
     }
   }
+  if (train_.eval_sample_tokens > 0) tokenizer_.emplace(data::Tokenizer::load(data.tokenizer_path()));
   evaluator_ = std::make_unique<Evaluator>(data::TokenSplit(data, "val"), train_.seq_len,
                                            train_.micro_batch, train_.eval_batches, device_, parallel_);
   // AdamW on the trainable parameters only (frozen experts and keys are buffers); weight decay
@@ -382,10 +384,21 @@ EvalResult Trainer::evaluate_and_log(int64_t step, double loss, double lr, doubl
                       {"tokens_per_s", tok_s}, {"elapsed_s", elapsed},
                       {"val_loss", result.loss}, {"val_ppl", result.ppl},
                       {"unigram_ppl", evaluator_->unigram_ppl()}, {"routing", routing}};
-  metrics_.write(j);
   auto log = log::get("train");
   log->info("eval step {}: val loss {:.4f} | val PPL {:.2f} (unigram PPL {:.2f})", step, result.loss,
             result.ppl, evaluator_->unigram_ppl());
+  if (tokenizer_) {
+    // Low perplexity with incoherent text is a failure the numbers alone hide. Every rank
+    // samples (the expert exchange is collective), from a fixed seed: the same text everywhere.
+    SampleOptions opts;
+    opts.max_new_tokens = train_.eval_sample_tokens;
+    auto prompt = tokenizer_->encode(train_.sample_prompt);
+    if (prompt.empty()) prompt.push_back(tokenizer_->eos_id());
+    const auto text = train_.sample_prompt + " " + tokenizer_->decode(sample(model_, prompt, opts, device_));
+    j["sample"] = text;
+    log->info("  sample: {}", text);
+  }
+  metrics_.write(j);
   for (auto& r : result.routing) {
     log->info("  layer {}: gini {:.3f} | entropy {:.3f} ({:.2f} of max) | dead {} | top-1 score {:.3f} | "
               "key cos {:.3f}{}",

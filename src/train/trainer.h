@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <torch/torch.h>
@@ -11,6 +12,7 @@
 #include "common/jsonl.h"
 #include "data/batch_sampler.h"
 #include "data/dataset.h"
+#include "data/tokenizer.h"
 #include "parallel/gradient_allreduce.h"
 #include "parallel/parallel_state.h"
 #include "src/model/transformer.h"
@@ -71,6 +73,7 @@ class Trainer {
   data::TokenSplit train_split_;
   data::BatchSampler sampler_;
   std::unique_ptr<Evaluator> evaluator_;
+  std::optional<data::Tokenizer> tokenizer_;  // for the eval samples
   std::unique_ptr<torch::optim::AdamW> optimizer_;
   std::vector<torch::Tensor> params_;
   std::vector<std::pair<std::string, torch::Tensor>> named_params_;  // trainable, by global name
