@@ -305,6 +305,7 @@ int64_t Trainer::resume(const std::string& checkpoint_dir, bool verify) {
                             sampler.value("seed", train_.seed), sampler.value("global_batch", train_.global_batch));
   }
   start_step_ = m.info.step;
+  resumed_from_ = reader.dir();
   elapsed_before_ = m.info.trainer.value("elapsed_s", 0.0);
   if (!run_dir_.empty() && parallel_.rank() == 0) keep_metrics_until(start_step_);
   metrics_.write({{"event", "resume"}, {"step", start_step_}, {"checkpoint", reader.dir()},
@@ -497,7 +498,12 @@ TrainSummary Trainer::run() {
     auto result = evaluator_->run(model_);
     summary.val_loss = result.loss;
     summary.val_ppl = result.ppl;
-    if (checkpoints) summary.checkpoint = save_checkpoint(start_step_, "final");
+    std::error_code ec;
+    const bool own = !resumed_from_.empty() &&
+                     std::filesystem::equivalent(std::filesystem::path(resumed_from_).parent_path(),
+                                                 run_dir_ + "/checkpoints", ec);
+    if (checkpoints && !own) summary.checkpoint = save_checkpoint(start_step_, "final");
+    if (own) summary.checkpoint = resumed_from_;
   }
   summary.elapsed_s = std::chrono::duration<double>(Clock::now() - start).count();
   summary.tokens = summary.steps * tokens_per_step;

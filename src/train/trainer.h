@@ -80,6 +80,7 @@ class Trainer {
   std::string config_text_;
   std::string expert_library_;       // checkpoint_experts = once: the library written by this process
   int64_t start_step_ = 0;           // the step a resumed run continues after
+  std::string resumed_from_;         // its checkpoint directory
   double elapsed_before_ = 0;        // training seconds of earlier segments of a resumed run
   std::chrono::steady_clock::time_point run_start_ = std::chrono::steady_clock::now();
   std::unique_ptr<parallel::GradientAllreduce> grad_allreduce_;
