@@ -1,20 +1,23 @@
 // Checkpoint save / load benchmark (SPEC §7): the model and Trainer of a config at the current
 // world size W (`mpirun -np W`, or one plain process) and expert-parallel size P
-// (parallel.expert_parallel), one training step so that AdamW state exists, then R repeats of
+// (parallel.expert_parallel), one training step so that AdamW state exists, a first save timed
+// on its own (`first_save_s`: with train.checkpoint_experts = once it also writes the expert
+// library of frozen experts that every later checkpoint references), then R repeats of
 //
 //   save         Trainer::save_checkpoint (collective: per-rank HDF5 + fsync + SHA-256, manifest,
 //                directory rename, `latest`)
-//   load+verify  Trainer::resume(dir, verify = true): every file's size and SHA-256, then the load
+//   load+verify  Trainer::resume(dir, verify = true): every file's size and SHA-256 (the expert
+//                library's too), then the load
 //   load         Trainer::resume(dir, verify = false)
-//   verify       CheckpointReader(dir, verify = true) alone (manifest + checksums, no tensors)
+//   verify       CheckpointReader(dir, verify = true) alone (manifests + checksums, no tensors)
 //
 // each with a barrier before it, timed on every rank up to the end of its own call and reduced
-// by max over ranks. Before every load / verify the checkpoint's pages are dropped from the page
+// by max over ranks. Before every load / verify the checkpoints' pages are dropped from the page
 // cache (posix_fadvise DONTNEED on every file, from every rank; --warm-cache keeps them), so a
 // load reads the disk as a restarted job would. The loaded state is checked bit-exact against the
 // state that was saved (the model's tensors are zeroed before the first load of each repeat).
-// The checkpoint is deleted after each repeat (not timed) and the run directory at the end.
-// Rank 0 prints one JSON line.
+// Each step directory is deleted after its repeat (not timed), the run directory (with the
+// expert library) at the end. Rank 0 prints one JSON line.
 //
 //   build/bin/bench_checkpoint --config configs/default.toml --data data/default --dir /tmp/ckb
 //   mpirun -np 4 build/bin/bench_checkpoint --config configs/some-150m.toml
@@ -24,8 +27,10 @@
 // expert of every layer, counted once however many EP groups hold it), parameters and buffers
 // at their stored dtype (all fp32 here; the rotary tables, recomputed from the config, are not
 // state). "optimizer_bytes" = AdamW exp_avg + exp_avg_sq + step of every trainable parameter.
-// "checkpoint_bytes" = the sum of the sizes of the files in the step directory (rank files and
-// manifest.json). MB = 1e6 bytes; MB/s = checkpoint_bytes / seconds.
+// "step_dir_bytes" = the files of one step directory (rank files + manifest.json): what every
+// save writes; "library_bytes" = the expert library's files (0 with checkpoint_experts = every);
+// "checkpoint_bytes" = their sum: what a load reads and a verification hashes. MB = 1e6 bytes;
+// save MB/s = step_dir_bytes / s, load and verify MB/s = checkpoint_bytes / s.
 #include <fcntl.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -34,6 +39,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <iostream>
 #include <thread>
 
@@ -100,6 +106,26 @@ void zero_state(train::Trainer& trainer) {
   for (auto& [name, t] : trainer.checkpoint_tensors()) {
     if (starts_with(name, "optim.exp_avg")) t.zero_();
   }
+}
+
+// Regular files under a directory: total bytes, count, and the sizes of manifest.json and
+// rank_00000.h5 at its top.
+struct DirBytes {
+  int64_t bytes = 0, files = 0, manifest = 0, rank0 = 0;
+};
+DirBytes dir_bytes(const std::string& dir) {
+  DirBytes d;
+  for (const auto& entry : fs::recursive_directory_iterator(dir)) {
+    if (!entry.is_regular_file()) continue;
+    const auto size = static_cast<int64_t>(entry.file_size());
+    d.bytes += size;
+    ++d.files;
+    if (entry.path().parent_path() == fs::path(dir)) {
+      if (entry.path().filename() == "manifest.json") d.manifest = size;
+      if (entry.path().filename() == "rank_00000.h5") d.rank0 = size;
+    }
+  }
+  return d;
 }
 
 // Max over ranks of one value per rank.
@@ -212,8 +238,10 @@ int main(int argc, char** argv) {
 
     const auto reference = fingerprint(trainer);
     const int64_t step = steps;
+    const bool once = cfg.train.checkpoint_experts == "once";
+    const auto checkpoints_dir = run_dir + "/checkpoints";
     std::vector<double> save_s, load_verify_s, load_s, verify_s;
-    int64_t ckpt_bytes = 0, manifest_bytes = 0, rank0_file_bytes = 0, n_files = 0;
+    DirBytes step_dir, library;
     double sha256_warm_mb_s = 0;
     nlohmann::json diag = nlohmann::json::object();
     bool exact = true;
@@ -225,52 +253,65 @@ int main(int argc, char** argv) {
       world.barrier();
       return max_over_ranks(world, s);
     };
-    auto cold = [&](const std::string& ckpt) {
-      if (!warm_cache) drop_page_cache(ckpt);  // every rank: its node's cache (one node here)
+    auto cold = [&] {
+      if (!warm_cache) drop_page_cache(checkpoints_dir);  // every rank: its node's cache (one node here)
     };
-    auto check = [&]() {
+    auto check = [&] {
       const bool ok = fingerprint(trainer) == reference;
       auto all = world.allgather(torch::tensor({ok ? 1 : 0}, torch::kInt64));
       exact = exact && all.min().item<int64_t>() == 1;
     };
+    auto remove_step_dir = [&](const std::string& ckpt) {  // the expert library stays: later saves reference it
+      world.barrier();
+      if (leader) {
+        fs::remove_all(ckpt);
+        fs::remove(fs::path(checkpoints_dir) / "latest");
+      }
+      world.barrier();
+    };
+
+    // The first save of a process: with train.checkpoint_experts = once it also writes the expert
+    // library (the frozen experts), which every later checkpoint references. Timed on its own.
+    std::string ckpt;
+    const double first_save_s = timed([&] { ckpt = trainer.save_checkpoint(step, "bench"); });
+    DirBytes first_step_dir;
+    if (leader) {
+      first_step_dir = dir_bytes(ckpt);
+      const auto lib = checkpoints::Manifest::read(ckpt + "/manifest.json").library;
+      if (!lib.empty()) library = dir_bytes(ckpt + "/" + lib);
+    }
+    remove_step_dir(ckpt);
 
     for (int r = 0; r < repeats; ++r) {
-      std::string ckpt;
       save_s.push_back(timed([&] { ckpt = trainer.save_checkpoint(step, "bench"); }));
       if (leader) {
-        int64_t bytes = 0, files = 0;
-        for (const auto& entry : fs::recursive_directory_iterator(ckpt)) {
-          if (!entry.is_regular_file()) continue;
-          bytes += static_cast<int64_t>(entry.file_size());
-          ++files;
-          if (entry.path().filename() == "manifest.json") manifest_bytes = static_cast<int64_t>(entry.file_size());
-          if (entry.path().filename() == "rank_00000.h5") rank0_file_bytes = static_cast<int64_t>(entry.file_size());
-        }
-        ckpt_bytes = bytes;
-        n_files = files;
+        step_dir = dir_bytes(ckpt);
         if (r == 0) {  // SHA-256 throughput of this CPU on a file in the page cache (rank 0's file)
           const auto path = ckpt + "/rank_00000.h5";
           sha256_file(path);
           auto t0 = Clock::now();
           sha256_file(path);
-          sha256_warm_mb_s = rank0_file_bytes / 1e6 / seconds_since(t0);
+          sha256_warm_mb_s = step_dir.rank0 / 1e6 / seconds_since(t0);
         }
       }
       zero_state(trainer);
-      cold(ckpt);
+      cold();
       load_verify_s.push_back(timed([&] { trainer.resume(ckpt, /*verify=*/true); }));
       check();
-      cold(ckpt);
+      cold();
       load_s.push_back(timed([&] { trainer.resume(ckpt, /*verify=*/false); }));
       check();
-      cold(ckpt);
+      cold();
       verify_s.push_back(timed([&] { checkpoints::CheckpointReader reader(ckpt, /*verify=*/true); }));
       if (leader && r == repeats - 1) {
-        // Where rank 0's save time goes (untimed above, rank 0 alone): its HDF5 file written
-        // again (create + write + fsync + rename) and its SHA-256, warm, as describe_file
-        // computes it after the write; and the one-tensor reads resume() does per parameter
-        // (`optim.step.*`, each opening the file anew).
+        // Where rank 0's save time goes (untimed above, rank 0 alone): what it writes per save
+        // written again (HDF5 create + write + fsync + rename) and its SHA-256, warm, as
+        // describe_file computes it after the write; and the one-tensor reads resume() does per
+        // parameter (`optim.step.*`, each opening the file anew).
         auto mine = trainer.checkpoint_tensors();
+        if (once) {
+          for (auto it = mine.begin(); it != mine.end();) it = model::is_expert_tensor(it->first) ? mine.erase(it) : std::next(it);
+        }
         const auto scratch = run_dir + "/scratch_rank0.h5";
         auto t0 = Clock::now();
         checkpoints::write_tensors(scratch, mine);
@@ -291,12 +332,7 @@ int main(int argc, char** argv) {
         diag["optim_step_reads"] = n;
         diag["optim_step_reads_s"] = seconds_since(t0);
       }
-      world.barrier();
-      if (leader && !(keep && r == repeats - 1)) {
-        fs::remove_all(ckpt);
-        fs::remove(fs::path(run_dir) / "checkpoints" / "latest");
-      }
-      world.barrier();
+      if (!(keep && r == repeats - 1)) remove_step_dir(ckpt);
     }
 
     auto rss = world.allgather(torch::tensor({launcher::peak_rss_bytes()}, torch::kInt64));
@@ -308,6 +344,8 @@ int main(int argc, char** argv) {
     auto median = [](const nlohmann::json& s) { return s["median"].get<double>(); };
     const auto save = summarize(save_s), load_verify = summarize(load_verify_s), load = summarize(load_s),
                verify = summarize(verify_s);
+    const int64_t ckpt_bytes = step_dir.bytes + library.bytes;  // what a load reads and a verify hashes
+    const int64_t tensor_bytes = acc[kModelBytes] + acc[kOptimBytes] + acc[kOtherBytes];
     const double mb = ckpt_bytes / 1e6;
     std::vector<int64_t> rss_v, held_v;
     for (int i = 0; i < W; ++i) {
@@ -337,27 +375,35 @@ int main(int argc, char** argv) {
                    {"parameters_trainable", params_trainable}}},
         {"train", {{"global_batch", cfg.train.global_batch}, {"micro_batch", cfg.train.micro_batch},
                    {"seq_len", cfg.train.seq_len}, {"steps_before_save", steps}, {"train_s", train_s}}},
+        {"checkpoint_experts", cfg.train.checkpoint_experts},
         {"repeats", repeats},
         {"checkpoint_bytes", ckpt_bytes},
         {"checkpoint_GB", ckpt_bytes / 1e9},
-        {"checkpoint_files", n_files},
+        {"step_dir_bytes", step_dir.bytes},
+        {"step_dir_files", step_dir.files},
+        {"library_bytes", library.bytes},
+        {"library_files", library.files},
+        {"first_save_bytes", first_step_dir.bytes + library.bytes},
         {"writing_ranks", acc[kWriters]},
         {"tensors", acc[kTensors]},
-        {"manifest_bytes", manifest_bytes},
-        {"rank0_file_bytes", rank0_file_bytes},
+        {"manifest_bytes", step_dir.manifest + library.manifest},
+        {"rank0_file_bytes", step_dir.rank0},
         {"parameter_bytes", acc[kModelBytes]},
         {"parameter_numel", acc[kModelNumel]},
         {"expert_bytes", acc[kExpertBytes]},
         {"optimizer_bytes", acc[kOptimBytes]},
         {"other_bytes", acc[kOtherBytes]},
-        {"tensor_bytes", acc[kModelBytes] + acc[kOptimBytes] + acc[kOtherBytes]},
-        {"format_overhead_bytes", ckpt_bytes - acc[kModelBytes] - acc[kOptimBytes] - acc[kOtherBytes] - manifest_bytes},
+        {"tensor_bytes", tensor_bytes},
+        {"format_overhead_bytes", ckpt_bytes - tensor_bytes - step_dir.manifest - library.manifest},
         {"checkpoint_to_parameter_bytes", static_cast<double>(ckpt_bytes) / acc[kModelBytes]},
+        {"save_bytes_to_parameter_bytes", static_cast<double>(step_dir.bytes) / acc[kModelBytes]},
+        {"first_save_s", first_save_s},
+        {"first_save_MB_per_s", (first_step_dir.bytes + library.bytes) / 1e6 / first_save_s},
         {"save_s", save},
         {"load_verify_s", load_verify},
         {"load_s", load},
         {"verify_s", verify},
-        {"save_MB_per_s", mb / median(save)},
+        {"save_MB_per_s", step_dir.bytes / 1e6 / median(save)},
         {"load_verify_MB_per_s", mb / median(load_verify)},
         {"load_MB_per_s", mb / median(load)},
         {"verify_MB_per_s", mb / median(verify)},

@@ -2,21 +2,24 @@
 # Checkpoint save / load cost on this machine: build/bin/bench_checkpoint for configs/default.toml
 # and configs/some-150m.toml at W = 1, 2, 4 ranks with the experts sharded over all of them
 # (P = W; W = 1 is a plain process, no mpirun), intra-op threads = cores / W (at least 1).
-# Appends nothing: OUT (default /tmp/checkpoint_bench.jsonl) is rewritten with one JSON line per
-# run, and a Markdown table of the figures is printed on stdout.
+# OUT (default /tmp/checkpoint_bench.jsonl) is rewritten with one JSON line per run, and a
+# Markdown table of the figures is printed on stdout.
 #
 #   bench/run_checkpoint_bench.sh [OUT.jsonl]
-#   WORLD_SIZES="1 2" CONFIGS="default" REPEATS=5 bench/run_checkpoint_bench.sh /tmp/ck.jsonl
+#   WORLD_SIZES="1 2" RUNS="default" REPEATS=5 bench/run_checkpoint_bench.sh /tmp/ck.jsonl
 #   DATA=/tmp/t/data bench/run_checkpoint_bench.sh   # tests/make_test_dataset.sh: vocab 300
 #
-# The batch of the one training step that creates the optimizer state is lowered (only the
-# saved state's size matters, and it does not depend on batch or sequence length); the model
-# dimensions are the configs'. With data/default (vocab 8192) some-150m has 173M parameters.
-# On one machine the W ranks share its cores and its disk: W > 1 shows the protocol's overhead
-# (gathers, every rank verifying every file, W files), not scaling. bench_checkpoint records
-# the host load average at the start and end of each run (other jobs skew the timings); before
-# each run the script waits up to WAIT_IDLE seconds (default 300, 0 = no wait) for the CPUs to be
-# at least 90 % idle over 5 s.
+# RUNS lists configs (configs/NAME.toml); NAME@MODE overrides train.checkpoint_experts with MODE
+# (every | once). The default runs some-150m as configured (once: the frozen experts are written
+# to an expert library at the first save and referenced) and again with every (each checkpoint
+# holds them). The batch of the one training step that creates the optimizer state is lowered
+# (only the saved state's size matters, and it does not depend on batch or sequence length); the
+# model dimensions are the configs'. With data/default (vocab 8192) some-150m has 173M
+# parameters. On one machine the W ranks share its cores and its disk: W > 1 shows the
+# protocol's overhead (gathers, every rank verifying every file, W files), not scaling.
+# bench_checkpoint records the host load average at the start and end of each run (other jobs
+# skew the timings); before each run the script waits up to WAIT_IDLE seconds (default 300,
+# 0 = no wait) for the CPUs to be at least 90 % idle over 5 s.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,7 +30,7 @@ if [[ ! -x $BIN ]]; then
   exit 1
 fi
 WORLD_SIZES=${WORLD_SIZES:-"1 2 4"}
-CONFIGS=${CONFIGS:-"default some-150m"}
+RUNS=${RUNS:-"default some-150m some-150m@every"}
 REPEATS=${REPEATS:-3}
 DATA=${DATA:-data/default}
 CKPT_DIR=${CKPT_DIR:-/tmp/some_checkpoint_bench}
@@ -65,13 +68,16 @@ wait_idle() {
 ERR=$(mktemp)
 trap 'rm -f "$ERR"' EXIT
 : > "$OUT"
-for CONFIG in $CONFIGS; do
+for RUN in $RUNS; do
+  CONFIG=${RUN%%@*}
+  MODE_ARGS=()
+  [[ $RUN == *@* ]] && MODE_ARGS=(--set "train.checkpoint_experts=${RUN#*@}")
   for W in $WORLD_SIZES; do
     THREADS=$(( NPROC / W )); (( THREADS >= 1 )) || THREADS=1
-    ARGS=(--config "configs/$CONFIG.toml" $(batch_overrides "$CONFIG")
+    ARGS=(--config "configs/$CONFIG.toml" $(batch_overrides "$CONFIG") "${MODE_ARGS[@]}"
           --set "parallel.expert_parallel=$W" --set "train.threads=$THREADS"
           --data "$DATA" --dir "$CKPT_DIR" --repeats "$REPEATS")
-    echo "run_checkpoint_bench: $CONFIG W=$W P=$W, $THREADS thread(s) per rank ($NPROC cores)" >&2
+    echo "run_checkpoint_bench: $RUN W=$W P=$W, $THREADS thread(s) per rank ($NPROC cores)" >&2
     if (( W == 1 )); then
       CMD=("$BIN" "${ARGS[@]}")
     else
@@ -81,7 +87,7 @@ for CONFIG in $CONFIGS; do
     echo "  ${CMD[*]}" >&2
     wait_idle
     OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS "${CMD[@]}" 2> "$ERR" | grep '^{' >> "$OUT" || {
-      echo "run_checkpoint_bench: $CONFIG W=$W failed:" >&2
+      echo "run_checkpoint_bench: $RUN W=$W failed:" >&2
       cat "$ERR" >&2
       exit 1
     }
@@ -92,15 +98,16 @@ echo "run_checkpoint_bench: $(wc -l < "$OUT") runs in $OUT" >&2
 python3 - "$OUT" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-print("| config | W | P | params | checkpoint GB | ratio to param bytes | optimizer GB | save s | load+verify s "
-      "| load s | verify s | save MB/s | load MB/s | verify MB/s | max RSS/rank GB | load avg start |")
+print("| config | experts | W=P | checkpoint GB (step dir + library) | ratio to param bytes | optimizer GB "
+      "| first save s | save s | load+verify s | load s | verify s | save MB/s | load MB/s | verify MB/s "
+      "| max RSS/rank GB | load avg |")
 print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for r in rows:
     m = lambda k: r[k]["median"]
-    print(f"| {r['config'].split('/')[-1].removesuffix('.toml')} | {r['world_size']} | {r['expert_parallel']} "
-          f"| {r['model']['parameters_total'] / 1e6:.1f}M | {r['checkpoint_GB']:.3f} "
+    print(f"| {r['config'].split('/')[-1].removesuffix('.toml')} | {r['checkpoint_experts']} | {r['world_size']} "
+          f"| {r['checkpoint_GB']:.3f} ({r['step_dir_bytes'] / 1e9:.3f} + {r['library_bytes'] / 1e9:.3f}) "
           f"| {r['checkpoint_to_parameter_bytes']:.3f} | {r['optimizer_bytes'] / 1e9:.3f} "
-          f"| {m('save_s'):.3f} | {m('load_verify_s'):.3f} | {m('load_s'):.3f} | {m('verify_s'):.3f} "
-          f"| {r['save_MB_per_s']:.0f} | {r['load_MB_per_s']:.0f} | {r['verify_MB_per_s']:.0f} "
+          f"| {r['first_save_s']:.3f} | {m('save_s'):.3f} | {m('load_verify_s'):.3f} | {m('load_s'):.3f} "
+          f"| {m('verify_s'):.3f} | {r['save_MB_per_s']:.0f} | {r['load_MB_per_s']:.0f} | {r['verify_MB_per_s']:.0f} "
           f"| {r['peak_rss_max_bytes'] / 1e9:.2f} | {r['host_loadavg_start'][0]:.2f} |")
 PY

@@ -95,7 +95,7 @@ std::vector<Entry> schema(Config& c) {
       {"train.checkpoint_every", &t.checkpoint_every, "steps between checkpoints in RUN/checkpoints (one is always written at the end); 0 = none", 0, 1e12},
       {"train.checkpoint_minutes", &t.checkpoint_minutes, "wall-clock minutes between checkpoints; 0 = none", 0, kInf},
       {"train.keep_last", &t.keep_last, "checkpoints kept, the oldest pruned; 0 = all", 0, 1e9},
-      {"train.checkpoint_experts", &t.checkpoint_experts, "every: each checkpoint holds the frozen experts; once: written once per process to RUN/checkpoints/experts_<step> and referenced (they never change)", 0, 0, {"every", "once"}},
+      {"train.checkpoint_experts", &t.checkpoint_experts, "every: each checkpoint holds the frozen experts; once: written once to RUN/checkpoints/experts_<step> (again only by a run resumed elsewhere) and referenced (they never change)", 0, 0, {"every", "once"}},
       {"parallel.expert_parallel", &c.parallel.expert_parallel, "P: ranks each SoME layer's experts are sharded over (P divides the world size and model.num_experts)", 1, 1 << 20},
       {"parallel.capacity_factor", &m.capacity_factor, "0 = dropless; > 0: an expert computes at most ceil(cf * slots / E) of a forward's slots, the rest are dropped (zero output) and counted", 0, 1e6},
       {"parallel.overlap_grad_allreduce", &c.parallel.overlap_grad_allreduce, "start each gradient bucket's allreduce during the last backward of a step, as soon as its gradients are final"},

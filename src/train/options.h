@@ -37,7 +37,8 @@ struct TrainOptions {
   double checkpoint_minutes = 0;   // wall-clock minutes between checkpoints; 0 = none
   int64_t keep_last = 3;           // checkpoints kept (the oldest pruned); 0 = all
   // every: each checkpoint holds the frozen experts; once: they are written to an expert
-  // library (RUN/checkpoints/experts_<step>) at the first save of a process and referenced.
+  // library (RUN/checkpoints/experts_<step>) at the first save and referenced (a run resumed
+  // in its own directory keeps using its library).
   std::string checkpoint_experts = "every";
 };
 

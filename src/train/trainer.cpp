@@ -306,6 +306,13 @@ int64_t Trainer::resume(const std::string& checkpoint_dir, bool verify) {
   }
   start_step_ = m.info.step;
   resumed_from_ = reader.dir();
+  // Continuing in the same run directory: its expert library holds exactly the experts just
+  // loaded (they are frozen), so later checkpoints reference it instead of writing another.
+  std::error_code ec;
+  if (train_.checkpoint_experts == "once" && !m.library.empty() && !run_dir_.empty() &&
+      std::filesystem::equivalent(std::filesystem::path(reader.dir()).parent_path(), run_dir_ + "/checkpoints", ec)) {
+    expert_library_ = std::filesystem::path(m.library).filename().string();
+  }
   elapsed_before_ = m.info.trainer.value("elapsed_s", 0.0);
   if (!run_dir_.empty() && parallel_.rank() == 0) keep_metrics_until(start_step_);
   metrics_.write({{"event", "resume"}, {"step", start_step_}, {"checkpoint", reader.dir()},

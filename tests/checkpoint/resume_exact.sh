@@ -17,7 +17,7 @@ grep -q '"event":"preempted"' "$T/stopped/metrics.jsonl" || fail "the stopped ru
 run "$NP" "${COMMON[@]}" "${P[@]}" --run-dir "$T/stopped" --resume auto
 grep -q "resumed from $T/stopped/checkpoints/step_00000010 at step 10" "$T/last.log" || fail "did not resume at step 10"
 "$PY" - "$T" <<'PY'
-import json, sys
+import json, os, sys
 import numpy as np
 import checkpoint_h5
 root = sys.argv[1]
@@ -37,11 +37,13 @@ for step in ("step_00000010", "step_00000020"):
     kinds = {k.split(".")[0] for k in x} | {"experts" for k in x if ".experts." in k} | {"keys" for k in x if k.endswith(".keys")}
     assert {"optim", "rng", "experts", "keys", "tok_emb"} <= kinds, kinds
     print(f"ok   {step}: {len(x)} tensors bit-identical (weights, experts, keys, usage, AdamW moments, RNG)")
-for step, lib in (("step_00000010", "experts_00000010"), ("step_00000020", "experts_00000020")):
+# The resumed process continues in its own directory: it keeps referencing the first library.
+for step, lib in (("step_00000010", "experts_00000010"), ("step_00000020", "experts_00000010")):
     m = checkpoint_h5.manifest(f"{root}/stopped/checkpoints/{step}")
     assert m["library"] == "../" + lib, (step, m.get("library"))
     assert not any(".experts." in t for t in m["tensors"]), f"{step} holds experts beside its library"
-print("ok   checkpoint_experts = once: experts in one library per process, referenced by the checkpoints")
+assert sorted(os.listdir(f"{root}/stopped/checkpoints")) == ["experts_00000010", "latest", "step_00000010", "step_00000020"]
+print("ok   checkpoint_experts = once: the experts written once (before the stop), referenced by both checkpoints")
 print(f"ok   losses of steps 1..20 bit-identical: {a[9][1]:.6f} at step 10, {a[-1][1]:.6f} at step 20")
 PY
 if [ "$NP" -eq 1 ]; then
