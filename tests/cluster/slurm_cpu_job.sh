@@ -13,13 +13,10 @@ CLIENT_SECONDS=30                     # for any one sinfo/squeue/scontrol/sbatch
 PENDING_SECONDS=120                   # a job still pending after this is a failure
 SOME=$(realpath "$1")
 SRC=$(realpath "$2")
-# ---- a Slurm to submit to (the only reasons to skip) ---------------------------------------
+# ---- a Slurm to submit to (the only reasons to skip), the dataset, cleanup at exit -----------
 # shellcheck source=slurm_common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/slurm_common.sh"
-start_local_slurm
-
-# ---- dataset, scratch directory, cleanup ------------------------------------------------
-job_workspace
+start_local_slurm && job_workspace
 
 # ---- the job ----------------------------------------------------------------------------------
 cd "$SRC"

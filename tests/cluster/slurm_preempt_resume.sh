@@ -27,13 +27,10 @@ FINISH_SECONDS=240
 SOME=$(realpath "$1")
 SRC=$(realpath "$2")
 
-# ---- a Slurm to submit to (the only reasons to skip) ---------------------------------------
+# ---- a Slurm to submit to (the only reasons to skip), the dataset, cleanup at exit -----------
 # shellcheck source=slurm_common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/slurm_common.sh"
-start_local_slurm
-
-# ---- dataset, scratch directory, cleanup ------------------------------------------------
-job_workspace
+start_local_slurm && job_workspace
 
 # ---- the job ----------------------------------------------------------------------------------
 # Submitted from $T without --run-dir: the job script's own run directory, runs/slurm-<job id>
