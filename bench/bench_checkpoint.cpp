@@ -302,7 +302,8 @@ int main(int argc, char** argv) {
       load_s.push_back(timed([&] { trainer.resume(ckpt, /*verify=*/false); }));
       check();
       cold();
-      verify_s.push_back(timed([&] { checkpoints::CheckpointReader reader(ckpt, /*verify=*/true); }));
+      // Collective, as resume(verify) does it: the ranks share the hashing.
+      verify_s.push_back(timed([&] { checkpoints::CheckpointReader reader(ckpt, /*verify=*/true, &world); }));
       if (leader && r == repeats - 1) {
         // Where rank 0's save time goes (untimed above, rank 0 alone): what it writes per save
         // written again (HDF5 create + write + fsync + rename) and its SHA-256, warm, as

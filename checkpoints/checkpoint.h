@@ -90,7 +90,9 @@ class CheckpointReader {
  public:
   // `path`: a step_* directory, a checkpoints directory or a run directory (then its `latest`).
   // verify: check every file's size and SHA-256 first (DataError naming the damaged file).
-  explicit CheckpointReader(const std::string& path, bool verify = true);
+  // With `comm` the verification is collective: its ranks share the hashing, and all of them
+  // accept or refuse the checkpoint together.
+  explicit CheckpointReader(const std::string& path, bool verify = true, parallel::Communicator* comm = nullptr);
 
   const std::string& dir() const { return dir_; }
   const Manifest& manifest() const { return manifest_; }
@@ -112,10 +114,11 @@ class CheckpointReader {
 std::string resolve_checkpoint_dir(const std::string& path);
 
 // The newest intact checkpoint under `checkpoints_dir` (step_* directories newest first, each
-// verified; `latest` normally names the same one). Each one passed over is appended to
+// verified, collectively over `comm` when given; `latest` normally names the same one). Each one passed over is appended to
 // `refused` with its reason. nullopt when there is none.
 std::optional<std::string> find_latest_intact(const std::string& checkpoints_dir,
-                                              std::vector<std::string>* refused = nullptr);
+                                              std::vector<std::string>* refused = nullptr,
+                                              parallel::Communicator* comm = nullptr);
 
 // Every tensor of a checkpoint into one HDF5 file (for sharing, or h5py), with the manifest as
 // the file attribute `manifest`.

@@ -14,6 +14,7 @@
 #include "common/logging.h"
 #include "launcher/commands.h"
 #include "launcher/session.h"
+#include "parallel/mpi_communicator.h"
 #include "parallel/parallel_state.h"
 #include "src/train/generate.h"
 #include "src/train/trainer.h"
@@ -33,13 +34,13 @@ struct TrainArgs {
 
 // The checkpoint `--resume` names: for `auto` the newest intact one of the run directory (none:
 // a fresh start), else the given path, which must be a checkpoint (verified when loaded).
-std::optional<std::string> find_resume_checkpoint(const TrainArgs& args) {
+std::optional<std::string> find_resume_checkpoint(const TrainArgs& args, parallel::Communicator& world) {
   if (args.resume.empty()) return std::nullopt;
   auto log = log::get("train");
   if (args.resume != "auto") return checkpoints::resolve_checkpoint_dir(args.resume);
   if (args.run_dir.empty()) throw ConfigError("--resume auto needs --run-dir: the run directory to continue");
   std::vector<std::string> refused;
-  auto found = checkpoints::find_latest_intact(args.run_dir + "/checkpoints", &refused);
+  auto found = checkpoints::find_latest_intact(args.run_dir + "/checkpoints", &refused, &world);
   for (const auto& why : refused) log->warn("--resume auto passes over a checkpoint: {}", why);
   if (!found) log->info("--resume auto: no intact checkpoint in {}/checkpoints: starting from step 0", args.run_dir);
   return found;
@@ -47,7 +48,16 @@ std::optional<std::string> find_resume_checkpoint(const TrainArgs& args) {
 
 void run_train(const TrainArgs& args) {
   install_stop_signals();  // before anything slow: a preemption during start-up is not lost
-  const auto resume = find_resume_checkpoint(args);
+  // The checkpoint decides the config, which decides the rank grid: the choice is made over a
+  // plain world communicator first (its ranks share verifying the candidates).
+  std::optional<std::string> resume;
+  if (parallel::MpiRuntime::launched_by_mpi()) {
+    parallel::MpiCommunicator setup(MPI_COMM_WORLD);
+    resume = find_resume_checkpoint(args, setup);
+  } else {
+    parallel::LocalCommunicator setup;
+    resume = find_resume_checkpoint(args, setup);
+  }
   // A resumed run keeps its checkpoint's config (plus --set) unless --config says otherwise.
   std::optional<checkpoints::Manifest> manifest;
   if (resume) manifest = checkpoints::Manifest::read(*resume + "/manifest.json");
@@ -61,7 +71,7 @@ void run_train(const TrainArgs& args) {
   const bool leader = parallel.rank() == 0;
   log::setup(parallel.rank(), parallel.world_size());
   set_threads(cfg, local_ranks());
-  // Every rank chose its checkpoint on its own (the same files): make sure they agree.
+  // The ranks chose their checkpoint together: make sure they agree.
   const auto chosen = parallel::broadcast_string(world, resume.value_or(""), 0);
   SOME_REQUIRE(chosen == resume.value_or(""), Error, "rank {} would resume from '{}' but rank 0 from '{}'",
                parallel.rank(), resume.value_or("(nothing)"), chosen);
@@ -87,7 +97,7 @@ void run_train(const TrainArgs& args) {
   model::Transformer model(model_options(cfg, meta), &parallel);
   if (!cfg.model.experts_from.empty()) {
     if (resume) log->info("model.experts_from ignored: the experts come from the checkpoint resumed");
-    else load_expert_library(model, cfg);
+    else load_expert_library(model, cfg, &world);
   }
   log->info("model: {} parameters ({} trainable), {} layers, d_model {}, ffn {}{}", model->num_parameters(false),
             model->num_parameters(true), cfg.model.n_layers, cfg.model.d_model, cfg.model.ffn,

@@ -123,9 +123,9 @@ model::ModelOptions model_options(const Config& cfg, const data::DatasetMeta& me
   return opts;
 }
 
-void load_expert_library(model::Transformer& model, const Config& cfg) {
+void load_expert_library(model::Transformer& model, const Config& cfg, parallel::Communicator* comm) {
   const auto& path = cfg.model.experts_from;
-  checkpoints::CheckpointReader reader(path, /*verify=*/true);
+  checkpoints::CheckpointReader reader(path, /*verify=*/true, comm);
   const auto source = load_config_text(reader.manifest().info.config, reader.dir() + "/manifest.json", {});
   const auto& m = cfg.model;
   auto bad = [&](const std::string& what) {

@@ -38,8 +38,8 @@ model::ModelOptions model_options(const Config& cfg, const data::DatasetMeta& me
 
 // model.experts_from: fills this rank's experts of every SoME layer from the FFN of the same
 // layer of a trained dense model's checkpoint. ConfigError naming the path and the values when
-// the two models do not fit together.
-void load_expert_library(model::Transformer& model, const Config& cfg);
+// the two models do not fit together. Collective over `comm` when given (shared verification).
+void load_expert_library(model::Transformer& model, const Config& cfg, parallel::Communicator* comm = nullptr);
 
 struct LoadedRun {
   Config config;

@@ -280,7 +280,7 @@ std::string Trainer::save_checkpoint(int64_t step, const std::string& reason) {
 }
 
 int64_t Trainer::resume(const std::string& checkpoint_dir, bool verify) {
-  checkpoints::CheckpointReader reader(checkpoint_dir, verify);
+  checkpoints::CheckpointReader reader(checkpoint_dir, verify, &parallel_.world());
   const auto& m = reader.manifest();
   // Weights, key stores and usage, and this rank's experts by their global names (resharding
   // is nothing more than which experts a rank asks for).
