@@ -433,11 +433,7 @@ std::optional<std::string> find_latest_intact(const std::string& checkpoints_dir
 void consolidate(const CheckpointReader& reader, const std::string& out_path) {
   TensorMap all;
   for (const auto& [name, r] : reader.manifest().tensors) {
-    all.emplace(name, torch::empty(r.shape, torch::dtype(r.dtype == "float64" ? torch::kFloat64
-                                                         : r.dtype == "int64" ? torch::kInt64
-                                                         : r.dtype == "int32" ? torch::kInt32
-                                                         : r.dtype == "uint8" ? torch::kUInt8
-                                                                              : torch::kFloat32)));
+    all.emplace(name, torch::empty(r.shape, torch::dtype(dtype_from_name(r.dtype))));
   }
   reader.load_into(all);  // one open handle per file
   write_tensors(out_path, all, {{"manifest", reader.manifest().to_json().dump()}});

@@ -57,6 +57,13 @@ std::string dtype_name(torch::ScalarType t) {
   }
 }
 
+torch::ScalarType dtype_from_name(const std::string& name) {
+  for (auto t : {torch::kFloat32, torch::kFloat64, torch::kInt64, torch::kInt32, torch::kUInt8}) {
+    if (dtype_name(t) == name) return t;
+  }
+  throw DataError("unknown stored dtype '" + name + "'");
+}
+
 void fsync_path(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY);
   SOME_REQUIRE(fd >= 0, DataError, "cannot open '{}' to sync it", path);

@@ -20,8 +20,9 @@ void write_tensors(const std::string& path, const TensorMap& tensors,
 TensorMap read_tensors(const std::string& path);
 // One dataset of an open file (`path` names the file in errors).
 torch::Tensor read_tensor(hid_t file, const std::string& name, const std::string& path);
-// "float32", "int64", ... as stored.
+// "float32", "int64", ... as stored, and back.
 std::string dtype_name(torch::ScalarType t);
+torch::ScalarType dtype_from_name(const std::string& name);
 // fsync of a file or a directory (a rename is durable once its directory is synced).
 void fsync_path(const std::string& path);
 

@@ -24,12 +24,6 @@ std::string kind_of(const std::string& name) {
   return "trainable weights";
 }
 
-int64_t element_bytes(const std::string& dtype) {
-  if (dtype == "float64" || dtype == "int64") return 8;
-  if (dtype == "float32" || dtype == "int32") return 4;
-  return 1;
-}
-
 void print_info(const std::string& path, bool list_tensors) {
   checkpoints::CheckpointReader reader(path, /*verify=*/true);
   const auto& m = reader.manifest();
@@ -50,8 +44,9 @@ void print_info(const std::string& path, bool list_tensors) {
     for (auto s : r.shape) n *= s;
     auto& k = kinds[kind_of(name)];
     k.first += 1;
-    k.second += n * element_bytes(r.dtype);
-    tensor_bytes += n * element_bytes(r.dtype);
+    const auto bytes = n * static_cast<int64_t>(c10::elementSize(checkpoints::dtype_from_name(r.dtype)));
+    k.second += bytes;
+    tensor_bytes += bytes;
   }
   std::cout << fmt::format("  tensors ({}, {} of data in {} of files):\n", m.tensors.size(),
                            format_bytes(tensor_bytes), format_bytes(file_bytes));

@@ -1,0 +1,165 @@
+// The Trainer's side of checkpoints (SPEC §7): which tensors this rank writes, the save with
+// its trainer state, and resuming from any W and P. The format itself is checkpoints/.
+#include <filesystem>
+#include <fstream>
+
+#include <ATen/CPUGeneratorImpl.h>
+
+#include "checkpoints/checkpoint.h"
+#include "common/check.h"
+#include "common/errors.h"
+#include "common/logging.h"
+#include "src/train/lr_schedule.h"
+#include "src/train/trainer.h"
+
+namespace some::train {
+
+using Clock = std::chrono::steady_clock;
+
+std::map<std::string, torch::Tensor> Trainer::optimizer_tensors() {
+  std::map<std::string, torch::Tensor> out;
+  auto& state = optimizer_->state();
+  for (auto& [name, p] : named_params_) {
+    auto key = p.unsafeGetTensorImpl();
+    if (!state.count(key)) {  // as AdamW creates it at its first step
+      auto fresh = std::make_unique<torch::optim::AdamWParamState>();
+      fresh->exp_avg(torch::zeros_like(p, torch::MemoryFormat::Preserve));
+      fresh->exp_avg_sq(torch::zeros_like(p, torch::MemoryFormat::Preserve));
+      state[key] = std::move(fresh);
+    }
+    auto& s = static_cast<torch::optim::AdamWParamState&>(*state.at(key));
+    out.emplace("optim.exp_avg." + name, s.exp_avg());
+    out.emplace("optim.exp_avg_sq." + name, s.exp_avg_sq());
+  }
+  return out;
+}
+
+std::map<std::string, torch::Tensor> Trainer::checkpoint_tensors() {
+  std::map<std::string, torch::Tensor> out;
+  const bool replicated_writer = parallel_.rank() == 0;
+  const bool expert_writer = parallel_.ep_group() == 0;  // one copy of every expert
+  for (auto& [name, t] : model_->state_tensors()) {
+    if (model::is_expert_tensor(name) ? expert_writer : replicated_writer) out.emplace(name, t);
+  }
+  if (!replicated_writer) return out;
+  for (auto& [name, t] : optimizer_tensors()) out.emplace(name, t);
+  auto& state = optimizer_->state();
+  for (auto& [name, p] : named_params_) {
+    const auto step = static_cast<torch::optim::AdamWParamState&>(*state.at(p.unsafeGetTensorImpl())).step();
+    out.emplace("optim.step." + name, torch::tensor({step}, torch::kInt64));
+  }
+  {
+    // Nothing in a training step draws from it today; saved so that anything that does later
+    // (dropout, sampling) resumes exactly too.
+    auto gen = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    out.emplace("rng.cpu", gen.get_state());
+  }
+  return out;
+}
+
+std::string Trainer::save_checkpoint(int64_t step, const std::string& reason) {
+  SOME_REQUIRE(!run_dir_.empty(), Error, "save_checkpoint needs a run directory");
+  const auto t0 = Clock::now();
+  checkpoints::CheckpointInfo info;
+  info.step = step;
+  info.tokens = step * train_.global_batch * train_.seq_len;
+  info.world_size = parallel_.world_size();
+  info.expert_parallel = parallel_.ep_size();
+  info.config = config_text_;
+  info.trainer = {{"reason", reason},
+                  {"optimizer", "adamw"},
+                  {"lr", learning_rate(step, optim_.warmup_steps, train_.max_steps, optim_.lr, optim_.min_lr_ratio)},
+                  {"sampler", {{"seed", train_.seed}, {"next_step", step + 1}, {"global_batch", train_.global_batch},
+                               {"seq_len", train_.seq_len}}},
+                  {"elapsed_s", elapsed_before_ + std::chrono::duration<double>(Clock::now() - run_start_).count()}};
+  const auto checkpoints_dir = run_dir_ + "/checkpoints";
+  auto tensors = checkpoint_tensors();
+  if (train_.checkpoint_experts == "once") {
+    // The frozen experts go to a library at this process's first save; every checkpoint then
+    // references it instead of rewriting them (a resumed process writes its own).
+    checkpoints::TensorMap experts;
+    for (auto it = tensors.begin(); it != tensors.end();) {
+      if (model::is_expert_tensor(it->first)) {
+        experts.insert(*it);
+        it = tensors.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    if (expert_library_.empty()) {
+      const auto name = fmt::format("experts_{:08d}", step);
+      checkpoints::save_library(checkpoints_dir, name, info, experts, parallel_.world());
+      expert_library_ = name;
+    }
+  }
+  auto dir = checkpoints::save_checkpoint(checkpoints_dir, info, tensors, parallel_.world(),
+                                          static_cast<int>(train_.keep_last), expert_library_);
+  log::get("train")->info("checkpoint {} ({}) written in {:.2f} s", dir, reason,
+                          std::chrono::duration<double>(Clock::now() - t0).count());
+  return dir;
+}
+
+int64_t Trainer::resume(const std::string& checkpoint_dir, bool verify) {
+  checkpoints::CheckpointReader reader(checkpoint_dir, verify, &parallel_.world());
+  const auto& m = reader.manifest();
+  // Weights, key stores and usage, and this rank's experts by their global names (resharding
+  // is nothing more than which experts a rank asks for).
+  auto state = model_->state_tensors();
+  auto optim = optimizer_tensors();
+  state.insert(optim.begin(), optim.end());
+  reader.load_into(state);
+  auto& opt_state = optimizer_->state();
+  for (auto& [name, p] : named_params_) {
+    auto step = reader.read("optim.step." + name);
+    static_cast<torch::optim::AdamWParamState&>(*opt_state.at(p.unsafeGetTensorImpl())).step(step[0].item<int64_t>());
+  }
+  {
+    auto gen = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_state(reader.read("rng.cpu"));
+  }
+  const auto& sampler = m.info.trainer.value("sampler", nlohmann::json::object());
+  if (sampler.value("seed", train_.seed) != train_.seed || sampler.value("global_batch", train_.global_batch) != train_.global_batch) {
+    log::get("train")->warn("resuming with train.seed / train.global_batch different from the checkpoint's ({} / {}): "
+                            "the data order does not continue the original run",
+                            sampler.value("seed", train_.seed), sampler.value("global_batch", train_.global_batch));
+  }
+  start_step_ = m.info.step;
+  resumed_from_ = reader.dir();
+  // Continuing in the same run directory: its expert library holds exactly the experts just
+  // loaded (they are frozen), so later checkpoints reference it instead of writing another.
+  std::error_code ec;
+  if (train_.checkpoint_experts == "once" && !m.library.empty() && !run_dir_.empty() &&
+      std::filesystem::equivalent(std::filesystem::path(reader.dir()).parent_path(), run_dir_ + "/checkpoints", ec)) {
+    expert_library_ = std::filesystem::path(m.library).filename().string();
+  }
+  elapsed_before_ = m.info.trainer.value("elapsed_s", 0.0);
+  if (!run_dir_.empty() && parallel_.rank() == 0) keep_metrics_until(start_step_);
+  metrics_.write({{"event", "resume"}, {"step", start_step_}, {"checkpoint", reader.dir()},
+                  {"world_size", parallel_.world_size()}, {"expert_parallel", parallel_.ep_size()},
+                  {"from_world_size", m.info.world_size}, {"from_expert_parallel", m.info.expert_parallel}});
+  log::get("train")->info("resumed from {} at step {} (written by W={} P={}; now W={} P={})", reader.dir(), start_step_,
+                          m.info.world_size, m.info.expert_parallel, parallel_.world_size(), parallel_.ep_size());
+  return start_step_;
+}
+
+void Trainer::keep_metrics_until(int64_t step) {
+  const auto path = run_dir_ + "/metrics.jsonl";
+  std::ifstream in(path);
+  std::string kept, line;
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (j.is_object() && j.value("step", int64_t{0}) <= step && j.value("event", "") != "done") kept += line + "\n";
+  }
+  in.close();
+  {
+    std::ofstream out(path + ".tmp", std::ios::trunc);
+    out << kept;
+  }
+  std::filesystem::rename(path + ".tmp", path);
+  metrics_ = JsonLines(path);
+}
+
+}  // namespace some::train
