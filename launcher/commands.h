@@ -11,5 +11,8 @@ void add_eval_command(CLI::App& app);
 void add_generate_command(CLI::App& app);
 void add_config_command(CLI::App& app);
 void add_checkpoint_command(CLI::App& app);
+void add_sweep_command(CLI::App& app);
+void add_experiment_command(CLI::App& app);
+void add_report_command(CLI::App& app);
 
 }  // namespace some::launcher

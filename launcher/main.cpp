@@ -32,6 +32,9 @@ int main(int argc, char** argv) {
   some::launcher::add_generate_command(app);
   some::launcher::add_config_command(app);
   some::launcher::add_checkpoint_command(app);
+  some::launcher::add_sweep_command(app);
+  some::launcher::add_experiment_command(app);
+  some::launcher::add_report_command(app);
   app.parse_complete_callback([&] { some::log::setup(0, 1, verbose); });
   try {
     app.parse(argc, argv);
