@@ -1,0 +1,132 @@
+"""Checks a report written by `some report` against the run it was made from.
+
+    check_report.py REPORT_DIR RUN_DIR STEP      (STEP: the analytics step the report shows)
+    check_report.py REPORT_DIR RUN_DIR dense     (a run without SoME layers)
+
+report.md must embed only PNGs that exist, are valid (signature, IHDR), larger than 10 kB and of
+a sensible size; every PNG in REPORT_DIR must be embedded. The routing table's dead-expert counts
+must equal those of RUN/analytics/step_STEP.h5 (counts == 0) and its Gini those of the step-STEP
+eval line of metrics.jsonl, for every layer of the file.
+"""
+import json
+import re
+import struct
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def fail(msg):
+    print(f"FAIL: {msg}", file=sys.stderr)
+    sys.exit(1)
+
+
+def check_png(path: Path):
+    data = path.read_bytes()
+    if data[:8] != PNG_SIGNATURE:
+        fail(f"{path} is not a PNG (signature {data[:8]!r})")
+    if data[12:16] != b"IHDR":
+        fail(f"{path}: first chunk is not IHDR")
+    width, height = struct.unpack(">II", data[16:24])
+    if len(data) <= 10_000:
+        fail(f"{path}: only {len(data)} bytes (an empty plot?)")
+    if not (400 <= width <= 4000 and 300 <= height <= 4000):
+        fail(f"{path}: {width}x{height} px is not a reasonable figure size")
+    return width, height
+
+
+def routing_table(md: str):
+    """{layer: row dict} of the table after the <!-- routing-table --> marker."""
+    lines = md.split("<!-- routing-table -->", 1)[1].strip().splitlines()
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    rows = {}
+    for line in lines[2:]:
+        if not line.startswith("|"):
+            break
+        cells = dict(zip(header, (c.strip() for c in line.strip("|").split("|"))))
+        rows[int(cells["layer"])] = cells
+    return rows
+
+
+def main():
+    report, run, step = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+    md_path = report / "report.md"
+    if not md_path.is_file():
+        fail(f"no {md_path}")
+    md = md_path.read_text(encoding="utf-8")
+
+    embedded = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
+    if not embedded:
+        fail("report.md embeds no image")
+    for name in embedded:
+        if not name.endswith(".png") or "/" in name:
+            fail(f"report.md embeds {name!r}, not a PNG beside it")
+        if not (report / name).is_file():
+            fail(f"report.md embeds {name}, which does not exist")
+        w, h = check_png(report / name)
+        print(f"  {name}: {w}x{h} px, {(report / name).stat().st_size // 1024} kB")
+    orphans = {p.name for p in report.glob("*.png")} - set(embedded)
+    if orphans:
+        fail(f"PNGs not embedded in report.md: {sorted(orphans)}")
+    if "curves.png" not in embedded:
+        fail("no loss / perplexity curves")
+    if "val PPL" not in md or "unigram PPL" not in md:
+        fail("report.md does not state the final val PPL against the unigram PPL")
+
+    metrics = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines() if l.strip()]
+    evals = {l["step"]: l for l in metrics if l.get("event") == "eval"}
+    for st, l in evals.items():
+        if l.get("sample") and f"**Step {st}**" not in md:
+            fail(f"the step-{st} eval sample is not in report.md")
+
+    if step == "dense":
+        if "No routing analytics" not in md:
+            fail("a run without SoME layers gets no note saying so")
+        if "routing-table" in md:
+            fail("a run without SoME layers has a routing table")
+        print("report ok (no SoME layers)")
+        return
+
+    step = int(step)
+    rows = routing_table(md)
+    with h5py.File(run / "analytics" / f"step_{step:08d}.h5", "r") as f:
+        layers = sorted(int(l) for l in f["layers"])
+        if sorted(rows) != layers:
+            fail(f"table layers {sorted(rows)} != analytics layers {layers}")
+        trainer = {r["layer"]: r for r in evals[step]["routing"]}
+        for l in layers:
+            counts = f[f"layers/{l}/counts"][()]
+            if int(rows[l]["E"]) != counts.size:
+                fail(f"layer {l}: table E {rows[l]['E']} != {counts.size}")
+            dead = int((counts == 0).sum())
+            if int(rows[l]["dead"]) != dead or dead != trainer[l]["dead_experts"]:
+                fail(f"layer {l}: dead experts table {rows[l]['dead']}, h5 {dead}, "
+                     f"metrics.jsonl {trainer[l]['dead_experts']}")
+            if abs(float(rows[l]["Gini"]) - trainer[l]["gini"]) > 1e-4:
+                fail(f"layer {l}: Gini table {rows[l]['Gini']} != metrics.jsonl {trainer[l]['gini']}")
+            if abs(float(rows[l]["entropy (nats)"]) - trainer[l]["entropy"]) > 1e-4:
+                fail(f"layer {l}: entropy table {rows[l]['entropy (nats)']} != metrics.jsonl {trainer[l]['entropy']}")
+            k = int(rows[l]["k"])
+            if not 1 <= k <= min(8, counts.size - 1):
+                fail(f"layer {l}: chosen k {k} outside 2..min(8, E-1)")
+            sil = rows[l]["silhouette"]
+            if sil != "n/a" and not -1 <= float(sil) <= 1:
+                fail(f"layer {l}: silhouette {sil} outside [-1, 1]")
+            if f"layer_{l}_keys.png" not in embedded:
+                fail(f"layer {l} has no key-space / co-activation figure")
+            print(f"  layer {l}: E {counts.size}, dead {dead}, Gini {rows[l]['Gini']}, k {k}, silhouette {sil}")
+    if f"Routing at step {step}" not in md:
+        fail(f"report.md does not say it shows step {step}")
+    if "WARNING" in md:
+        fail("report.md warns that its metrics disagree with the trainer's")
+    if "usage.png" not in embedded or "routing_over_training.png" not in embedded:
+        fail("no usage or routing-over-training figure")
+    print(f"report ok (step {step}, {len(layers)} SoME layers, {len(embedded)} PNGs)")
+
+
+if __name__ == "__main__":
+    main()
