@@ -15,27 +15,68 @@
 
 #include "common/crc32c.h"
 #include "common/errors.h"
-#include "tensorboard_event.pb.h"  // generated, private to this file (see tensorboard.h)
 
 namespace some {
 namespace {
 
 namespace fs = std::filesystem;
-namespace pb = some::tbproto;
 
 constexpr int kDtString = 7;         // tensorflow.DataType DT_STRING
 constexpr int kDataClassTensor = 2;  // tensorboard.DataClass DATA_CLASS_TENSOR
+constexpr int kSessionStart = 1;     // tensorflow.SessionLog.START
+
+void append_le(std::string& out, uint64_t v, int bytes) {
+  for (int i = 0; i < bytes; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
+}
+
+// The protocol-buffer wire format of the few fields written here; tensorboard_event.proto is
+// their schema, with TensorFlow's field numbers. Encoded by hand on purpose: Debian's
+// libsentencepiece exports the symbols of its own bundled protobuf-lite, and a second protobuf
+// runtime in the process got its calls bound to those (a crash in SerializeAsString).
+class Proto {
+ public:
+  Proto& varint(int field, uint64_t v) { return key(field, 0).put_varint(v); }
+  Proto& float64(int field, double v) {
+    uint64_t bits;
+    std::memcpy(&bits, &v, sizeof bits);
+    key(field, 1);
+    append_le(buf_, bits, 8);
+    return *this;
+  }
+  Proto& float32(int field, float v) {
+    uint32_t bits;
+    std::memcpy(&bits, &v, sizeof bits);
+    key(field, 5);
+    append_le(buf_, bits, 4);
+    return *this;
+  }
+  Proto& bytes(int field, std::string_view s) {
+    key(field, 2).put_varint(s.size());
+    buf_.append(s);
+    return *this;
+  }
+  Proto& message(int field, const Proto& m) { return bytes(field, m.buf_); }
+  const std::string& str() const { return buf_; }
+
+ private:
+  Proto& key(int field, int wire_type) { return put_varint((static_cast<uint64_t>(field) << 3) | wire_type); }
+  Proto& put_varint(uint64_t v) {
+    for (; v >= 0x80; v >>= 7) buf_.push_back(static_cast<char>((v & 0x7F) | 0x80));
+    buf_.push_back(static_cast<char>(v));
+    return *this;
+  }
+  std::string buf_;
+};
 
 double now_s() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-pb::Event event_at(int64_t step) {
-  pb::Event e;
-  e.set_wall_time(now_s());
-  e.set_step(step);
-  return e;
+Proto event_at(int64_t step) {  // Event{wall_time = 1, step = 2}
+  return std::move(Proto().float64(1, now_s()).varint(2, static_cast<uint64_t>(step)));
 }
+
+Proto session_start() { return std::move(Proto().varint(1, kSessionStart)); }  // SessionLog{status = 1}
 
 std::string hostname() {
   char buf[256] = {};
@@ -49,10 +90,6 @@ bool has_events_file(const fs::path& dir) {
     if (entry.path().filename().string().find("tfevents") != std::string::npos) return true;
   }
   return false;
-}
-
-void append_le(std::string& out, uint64_t v, int bytes) {
-  for (int i = 0; i < bytes; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
 }
 
 }  // namespace
@@ -70,16 +107,10 @@ TensorBoardWriter::TensorBoardWriter(const std::string& dir) {
   file_.reset(std::fopen(path_.c_str(), "wbx"));  // x: never truncate another writer's file
   if (!file_) throw DataError(fmt::format("cannot open '{}' for writing: {}", path_, std::strerror(errno)));
 
-  auto version = event_at(0);
-  version.set_file_version("brain.Event:2");
-  write_record(version.SerializeAsString());
+  write_record(event_at(0).bytes(3, "brain.Event:2").str());  // Event.file_version
   // TensorBoard's server ignores a run's first SessionLog.START and treats every later one as a
   // restart (resumed_at); so the first writer of a directory opens the session.
-  if (first_in_dir) {
-    auto start = event_at(0);
-    start.mutable_session_log()->set_status(pb::SessionLog::START);
-    write_record(start.SerializeAsString());
-  }
+  if (first_in_dir) write_record(event_at(0).message(7, session_start()).str());  // Event.session_log
   flush();
 }
 
@@ -99,35 +130,27 @@ void TensorBoardWriter::write_record(std::string_view data) {
 
 void TensorBoardWriter::scalar(const std::string& tag, int64_t step, double value) {
   if (!active()) return;
-  auto e = event_at(step);
-  auto* v = e.mutable_summary()->add_value();
-  v->set_tag(tag);
-  v->set_simple_value(static_cast<float>(value));
-  write_record(e.SerializeAsString());
+  // Event.summary{value: [Value{tag = 1, simple_value = 2}]}
+  auto value_msg = Proto().bytes(1, tag).float32(2, static_cast<float>(value));
+  write_record(event_at(step).message(5, Proto().message(1, value_msg)).str());
 }
 
 void TensorBoardWriter::text(const std::string& tag, int64_t step, const std::string& text) {
   if (!active()) return;
-  auto e = event_at(step);
-  auto* v = e.mutable_summary()->add_value();
-  v->set_tag(tag);
   // What tf.summary.text writes: a scalar string tensor tagged for the text plugin (its empty
-  // content is TextPluginData{version: 0}).
-  v->mutable_metadata()->mutable_plugin_data()->set_plugin_name("text");
-  v->mutable_metadata()->set_data_class(kDataClassTensor);
-  auto* t = v->mutable_tensor();
-  t->set_dtype(kDtString);
-  t->mutable_tensor_shape();  // present and without dims: a scalar
-  t->add_string_val(text);
-  write_record(e.SerializeAsString());
+  // content is TextPluginData{version: 0}). SummaryMetadata{plugin_data = 1{plugin_name = 1},
+  // data_class = 4}; TensorProto{dtype = 1, tensor_shape = 2 (present, no dims: a scalar),
+  // string_val = 8}; Value{tag = 1, tensor = 8, metadata = 9}.
+  auto metadata = Proto().message(1, Proto().bytes(1, "text")).varint(4, kDataClassTensor);
+  auto tensor = Proto().varint(1, kDtString).message(2, Proto()).bytes(8, text);
+  auto value_msg = Proto().bytes(1, tag).message(8, tensor).message(9, metadata);
+  write_record(event_at(step).message(5, Proto().message(1, value_msg)).str());
 }
 
 void TensorBoardWriter::resumed_at(int64_t step) {
   if (!active()) return;
   // A START at step s drops every earlier event with step >= s.
-  auto e = event_at(step + 1);
-  e.mutable_session_log()->set_status(pb::SessionLog::START);
-  write_record(e.SerializeAsString());
+  write_record(event_at(step + 1).message(7, session_start()).str());
 }
 
 void TensorBoardWriter::flush() {

@@ -1,8 +1,7 @@
 #pragma once
 // TensorBoard event files written from C++ (no TensorFlow, no Torch): one events file per
-// writer in a run's tb/ directory, readable by the `tensorboard` Python package. The protobuf
-// encoding stays inside tensorboard.cpp, so Torch-including code that includes this header
-// never sees a second set of google/protobuf headers.
+// writer in a run's tb/ directory, readable by the `tensorboard` Python package. The event
+// encoding (protobuf wire format, TFRecord framing) stays inside tensorboard.cpp.
 #include <cstdint>
 #include <cstdio>
 #include <memory>

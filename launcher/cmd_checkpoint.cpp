@@ -20,6 +20,7 @@ std::string kind_of(const std::string& name) {
   if (name.rfind("optim.", 0) == 0) return "optimizer state";
   if (name.rfind("rng.", 0) == 0) return "RNG state";
   if (name.find(".some.experts.") != std::string::npos) return "frozen experts";
+  if (name.find(".experts.") != std::string::npos) return "trainable experts";
   if (name.ends_with(".some.keys") || name.ends_with(".some.usage")) return "key stores and usage";
   return "trainable weights";
 }

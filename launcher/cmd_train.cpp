@@ -101,9 +101,9 @@ void run_train(const TrainArgs& args) {
   }
   log->info("model: {} parameters ({} trainable), {} layers, d_model {}, ffn {}{}", model->num_parameters(false),
             model->num_parameters(true), cfg.model.n_layers, cfg.model.d_model, cfg.model.ffn,
-            cfg.model.ffn == "some" ? fmt::format(" ({} experts of width {}, top-{})", cfg.model.num_experts,
-                                                  cfg.model.d_expert, cfg.model.top_k)
-                                    : "");
+            cfg.model.ffn != "dense" ? fmt::format(" ({} experts of width {}, top-{})", cfg.model.num_experts,
+                                                   cfg.model.d_expert, cfg.model.top_k)
+                                     : "");
   {
     // What every rank holds: its share of the experts plus the replicated dense weights.
     auto held = world.allgather(torch::tensor({model->bytes_held()}, torch::kInt64));

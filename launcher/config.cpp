@@ -31,18 +31,19 @@ std::vector<Entry> schema(Config& c) {
   auto& r = c.model.router;
   auto& e = c.model.expert;
   auto& g = c.model.gravity;
+  auto& b = c.model.moe;
   auto& o = c.optim;
   auto& t = c.train;
   return {
       {"model.d_model", &m.d_model, "model width d", 8, 65536},
       {"model.n_layers", &m.n_layers, "transformer blocks", 1, 1024},
       {"model.n_heads", &m.n_heads, "attention heads (d_model / n_heads must be even)", 1, 1024},
-      {"model.ffn", &m.ffn, "feed-forward block: SoME layer or the dense baseline", 0, 0, {"some", "dense"}},
+      {"model.ffn", &m.ffn, "feed-forward block: SoME layer, or a baseline: dense FFN, learned-gate MoE, hash routing", 0, 0, {"some", "dense", "moe", "hash"}},
       {"model.d_ff", &m.d_ff, "hidden size of the dense FFN (ffn = dense)", 1, 1 << 20},
-      {"model.num_experts", &m.num_experts, "E, frozen experts per SoME layer", 1, 1 << 20},
+      {"model.num_experts", &m.num_experts, "E, experts per routed layer (frozen for SoME, trainable for moe / hash)", 1, 1 << 20},
       {"model.top_k", &m.top_k, "k, experts per token", 1, 1024},
       {"model.d_expert", &m.d_expert, "h, hidden size of one expert", 1, 1 << 20},
-      {"model.some_layers", &m.some_layers, "which blocks get a SoME layer (the rest dense)", 0, 0, {"all", "every_other"}},
+      {"model.some_layers", &m.some_layers, "which blocks get the routed FFN (SoME / moe / hash; the rest dense)", 0, 0, {"all", "every_other"}},
       {"model.seed", &m.seed, "seed of the expert library and the keys", 0, 1.8e19},
       {"model.experts_from", &m.experts_from, "checkpoint (or run directory) of a trained dense model: expert i of layer l = slice i of h hidden units of its layer-l FFN (E*h = d_ff), or a full copy (h = d_ff); empty = expert.init"},
       {"router.query", &r.query, "query network Q: one Linear, or Linear-GELU-Linear", 0, 0, {"linear", "mlp"}},
@@ -69,6 +70,9 @@ std::vector<Entry> schema(Config& c) {
       {"gravity.use_repulsion", &g.use_repulsion, "ablation switch: repulsion"},
       {"gravity.max_key_norm", &g.max_key_norm, "clamp key norms to this; 0 = off", 0, kInf},
       {"gravity.restart_below", &g.restart_below, "re-seed keys whose usage falls below this; 0 = off", 0, kInf},
+      {"moe.balance", &b.balance, "load balancing of the MoE baseline: Switch auxiliary loss, selection bias (aux-loss-free), none", 0, 0, {"aux_loss", "bias", "none"}},
+      {"moe.aux_loss", &b.aux_loss, "weight of the auxiliary loss E * sum_i f_i P_i (balance = aux_loss)", 0, 100},
+      {"moe.bias_rate", &b.bias_rate, "selection-bias step: b_i += rate * sign(mean load - load_i) (balance = bias)", 0, 10},
       {"optim.lr", &o.lr, "peak learning rate (AdamW)", 0, 10},
       {"optim.weight_decay", &o.weight_decay, "AdamW weight decay on matrices", 0, 10},
       {"optim.beta1", &o.beta1, "AdamW beta1", 0, 0.999999},
@@ -276,7 +280,8 @@ void validate(const Config& c) {
   if (!m.experts_from.empty() && m.ffn != "some") {
     fail(fmt::format("model.experts_from = '{}' builds a SoME layer's experts, but model.ffn = '{}'", m.experts_from, m.ffn));
   }
-  if (m.ffn == "some" && m.top_k > m.num_experts) {
+  const bool routed = m.ffn != "dense";
+  if (routed && m.top_k > m.num_experts) {
     fail(fmt::format("model.top_k = {} exceeds model.num_experts = {}", m.top_k, m.num_experts));
   }
   const auto& t = c.train;
@@ -287,12 +292,12 @@ void validate(const Config& c) {
     fail(fmt::format("gravity.decay_threshold = {} is not allowed: expected -1 (use the percentile) or a "
                      "number >= 0", m.gravity.decay_threshold));
   }
-  if (m.ffn == "some" && m.num_experts % c.parallel.expert_parallel != 0) {
+  if (routed && m.num_experts % c.parallel.expert_parallel != 0) {
     fail(fmt::format("parallel.expert_parallel = {} must divide model.num_experts = {}", c.parallel.expert_parallel,
                      m.num_experts));
   }
-  if (m.ffn == "some" && m.n_layers < 2 && m.some_layers == "every_other") {
-    fail("model.some_layers = \"every_other\" needs model.n_layers >= 2 (layer 1 gets the SoME layer)");
+  if (routed && m.n_layers < 2 && m.some_layers == "every_other") {
+    fail("model.some_layers = \"every_other\" needs model.n_layers >= 2 (layer 1 gets the routed FFN)");
   }
 }
 

@@ -1,6 +1,6 @@
 #pragma once
 // The typed config tree, mapped one-to-one onto TOML sections ([model], [router], [expert],
-// [gravity], [optim], [train], [data]). Defaults < --config FILE < --set section.key=value;
+// [gravity], [moe], [optim], [train], [data]). Defaults < --config FILE < --set section.key=value;
 // validated once, up front: an unknown key, a wrong type or a value out of range is a
 // ConfigError naming the key, the value and what is allowed.
 #include <string>
@@ -12,7 +12,7 @@
 namespace some::launcher {
 
 struct Config {
-  model::ModelOptions model;   // [model] plus [router], [expert], [gravity]
+  model::ModelOptions model;   // [model] plus [router], [expert], [gravity], [moe]
   train::OptimOptions optim;   // [optim]
   train::TrainOptions train;   // [train]
   train::ParallelOptions parallel;  // [parallel]

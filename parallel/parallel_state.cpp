@@ -11,10 +11,19 @@
 
 namespace some::parallel {
 
-ParallelState::ParallelState(std::shared_ptr<Communicator> world, std::shared_ptr<Communicator> ep)
-    : world_(std::move(world)), ep_(std::move(ep)) {
+ParallelState::ParallelState(std::shared_ptr<Communicator> world, std::shared_ptr<Communicator> ep,
+                             std::shared_ptr<Communicator> replicas)
+    : world_(std::move(world)), ep_(std::move(ep)), replicas_(std::move(replicas)) {
   SOME_REQUIRE(world_size() % ep_size() == 0, ConfigError,
                "parallel.expert_parallel = {} must divide the world size {}", ep_size(), world_size());
+  if (!replicas_) {
+    SOME_REQUIRE(ep_size() == 1 || ep_size() == world_size(), Error,
+                 "ParallelState with W = {} and P = {} needs the expert-replica communicator", world_size(), ep_size());
+    replicas_ = ep_size() == 1 ? world_ : std::make_shared<LocalCommunicator>();
+  }
+  SOME_REQUIRE(replicas_->world_size() == world_size() / ep_size(), Error,
+               "expert-replica communicator has {} ranks, expected W / P = {}", replicas_->world_size(),
+               world_size() / ep_size());
 }
 
 ParallelState ParallelState::single_process() {
@@ -28,18 +37,27 @@ ParallelState ParallelState::from_mpi(int expert_parallel, int cuda_device) {
                "parallel.expert_parallel = {} must divide the world size {} (mpirun -np)", expert_parallel,
                world->world_size());
   auto ep_mpi = world->split(world->rank() / expert_parallel);
+  auto replicas_mpi = world->split(world->rank() % expert_parallel);  // same experts, other groups
+  const bool one_replica = world->world_size() == expert_parallel;
   if (cuda_device >= 0) {
 #ifdef SOME_WITH_CUDA
     std::shared_ptr<Communicator> ep = std::make_shared<LocalCommunicator>();
     if (expert_parallel > 1) ep = std::make_shared<NcclCommunicator>(*ep_mpi, cuda_device);
-    return ParallelState(std::make_shared<NcclCommunicator>(*world, cuda_device), ep);
+    auto nccl_world = std::make_shared<NcclCommunicator>(*world, cuda_device);
+    std::shared_ptr<Communicator> replicas = std::make_shared<LocalCommunicator>();
+    if (expert_parallel == 1) replicas = nccl_world;
+    else if (!one_replica) replicas = std::make_shared<NcclCommunicator>(*replicas_mpi, cuda_device);
+    return ParallelState(nccl_world, ep, replicas);
 #else
     throw ConfigError("train.device = \"cuda\" with several ranks needs a build with SOME_WITH_CUDA (NCCL)");
 #endif
   }
   std::shared_ptr<Communicator> ep = ep_mpi;
   if (expert_parallel == 1) ep = std::make_shared<LocalCommunicator>();
-  return ParallelState(world, ep);
+  std::shared_ptr<Communicator> replicas = replicas_mpi;
+  if (expert_parallel == 1) replicas = world;
+  else if (one_replica) replicas = std::make_shared<LocalCommunicator>();
+  return ParallelState(world, ep, replicas);
 }
 
 std::string ParallelState::describe() const {

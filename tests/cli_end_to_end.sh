@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The `some` CLI end to end on a generated corpus: prepare (text + JSONL), train the tiny config,
-# checkpoint info / convert, eval and generate from the run, and the named errors for a bad key and
-# missing data.
+# its metrics and TensorBoard events, checkpoint info / convert, eval and generate from the run,
+# and the named errors for a bad key and missing data.
 set -euo pipefail
 SOME=$1
 SRC=$2
@@ -48,6 +48,11 @@ for name in ("layers.0.some.keys", "layers.0.some.experts.0.w_down", "tok_emb.we
 print(f"consolidated: {len(f.keys())} tensors")
 PY
 ls "$T/run/analytics/"step_*.h5 >/dev/null || fail "no analytics file"
+# TensorBoard: every scalar and text metrics.jsonl implies, read back by the tensorboard package
+# from the events the trainer wrote (beside libtorch and libsentencepiece in one process).
+"$PY" "$SRC/tests/tensorboard/read_events.py" --run "$T/run" \
+    --expect-tags train/loss,train/lr,train/tokens_per_s,eval/val_ppl,eval/sample,routing/layer_0/gini,routing/layer_1/entropy,routing/layer_0/dead_experts,routing/layer_1/churn \
+  || fail "TensorBoard events do not match metrics.jsonl"
 python3 - "$T/run/metrics.jsonl" <<'PY'
 import json, sys
 lines = [json.loads(l) for l in open(sys.argv[1])]

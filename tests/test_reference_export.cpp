@@ -7,6 +7,7 @@
 #include <torch/torch.h>
 
 #include "checkpoints/tensor_file.h"
+#include "src/model/baselines.h"
 #include "src/model/some_layer.h"
 
 using namespace some;
@@ -65,4 +66,42 @@ TEST(Reference, ExportSoMEForwardBackwardAndKeyUpdate) {
   checkpoints::write_tensors(path ? path : "reference_io.h5", out);
   // Sanity: the layer really routed to several experts and clamped some logits.
   EXPECT_GT((torch::bincount(layer.last_routing().indices.flatten()) > 0).sum().item<int64_t>(), 3);
+}
+
+// The MoE baseline (SPEC §10): gate, top-k of the softmax, renormalised gates, Switch auxiliary
+// loss, trainable experts; tests/reference/moe_reference.py recomputes it token by token.
+TEST(Reference, ExportMoEForwardBackward) {
+  torch::manual_seed(12);
+  model::ModelOptions o;
+  o.d_model = 16;
+  o.num_experts = 6;
+  o.top_k = 2;
+  o.d_expert = 8;
+  o.ffn = "moe";
+  o.moe.aux_loss = 0.1;
+  model::MoELayer layer(o, 1);
+  checkpoints::TensorMap out;
+  out["gate"] = layer.gate->weight.detach().clone();
+  out["w_down"] = layer.experts()->w_down.detach().clone();
+  out["w_up"] = layer.experts()->w_up.detach().clone();
+  auto x = torch::randn({24, 16}, torch::requires_grad());
+  auto w_out = torch::randn({24, 16});
+  layer.collect_stats = true;
+  auto y = layer.forward(x);
+  auto aux = layer.aux_loss();
+  ((y * w_out).sum() + aux).backward();
+  out["x"] = x.detach();
+  out["w_out"] = w_out;
+  out["y"] = y.detach();
+  out["aux_loss"] = aux.detach();
+  out["indices"] = layer.last_indices();
+  out["x_grad"] = x.grad();
+  out["grad.gate"] = layer.gate->weight.grad();
+  out["grad.w_down"] = layer.experts()->w_down.grad();
+  out["grad.w_up"] = layer.experts()->w_up.grad();
+  out["hparam.top_k"] = torch::tensor(static_cast<double>(o.top_k), torch::kFloat64);
+  out["hparam.aux_loss"] = torch::tensor(o.moe.aux_loss, torch::kFloat64);
+  const char* path = std::getenv("SOME_MOE_REFERENCE_IO");
+  checkpoints::write_tensors(path ? path : "moe_reference_io.h5", out);
+  EXPECT_GT((torch::bincount(layer.last_indices().flatten()) > 0).sum().item<int64_t>(), 3);
 }

@@ -1,5 +1,7 @@
 #include "src/model/expert_shard.h"
 
+#include <cmath>
+
 #include "common/check.h"
 #include "common/errors.h"
 #include "src/model/feed_forward.h"
@@ -8,32 +10,49 @@
 namespace some::model {
 
 ExpertShardImpl::ExpertShardImpl(int64_t layer, int64_t first, int64_t count, int64_t d_model,
-                                 int64_t d_expert, const ExpertOptions& opts, uint64_t seed)
-    : first_expert(first), activation_(opts.activation) {
+                                 int64_t d_expert, const ExpertOptions& opts, uint64_t seed, Kind kind,
+                                 int64_t n_layers)
+    : first_expert(first), activation_(opts.activation), kind_(kind) {
   torch::NoGradGuard no_grad;
   auto down = torch::empty({count, d_expert, d_model});
   auto up = torch::empty({count, d_model, d_expert});
+  // The dense FFN's initialisation (see TransformerImpl), so that baselines differ from the
+  // dense model in routing only.
+  const double out_std = 0.02 / std::sqrt(2.0 * static_cast<double>(n_layers));
   for (int64_t i = 0; i < count; ++i) {
     auto g_down = seeded_generator(seed, layer, first + i, InitStream::kExpertDown);
     auto g_up = seeded_generator(seed, layer, first + i, InitStream::kExpertUp);
-    down[i].copy_(init_expert_matrix(d_expert, d_model, opts.init, opts.sparsity, g_down));
-    up[i].copy_(init_expert_matrix(d_model, d_expert, opts.init, opts.sparsity, g_up));
+    if (kind == Kind::kTrainable) {
+      down[i].copy_(torch::randn({d_expert, d_model}, g_down, torch::kFloat32) * 0.02);
+      up[i].copy_(torch::randn({d_model, d_expert}, g_up, torch::kFloat32) * out_std);
+    } else {
+      down[i].copy_(init_expert_matrix(d_expert, d_model, opts.init, opts.sparsity, g_down));
+      up[i].copy_(init_expert_matrix(d_model, d_expert, opts.init, opts.sparsity, g_up));
+    }
   }
-  // Buffers, not parameters: never in an optimizer, never given a gradient.
-  w_down = register_buffer("w_down", down);
-  w_up = register_buffer("w_up", up);
+  if (kind == Kind::kTrainable) {
+    w_down = register_parameter("w_down", down);
+    w_up = register_parameter("w_up", up);
+  } else {
+    // Buffers, not parameters: never in an optimizer, never given a gradient.
+    w_down = register_buffer("w_down", down);
+    w_up = register_buffer("w_up", up);
+  }
 }
 
 torch::Tensor ExpertShardImpl::forward(const torch::Tensor& x, const std::vector<int64_t>& counts) {
   SOME_REQUIRE(static_cast<int64_t>(counts.size()) == w_down.size(0), Error,
                "expert counts for {} experts, shard holds {}", counts.size(), w_down.size(0));
   std::vector<torch::Tensor> outs;
+  // unbind, not w_down[e]: for trainable experts its backward stacks the per-expert gradients
+  // once instead of materialising a full-shard gradient per expert.
+  auto downs = w_down.unbind(0), ups = w_up.unbind(0);
   int64_t offset = 0;
   for (size_t e = 0; e < counts.size(); ++e) {
     if (counts[e] == 0) continue;
     auto xe = x.narrow(0, offset, counts[e]);                                   // (M_e, d)
-    auto h = activate(torch::matmul(xe, w_down[e].t()), activation_);           // (M_e, h)
-    outs.push_back(torch::matmul(h, w_up[e].t()));                              // (M_e, d)
+    auto h = activate(torch::matmul(xe, downs[e].t()), activation_);            // (M_e, h)
+    outs.push_back(torch::matmul(h, ups[e].t()));                               // (M_e, d)
     offset += counts[e];
   }
   SOME_REQUIRE(offset == x.size(0), Error, "expert counts sum to {}, got {} rows", offset, x.size(0));

@@ -17,7 +17,7 @@ DenseFFN::DenseFFN(int64_t d_model, int64_t d_ff, std::string activation)
   down_ = register_module("down", torch::nn::Linear(torch::nn::LinearOptions(d_ff, d_model).bias(false)));
 }
 
-torch::Tensor DenseFFN::forward(const torch::Tensor& x) {
+torch::Tensor DenseFFN::forward(const torch::Tensor& x, const torch::Tensor& /*token_ids*/) {
   return down_->forward(activate(up_->forward(x), activation_));
 }
 

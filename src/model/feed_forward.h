@@ -1,6 +1,7 @@
 #pragma once
-// The feed-forward block of a transformer layer, behind one interface: DenseFFN, SoMELayer
-// (and later MoE / hash baselines). Input and output (N, d): tokens flattened.
+// The feed-forward block of a transformer layer, behind one interface: DenseFFN, and the routed
+// blocks (routed_ffn.h): SoMELayer and the MoE / hash baselines. Input and output (N, d):
+// tokens flattened; token_ids (N,) are the input ids of those tokens (the hash router's key).
 #include <cstdint>
 #include <string>
 
@@ -14,7 +15,7 @@ class KeyStore;
 
 class FeedForward : public torch::nn::Module {
  public:
-  virtual torch::Tensor forward(const torch::Tensor& x) = 0;  // (N, d) -> (N, d)
+  virtual torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& token_ids = {}) = 0;  // (N, d) -> (N, d)
   virtual KeyStore* key_store() { return nullptr; }           // SoME layers only
   // Multiply-adds per token of forward, and of backward (frozen weights need no weight grad).
   virtual double forward_flops_per_token() const = 0;
@@ -26,7 +27,7 @@ torch::Tensor activate(const torch::Tensor& x, const std::string& activation);
 class DenseFFN final : public FeedForward {
  public:
   DenseFFN(int64_t d_model, int64_t d_ff, std::string activation);
-  torch::Tensor forward(const torch::Tensor& x) override;
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& token_ids = {}) override;
   double forward_flops_per_token() const override { return 2.0 * 2 * d_model_ * d_ff_; }
   double backward_flops_per_token() const override { return 2 * forward_flops_per_token(); }
 

@@ -16,12 +16,16 @@ uint64_t splitmix64(uint64_t x) {
 }
 }  // namespace
 
-at::Generator seeded_generator(uint64_t seed, int64_t layer, int64_t expert, InitStream stream) {
+uint64_t seeded_hash(uint64_t seed, int64_t layer, int64_t a, int64_t b) {
   uint64_t h = splitmix64(seed);
   h = splitmix64(h ^ static_cast<uint64_t>(layer));
-  h = splitmix64(h ^ static_cast<uint64_t>(expert));
-  h = splitmix64(h ^ static_cast<uint64_t>(stream));
-  return at::make_generator<at::CPUGeneratorImpl>(h);
+  h = splitmix64(h ^ static_cast<uint64_t>(a));
+  return splitmix64(h ^ static_cast<uint64_t>(b));
+}
+
+at::Generator seeded_generator(uint64_t seed, int64_t layer, int64_t expert, InitStream stream) {
+  return at::make_generator<at::CPUGeneratorImpl>(
+      seeded_hash(seed, layer, expert, static_cast<int64_t>(stream)));
 }
 
 torch::Tensor init_expert_matrix(int64_t rows, int64_t cols, const std::string& method,

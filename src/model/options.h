@@ -39,13 +39,20 @@ struct GravityOptions {
   double restart_below = 0.0;     // 0 = off: re-seed keys whose usage falls below this
 };
 
+// The learned-gate MoE baseline (SPEC §10).
+struct MoEOptions {
+  std::string balance = "aux_loss";  // aux_loss | bias | none
+  double aux_loss = 0.01;            // weight of the Switch load-balancing loss
+  double bias_rate = 0.001;          // step of the auxiliary-loss-free selection bias
+};
+
 struct ModelOptions {
   int64_t vocab_size = 8192;      // taken from the dataset, not from the config
   int64_t d_model = 192;
   int64_t n_layers = 4;
   int64_t n_heads = 4;
   int64_t max_seq_len = 256;      // rotary table size (= train.seq_len)
-  std::string ffn = "some";       // some | dense
+  std::string ffn = "some";       // some | dense | moe | hash
   int64_t d_ff = 768;             // dense FFN hidden size
   int64_t num_experts = 64;       // E
   int64_t top_k = 2;              // k
@@ -59,6 +66,7 @@ struct ModelOptions {
   RouterOptions router;
   ExpertOptions expert;
   GravityOptions gravity;
+  MoEOptions moe;
 };
 
 }  // namespace some::model

@@ -1,40 +1,52 @@
 #include "src/model/transformer.h"
 
 #include <cmath>
+#include <regex>
 
 #include "common/check.h"
 #include "common/errors.h"
+#include "src/model/baselines.h"
 #include "src/model/init.h"
 #include "src/model/some_layer.h"
 
 namespace some::model {
 
-BlockImpl::BlockImpl(const ModelOptions& opts, int64_t layer, bool use_some,
-                     const parallel::ParallelState* parallel) {
+BlockImpl::BlockImpl(const ModelOptions& opts, int64_t layer, const std::string& kind,
+                     const parallel::ParallelState* parallel)
+    : ffn_kind(kind) {
   attn_norm_ = register_module("attn_norm", RMSNorm(opts.d_model));
   attn_ = register_module("attn", CausalSelfAttention(opts.d_model, opts.n_heads, opts.max_seq_len));
   ffn_norm_ = register_module("ffn_norm", RMSNorm(opts.d_model));
-  if (use_some) {
-    ffn = register_module("some", std::make_shared<SoMELayer>(opts, layer, parallel));
+  std::shared_ptr<FeedForward> block;
+  if (kind == "some") {
+    block = std::make_shared<SoMELayer>(opts, layer, parallel);
+  } else if (kind == "moe") {
+    block = std::make_shared<MoELayer>(opts, layer, parallel);
+  } else if (kind == "hash") {
+    block = std::make_shared<HashLayer>(opts, layer, parallel);
+  } else if (kind == "dense") {
+    block = std::make_shared<DenseFFN>(opts.d_model, opts.d_ff, opts.expert.activation);
   } else {
-    ffn = register_module("dense", std::make_shared<DenseFFN>(opts.d_model, opts.d_ff,
-                                                              opts.expert.activation));
+    throw ConfigError("model.ffn = '" + kind + "' is not one of some, dense, moe, hash");
   }
+  ffn = register_module(kind, block);
 }
 
-torch::Tensor BlockImpl::forward(const torch::Tensor& x) {
+torch::Tensor BlockImpl::forward(const torch::Tensor& x, const torch::Tensor& token_ids) {
   auto h = x + attn_->forward(attn_norm_->forward(x));                         // (B, T, d)
   auto flat = ffn_norm_->forward(h).reshape({-1, h.size(-1)});                  // (B*T, d)
-  return h + ffn->forward(flat).view_as(h);
+  return h + ffn->forward(flat, token_ids).view_as(h);
 }
 
 TransformerImpl::TransformerImpl(const ModelOptions& opts, const parallel::ParallelState* parallel) : opts_(opts) {
   tok_emb_ = register_module("tok_emb", torch::nn::Embedding(opts.vocab_size, opts.d_model));
   layers_ = register_module("layers", torch::nn::ModuleList());
   for (int64_t l = 0; l < opts.n_layers; ++l) {
-    bool use_some = opts.ffn == "some" && (opts.some_layers == "all" || l % 2 == 1);
-    layers_->push_back(Block(opts, l, use_some, parallel));
-    if (use_some) some_layer_indices_.push_back(l);
+    // some_layers = every_other keeps dense FFNs in the even layers, for every routed kind.
+    const bool routed = opts.ffn != "dense" && (opts.some_layers == "all" || l % 2 == 1);
+    layers_->push_back(Block(opts, l, routed ? opts.ffn : "dense", parallel));
+    if (routed) routed_layer_indices_.push_back(l);
+    if (routed && opts.ffn == "some") some_layer_indices_.push_back(l);
   }
   final_norm_ = register_module("final_norm", RMSNorm(opts.d_model));
 
@@ -49,6 +61,7 @@ TransformerImpl::TransformerImpl(const ModelOptions& opts, const parallel::Paral
   for (auto& p : params) {
     const auto& name = p.key();
     auto& w = p.value();
+    if (name.find(".experts.") != std::string::npos) continue;  // per expert, by ExpertShard
     if (name.find(".query.") != std::string::npos) {
       // fan_in of the Linear this tensor belongs to (a bias shares its weight's).
       const auto weight = name.ends_with(".bias") ? name.substr(0, name.size() - 4) + "weight" : name;
@@ -65,7 +78,8 @@ TransformerImpl::TransformerImpl(const ModelOptions& opts, const parallel::Paral
 
 torch::Tensor TransformerImpl::forward(const torch::Tensor& tokens) {
   auto x = tok_emb_->forward(tokens);                                          // (B, T, d)
-  for (auto& layer : *layers_) x = layer->as<BlockImpl>()->forward(x);
+  const auto ids = tokens.reshape({-1});                                       // (B*T,)
+  for (auto& layer : *layers_) x = layer->as<BlockImpl>()->forward(x, ids);
   x = final_norm_->forward(x);
   return torch::matmul(x, tok_emb_->weight.t());                               // (B, T, V)
 }
@@ -84,8 +98,25 @@ std::vector<SoMELayer*> TransformerImpl::some_layers() {
   return out;
 }
 
+std::vector<RoutedFFN*> TransformerImpl::routed_layers() {
+  std::vector<RoutedFFN*> out;
+  for (auto l : routed_layer_indices_) {
+    out.push_back(static_cast<RoutedFFN*>(layers_[l]->as<BlockImpl>()->ffn.get()));
+  }
+  return out;
+}
+
 void TransformerImpl::set_collect_stats(bool on) {
-  for (auto* layer : some_layers()) layer->collect_stats = on;
+  for (auto* layer : routed_layers()) layer->collect_stats = on;
+}
+
+torch::Tensor TransformerImpl::aux_loss() {
+  torch::Tensor total;
+  for (auto* layer : routed_layers()) {
+    auto aux = layer->aux_loss();
+    if (aux.defined()) total = total.defined() ? total + aux : aux;
+  }
+  return total;
 }
 
 std::vector<torch::Tensor> TransformerImpl::decay_parameters() {
@@ -101,35 +132,55 @@ std::vector<torch::Tensor> TransformerImpl::no_decay_parameters() {
 }
 
 std::map<std::string, torch::Tensor> TransformerImpl::state_tensors() {
-  std::map<std::string, torch::Tensor> out;
-  for (auto& p : named_parameters()) out.emplace(p.key(), p.value());
+  std::map<std::string, torch::Tensor> named;
+  for (auto& p : named_parameters()) named.emplace(p.key(), p.value());
   for (auto& b : named_buffers()) {
-    // Rotary tables are recomputed from the config, not state; experts are named one by one.
-    if (b.key().find("rope_") != std::string::npos || b.key().find(".experts.") != std::string::npos) continue;
-    out.emplace(b.key(), b.value());
+    // Rotary tables are recomputed from the config, not state.
+    if (b.key().find("rope_") == std::string::npos) named.emplace(b.key(), b.value());
   }
-  // Expert i of layer l is `layers.l.some.experts.i.w_down` (h, d) / `.w_up` (d, h) whichever
+  return split_experts(named);
+}
+
+std::map<std::string, torch::Tensor> TransformerImpl::split_experts(const std::map<std::string, torch::Tensor>& by_param) {
+  // Expert i of layer l is `layers.l.<ffn>.experts.i.w_down` (h, d) / `.w_up` (d, h) whichever
   // rank holds it: a view into this rank's stacked shard, so copying into it loads the shard.
-  for (size_t j = 0; j < some_layer_indices_.size(); ++j) {
-    auto& shard = some_layers()[j]->experts();
-    for (int64_t i = 0; i < shard->w_down.size(0); ++i) {
-      const auto prefix = "layers." + std::to_string(some_layer_indices_[j]) + ".some.experts." +
-                          std::to_string(shard->first_expert + i) + ".";
-      out.emplace(prefix + "w_down", shard->w_down[i]);
-      out.emplace(prefix + "w_up", shard->w_up[i]);
+  static const std::regex stacked(R"(^(.*\blayers\.(\d+)\.\w+\.experts\.)(w_down|w_up)$)");
+  std::map<std::string, torch::Tensor> out;
+  for (const auto& [name, t] : by_param) {
+    std::smatch m;
+    if (!std::regex_match(name, m, stacked)) {
+      out.emplace(name, t);
+      continue;
     }
+    auto* routed = dynamic_cast<RoutedFFN*>(layers_[std::stoll(m[2])]->as<BlockImpl>()->ffn.get());
+    SOME_REQUIRE(routed, Error, "'{}' names experts of a layer without them", name);
+    const auto first = routed->experts()->first_expert;
+    for (int64_t i = 0; i < t.size(0); ++i) out.emplace(fmt::format("{}{}.{}", m[1].str(), first + i, m[3].str()), t[i]);
   }
   return out;
 }
 
-bool is_expert_tensor(const std::string& name) { return name.find(".some.experts.") != std::string::npos; }
+bool is_expert_tensor(const std::string& name) {
+  static const std::regex expert(R"(\.experts\.\d+\.)");
+  return std::regex_search(name, expert);
+}
+
+bool is_frozen_expert_tensor(const std::string& name) {
+  return name.find(".some.experts.") != std::string::npos;
+}
 
 int64_t TransformerImpl::num_parameters(bool trainable_only) {
   int64_t n = 0;
-  for (auto& p : parameters()) n += p.numel();
-  if (!trainable_only) {
-    const int64_t per_expert = 2 * opts_.d_model * opts_.d_expert;
-    n += static_cast<int64_t>(some_layers().size()) * (opts_.num_experts * per_expert + opts_.num_experts * opts_.d_model);
+  for (auto& p : named_parameters()) {
+    if (p.key().find(".experts.") == std::string::npos) n += p.value().numel();  // experts: all E below
+  }
+  const int64_t all_experts = opts_.num_experts * 2 * opts_.d_model * opts_.d_expert;
+  for (auto* layer : routed_layers()) {
+    if (layer->experts()->trainable()) {
+      n += all_experts;
+    } else if (!trainable_only) {
+      n += all_experts + opts_.num_experts * opts_.d_model;  // the frozen library and its keys
+    }
   }
   return n;
 }

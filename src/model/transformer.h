@@ -22,13 +22,17 @@ class ParallelState;
 namespace some::model {
 
 class KeyStore;
+class RoutedFFN;
 class SoMELayer;
 
 class BlockImpl : public torch::nn::Module {
  public:
-  BlockImpl(const ModelOptions& opts, int64_t layer, bool use_some, const parallel::ParallelState* parallel);
-  torch::Tensor forward(const torch::Tensor& x);  // (B, T, d) -> (B, T, d)
+  // `ffn`: some | dense | moe | hash (SPEC §10); also the FFN's module name.
+  BlockImpl(const ModelOptions& opts, int64_t layer, const std::string& ffn, const parallel::ParallelState* parallel);
+  // x (B, T, d), token_ids (B*T,) -> (B, T, d)
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& token_ids);
   std::shared_ptr<FeedForward> ffn;
+  std::string ffn_kind;
 
  private:
   RMSNorm attn_norm_{nullptr}, ffn_norm_{nullptr};
@@ -48,7 +52,12 @@ class TransformerImpl : public torch::nn::Module {
   // The SoME layers in depth order (index into layers for `layer_index`).
   std::vector<SoMELayer*> some_layers();
   std::vector<int64_t> some_layer_indices() const { return some_layer_indices_; }
+  // Every routed FFN (SoME, MoE, hash) in depth order, and its layer index.
+  std::vector<RoutedFFN*> routed_layers();
+  std::vector<int64_t> routed_layer_indices() const { return routed_layer_indices_; }
   void set_collect_stats(bool on);
+  // Sum of the auxiliary losses of the latest training forward (MoE balancing); undefined: none.
+  torch::Tensor aux_loss();
 
   // Parameters the optimizer trains, split by whether weight decay applies (matrices only).
   std::vector<torch::Tensor> decay_parameters();
@@ -57,6 +66,10 @@ class TransformerImpl : public torch::nn::Module {
   // (`layers.3.some.keys`, `layers.3.some.experts.17.w_down`): the replicated tensors and this
   // rank's experts, one (h, d) / (d, h) view per expert.
   std::map<std::string, torch::Tensor> state_tensors();
+  // The same per-expert split for any tensor shaped like a parameter of the model (its AdamW
+  // moments): `by_param` maps parameter names to such tensors; stacked expert tensors come
+  // back as one view per expert under the expert's global name.
+  std::map<std::string, torch::Tensor> split_experts(const std::map<std::string, torch::Tensor>& by_param);
 
   // Parameters of the whole model (all experts, every rank's share), or trainable ones only.
   int64_t num_parameters(bool trainable_only);
@@ -69,11 +82,14 @@ class TransformerImpl : public torch::nn::Module {
   torch::nn::Embedding tok_emb_{nullptr};
   torch::nn::ModuleList layers_{nullptr};
   RMSNorm final_norm_{nullptr};
-  std::vector<int64_t> some_layer_indices_;
+  std::vector<int64_t> some_layer_indices_, routed_layer_indices_;
 };
 TORCH_MODULE(Transformer);
 
-// Whether a global name is one expert's frozen weights (sharded over the EP group).
+// Whether a global name is one expert's weights, or a tensor that follows them (their AdamW
+// moments): sharded over the EP group, written once per expert.
 bool is_expert_tensor(const std::string& name);
+// Whether it is a frozen library expert (never changes: may live in a shared library file).
+bool is_frozen_expert_tensor(const std::string& name);
 
 }  // namespace some::model

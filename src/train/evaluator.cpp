@@ -51,7 +51,10 @@ EvalResult Evaluator::run(model::Transformer& model) {
   const bool was_training = model->is_training();
   model->eval();
   model->set_collect_stats(false);  // eval forwards never feed Knowledge Gravity
-  auto layers = model->some_layers();
+  // Every routed layer: SoME's, and the baselines' (which have no keys or scores).
+  auto layers = model->routed_layers();
+  std::vector<model::SoMELayer*> some(layers.size());
+  for (size_t l = 0; l < layers.size(); ++l) some[l] = dynamic_cast<model::SoMELayer*>(layers[l]);
   const auto E = model->options().num_experts, d = model->options().d_model;
   std::vector<model::GravityStats> stats;
   std::vector<std::vector<torch::Tensor>> top1(layers.size());
@@ -70,10 +73,16 @@ EvalResult Evaluator::run(model::Transformer& model) {
     sums[0] += loss.item<double>() * static_cast<double>(n);
     sums[1] += static_cast<double>(n);
     for (size_t l = 0; l < layers.size(); ++l) {
-      const auto& r = layers[l]->last_routing();
+      model::Routing r;
+      if (some[l]) {
+        r = some[l]->last_routing();
+        sums[2 + l] += r.scores.select(1, 0).sum().item<double>();
+      } else {
+        r.indices = layers[l]->last_indices();
+        r.qhat = torch::zeros({r.indices.size(0), d}, torch::TensorOptions(device_));  // no queries
+      }
       stats[l].add(r);
       top1[l].push_back(r.indices.select(1, 0).cpu());
-      sums[2 + l] += r.scores.select(1, 0).sum().item<double>();
     }
   }
   parallel_.world().allreduce_sum(sums);
@@ -83,11 +92,11 @@ EvalResult Evaluator::run(model::Transformer& model) {
   out.ppl = std::exp(out.loss);
   for (size_t l = 0; l < layers.size(); ++l) top1_score[l] = sums[2 + l].item<double>();
 
-  const auto indices = model->some_layer_indices();
+  const auto indices = model->routed_layer_indices();
   for (size_t l = 0; l < layers.size(); ++l) {
     LayerEvalStats s{stats[l].n().cpu().clone(), stats[l].C().cpu().clone(),
                      top1[l].empty() ? torch::empty({0}, torch::kLong) : torch::cat(top1[l])};
-    auto summary = summarize_routing(indices[l], s.counts, layers[l]->key_store()->keys(),
+    auto summary = summarize_routing(indices[l], s.counts, some[l] ? some[l]->key_store()->keys() : torch::Tensor(),
                                      top1_score[l] / static_cast<double>(std::max<int64_t>(out.tokens, 1)));
     if (previous_top1_.size() == layers.size()) {
       // This rank's tokens changed / evaluated, summed over ranks.
@@ -108,11 +117,13 @@ EvalResult Evaluator::run(model::Transformer& model) {
 void Evaluator::write_analytics(const std::string& path, model::Transformer& model,
                                 const EvalResult& result) {
   checkpoints::TensorMap tensors;
-  auto layers = model->some_layers();
+  auto layers = model->routed_layers();
   for (size_t l = 0; l < layers.size(); ++l) {
     const auto prefix = "layers/" + std::to_string(result.routing[l].layer) + "/";
-    tensors[prefix + "keys"] = layers[l]->key_store()->keys();
-    tensors[prefix + "usage"] = layers[l]->key_store()->usage();
+    if (auto* store = layers[l]->key_store()) {  // SoME layers; the baselines have no keys
+      tensors[prefix + "keys"] = store->keys();
+      tensors[prefix + "usage"] = store->usage();
+    }
     tensors[prefix + "counts"] = result.layers[l].counts;
     tensors[prefix + "coactivation"] = result.layers[l].coactivation;
   }

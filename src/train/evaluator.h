@@ -24,7 +24,7 @@ struct LayerEvalStats {
 struct EvalResult {
   double loss = 0, ppl = 0;
   int64_t tokens = 0;
-  std::vector<LayerRouting> routing;     // one per SoME layer
+  std::vector<LayerRouting> routing;     // one per routed layer (SoME, MoE, hash)
   std::vector<LayerEvalStats> layers;    // raw statistics behind `routing`
 };
 

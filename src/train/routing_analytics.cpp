@@ -35,7 +35,6 @@ LayerRouting summarize_routing(int64_t layer, const torch::Tensor& counts, const
                                double top1_score) {
   torch::NoGradGuard no_grad;
   auto c = counts.detach().cpu();
-  auto k = keys.detach().cpu();
   LayerRouting r;
   r.layer = layer;
   r.gini = gini(c);
@@ -43,16 +42,24 @@ LayerRouting summarize_routing(int64_t layer, const torch::Tensor& counts, const
   r.entropy_norm = c.numel() > 1 ? r.entropy / std::log(static_cast<double>(c.numel())) : 0.0;
   r.dead_experts = (c == 0).sum().item<int64_t>();
   r.top1_score = top1_score;
-  r.key_norm = k.norm(2, 1).mean().item<double>();
-  r.key_cos = mean_pairwise_cosine(k);
+  r.has_keys = keys.defined();
+  if (r.has_keys) {
+    auto k = keys.detach().cpu();
+    r.key_norm = k.norm(2, 1).mean().item<double>();
+    r.key_cos = mean_pairwise_cosine(k);
+  }
   return r;
 }
 
 nlohmann::json LayerRouting::to_json() const {
   nlohmann::json j = {{"layer", layer},         {"gini", gini},
                       {"entropy", entropy},     {"entropy_norm", entropy_norm},
-                      {"dead_experts", dead_experts}, {"top1_score", top1_score},
-                      {"key_norm", key_norm},   {"key_cos", key_cos}};
+                      {"dead_experts", dead_experts}};
+  if (has_keys) {
+    j["top1_score"] = top1_score;
+    j["key_norm"] = key_norm;
+    j["key_cos"] = key_cos;
+  }
   j["churn"] = churn ? nlohmann::json(*churn) : nlohmann::json(nullptr);
   return j;
 }

@@ -19,11 +19,12 @@ struct LayerRouting {
   int64_t layer = 0;
   double gini = 0, entropy = 0, entropy_norm = 0, top1_score = 0, key_norm = 0, key_cos = 0;
   int64_t dead_experts = 0;
+  bool has_keys = true;         // SoME layers; the baselines' routers have no keys or scores
   std::optional<double> churn;  // fraction of tokens whose top-1 expert changed since last eval
   nlohmann::json to_json() const;
 };
 
-// counts (E,) selections, keys (E, d), mean top-1 score.
+// counts (E,) selections, keys (E, d) (undefined: a router without keys), mean top-1 score.
 LayerRouting summarize_routing(int64_t layer, const torch::Tensor& counts, const torch::Tensor& keys,
                                double top1_score);
 

@@ -15,6 +15,7 @@
 #include "common/logging.h"
 #include "common/progress.h"
 #include "common/stop_signal.h"
+#include "common/tensorboard.h"
 #include "src/model/key_store.h"
 #include "src/model/some_layer.h"
 #include "src/train/generate.h"
@@ -89,14 +90,21 @@ Trainer::Trainer(model::Transformer model, OptimOptions optim, TrainOptions trai
   params_ = decay;
   params_.insert(params_.end(), no_decay.begin(), no_decay.end());
   for (auto& p : model_->named_parameters()) {
-    if (p.value().requires_grad()) named_params_.emplace_back(p.key(), p.value());
+    if (!p.value().requires_grad()) continue;
+    named_params_.emplace_back(p.key(), p.value());
+    (p.key().find(".experts.") == std::string::npos ? replicated_params_ : expert_params_).push_back(p.value());
   }
-  // Every trainable parameter is replicated (the experts are frozen buffers), so every gradient
-  // is averaged over all W ranks.
-  grad_allreduce_ = std::make_unique<parallel::GradientAllreduce>(params_, parallel_.world(),
+  // Replicated parameters: gradients averaged over all W ranks. Trainable experts (the MoE and
+  // hash baselines) over the W/P replicas of each expert; see finish_expert_gradients().
+  grad_allreduce_ = std::make_unique<parallel::GradientAllreduce>(replicated_params_, parallel_.world(),
                                                                   parallel_opts_.overlap_grad_allreduce);
+  if (!expert_params_.empty()) {
+    expert_grad_allreduce_ = std::make_unique<parallel::GradientAllreduce>(
+        expert_params_, parallel_.expert_replicas(), parallel_opts_.overlap_grad_allreduce);
+  }
   if (!run_dir_.empty() && parallel_.rank() == 0) {
     metrics_ = JsonLines(run_dir_ + "/metrics.jsonl");
+    tb_ = TensorBoardWriter(run_dir_ + "/tb");
     std::filesystem::create_directories(run_dir_ + "/analytics");
   }
 }
@@ -127,14 +135,20 @@ double Trainer::train_step(int64_t step) {
   for (int64_t m = 0; m < n_micro; ++m) {
     auto batch = micro_batch(step, m);                                        // (B, T+1)
     auto t0 = Clock::now();
-    torch::Tensor loss;
+    torch::Tensor loss, objective;
     {
       AutocastGuard autocast(device_, train_.dtype == "bfloat16");
       loss = model_->loss(batch.narrow(1, 0, train_.seq_len), batch.narrow(1, 1, train_.seq_len));
+      // The MoE baseline's balancing loss is optimised but not reported as the LM loss.
+      auto aux = model_->aux_loss();
+      objective = aux.defined() ? loss + aux : loss;
     }
     auto t1 = Clock::now();
-    if (m == n_micro - 1) grad_allreduce_->expect_final_backward();  // buckets may start during it
-    (loss / static_cast<double>(n_micro)).backward();
+    if (m == n_micro - 1) {  // its gradients are final: buckets may start during it
+      grad_allreduce_->expect_final_backward();
+      if (expert_grad_allreduce_) expert_grad_allreduce_->expect_final_backward();
+    }
+    (objective / static_cast<double>(n_micro)).backward();
     times_.forward += std::chrono::duration<double>(t1 - t0).count();
     times_.backward += std::chrono::duration<double>(Clock::now() - t1).count();
     losses.push_back(loss.detach());
@@ -154,11 +168,11 @@ double Trainer::train_step(int64_t step) {
 
   auto t_reduce = Clock::now();
   grad_allreduce_->finish();                                                       // data parallel
+  finish_expert_gradients();
   times_.grad_allreduce = std::chrono::duration<double>(Clock::now() - t_reduce).count();
 
   auto t2 = Clock::now();
-  const double max_norm = optim_.clip > 0 ? optim_.clip : std::numeric_limits<double>::infinity();
-  last_grad_norm_ = torch::nn::utils::clip_grad_norm_(params_, max_norm);
+  last_grad_norm_ = clip_gradients();
   SOME_REQUIRE(std::isfinite(last_grad_norm_), NumericError,
                "gradient norm is {} at step {}; stopping the run", last_grad_norm_, step);
   optimizer_->step();
@@ -178,13 +192,16 @@ double Trainer::train_step(int64_t step) {
   }
   parallel_.world().allreduce_sum(dropped);
   last_dropped_slots_ = static_cast<int64_t>(dropped[0].item<double>());
-  // Routing of this step for its log line, read before the update clears the statistics.
+  // The load of every routed layer over the global batch (the MoE bias reads it).
+  for (auto* layer : model_->routed_layers()) parallel_.world().allreduce_sum(layer->load());
+  // Routing of this step for its log line, read before the updates clear the statistics.
   if (step % train_.log_every == 0 || step == train_.max_steps) pending_routing_ = train_routing_json();
   int64_t l = 0;
   for (auto* layer : model_->some_layers()) {
     layer->key_store()->apply_gravity(train_.seed * 1000003ull + static_cast<uint64_t>(step) * 1009 + l++,
                                       &parallel_.world());
   }
+  for (auto* layer : model_->routed_layers()) layer->after_step();
   times_.optimizer = std::chrono::duration<double>(t3 - t2).count();
   times_.key_update = std::chrono::duration<double>(Clock::now() - t3).count();
   if (parallel_opts_.key_check_every > 0 && step % parallel_opts_.key_check_every == 0) check_key_stores(step);
@@ -213,13 +230,63 @@ void Trainer::check_key_stores(int64_t step) {
 
 nlohmann::json Trainer::train_routing_json() {
   nlohmann::json out = nlohmann::json::array();
-  auto layers = model_->some_layers();
-  auto indices = model_->some_layer_indices();
+  auto layers = model_->routed_layers();
+  auto indices = model_->routed_layer_indices();
   for (size_t l = 0; l < layers.size(); ++l) {
     auto* store = layers[l]->key_store();
-    out.push_back(summarize_routing(indices[l], store->stats().n(), store->keys(), store->mean_top1_score()).to_json());
+    auto summary = store ? summarize_routing(indices[l], store->stats().n(), store->keys(), store->mean_top1_score())
+                         : summarize_routing(indices[l], layers[l]->load(), torch::Tensor(), 0.0);
+    out.push_back(summary.to_json());
   }
   return out;
+}
+
+void Trainer::finish_expert_gradients() {
+  if (!expert_grad_allreduce_) return;
+  // Each rank's loss is the mean over its own tokens, and an expert's gradient already sums the
+  // contributions of the P ranks of its EP group (through the all-to-all): averaging over the
+  // W/P replicas and dividing by P gives the gradient of the global mean loss, as for W = 1.
+  expert_grad_allreduce_->finish();
+  if (parallel_.ep_size() > 1) {
+    torch::NoGradGuard no_grad;
+    for (auto& p : expert_params_) {
+      if (p.grad().defined()) p.mutable_grad().div_(static_cast<double>(parallel_.ep_size()));
+    }
+  }
+}
+
+double Trainer::clip_gradients() {
+  // torch's clip_grad_norm_ over the whole model, whose experts are spread over the EP group:
+  // replicated gradients are identical everywhere, the experts' squared norms are summed over
+  // the group.
+  torch::NoGradGuard no_grad;
+  auto squared = [](const std::vector<torch::Tensor>& params) {
+    auto total = torch::zeros({1}, torch::kFloat64);
+    for (auto& p : params) {
+      if (p.grad().defined()) total += p.grad().to(torch::kFloat64).pow(2).sum().cpu();
+    }
+    return total;
+  };
+  if (expert_params_.empty() || parallel_.ep_size() == 1) {
+    // Every rank holds every parameter: exactly torch's clipping.
+    const double max_norm = optim_.clip > 0 ? optim_.clip : std::numeric_limits<double>::infinity();
+    return torch::nn::utils::clip_grad_norm_(params_, max_norm);
+  }
+  auto expert_sq = squared(expert_params_);
+  parallel_.ep().allreduce_sum(expert_sq);
+  const double norm = std::sqrt((squared(replicated_params_) + expert_sq).item<double>());
+  if (optim_.clip > 0 && std::isfinite(norm)) {
+    const double coef = std::min(1.0, optim_.clip / (norm + 1e-6));
+    for (auto& p : params_) {
+      if (p.grad().defined()) p.mutable_grad().mul_(coef);
+    }
+  }
+  return norm;
+}
+
+void Trainer::log_metrics(const nlohmann::json& line) {
+  metrics_.write(line);
+  write_metrics(tb_, line);  // the same line as TensorBoard events (RUN/tb)
 }
 
 void Trainer::log_step(int64_t step, double loss, double lr, double tok_s, double elapsed,
@@ -230,7 +297,7 @@ void Trainer::log_step(int64_t step, double loss, double lr, double tok_s, doubl
                       {"elapsed_s", elapsed}};
   if (!routing.empty()) j["routing"] = routing;
   if (model_->options().capacity_factor > 0) j["dropped_slots"] = last_dropped_slots_;
-  metrics_.write(j);
+  log_metrics(j);
 }
 
 EvalResult Trainer::evaluate_and_log(int64_t step, double loss, double lr, double tok_s, double elapsed) {
@@ -257,11 +324,11 @@ EvalResult Trainer::evaluate_and_log(int64_t step, double loss, double lr, doubl
     j["sample"] = text;
     log->info("  sample: {}", text);
   }
-  metrics_.write(j);
+  log_metrics(j);
   for (auto& r : result.routing) {
-    log->info("  layer {}: gini {:.3f} | entropy {:.3f} ({:.2f} of max) | dead {} | top-1 score {:.3f} | "
-              "key cos {:.3f}{}",
-              r.layer, r.gini, r.entropy, r.entropy_norm, r.dead_experts, r.top1_score, r.key_cos,
+    log->info("  layer {}: gini {:.3f} | entropy {:.3f} ({:.2f} of max) | dead {}{}{}", r.layer, r.gini, r.entropy,
+              r.entropy_norm, r.dead_experts,
+              r.has_keys ? fmt::format(" | top-1 score {:.3f} | key cos {:.3f}", r.top1_score, r.key_cos) : "",
               r.churn ? fmt::format(" | churn {:.3f}", *r.churn) : "");
   }
   if (!run_dir_.empty() && parallel_.rank() == 0 && !result.routing.empty()) {
@@ -369,10 +436,10 @@ TrainSummary Trainer::run() {
   summary.tokens_per_s = static_cast<double>((summary.steps - start_step_) * tokens_per_step) /
                          std::max(summary.elapsed_s, 1e-9);
   if (summary.preempted) {
-    metrics_.write({{"event", "preempted"}, {"step", summary.steps}, {"tokens", summary.tokens},
+    log_metrics({{"event", "preempted"}, {"step", summary.steps}, {"tokens", summary.tokens},
                     {"signal", stop_signal_received()}, {"checkpoint", summary.checkpoint}});
   } else {
-    metrics_.write({{"event", "done"}, {"step", summary.steps}, {"tokens", summary.tokens},
+    log_metrics({{"event", "done"}, {"step", summary.steps}, {"tokens", summary.tokens},
                     {"loss", summary.train_loss}, {"lr", lr}, {"tokens_per_s", summary.tokens_per_s},
                     {"elapsed_s", elapsed_before_ + summary.elapsed_s}, {"val_loss", summary.val_loss},
                     {"val_ppl", summary.val_ppl}, {"unigram_ppl", summary.unigram_ppl},

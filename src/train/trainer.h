@@ -10,6 +10,7 @@
 #include <torch/torch.h>
 
 #include "common/jsonl.h"
+#include "common/tensorboard.h"
 #include "data/batch_sampler.h"
 #include "data/dataset.h"
 #include "data/tokenizer.h"
@@ -83,8 +84,10 @@ class Trainer {
   std::string resumed_from_;         // its checkpoint directory
   double elapsed_before_ = 0;        // training seconds of earlier segments of a resumed run
   std::chrono::steady_clock::time_point run_start_ = std::chrono::steady_clock::now();
-  std::unique_ptr<parallel::GradientAllreduce> grad_allreduce_;
+  std::vector<torch::Tensor> replicated_params_, expert_params_;  // trainable experts: MoE / hash baselines
+  std::unique_ptr<parallel::GradientAllreduce> grad_allreduce_, expert_grad_allreduce_;
   JsonLines metrics_;
+  TensorBoardWriter tb_;             // rank 0 of a run with a directory; inactive elsewhere
   StepTimes times_;
   double last_grad_norm_ = 0;
   int64_t last_dropped_slots_ = 0;  // capacity drops of the latest step, all layers and ranks
@@ -92,9 +95,12 @@ class Trainer {
 
   torch::Tensor micro_batch(int64_t step, int64_t index) const;  // (B, T+1) on device
   nlohmann::json train_routing_json();
+  void finish_expert_gradients();  // averages trainable experts' gradients over their replicas
+  double clip_gradients();         // returns the global gradient norm before clipping
   // The AdamW moments and step of every trainable parameter (`optim.exp_avg.<name>`, ...),
   // created empty (step 0, zeros) where the optimizer has none yet.
   std::map<std::string, torch::Tensor> optimizer_tensors();
+  void log_metrics(const nlohmann::json& line);  // metrics.jsonl and TensorBoard (rank 0)
   void keep_metrics_until(int64_t step);  // a resumed run drops lines logged after its checkpoint
   void log_step(int64_t step, double loss, double lr, double tok_s, double elapsed,
                 const nlohmann::json& routing);

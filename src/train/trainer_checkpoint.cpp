@@ -17,7 +17,7 @@ namespace some::train {
 using Clock = std::chrono::steady_clock;
 
 std::map<std::string, torch::Tensor> Trainer::optimizer_tensors() {
-  std::map<std::string, torch::Tensor> out;
+  std::map<std::string, torch::Tensor> exp_avg, exp_avg_sq;
   auto& state = optimizer_->state();
   for (auto& [name, p] : named_params_) {
     auto key = p.unsafeGetTensorImpl();
@@ -28,9 +28,13 @@ std::map<std::string, torch::Tensor> Trainer::optimizer_tensors() {
       state[key] = std::move(fresh);
     }
     auto& s = static_cast<torch::optim::AdamWParamState&>(*state.at(key));
-    out.emplace("optim.exp_avg." + name, s.exp_avg());
-    out.emplace("optim.exp_avg_sq." + name, s.exp_avg_sq());
+    exp_avg.emplace(name, s.exp_avg());
+    exp_avg_sq.emplace(name, s.exp_avg_sq());
   }
+  // Moments of trainable experts are named per expert, like the experts, so they reshard too.
+  std::map<std::string, torch::Tensor> out;
+  for (auto& [name, t] : model_->split_experts(exp_avg)) out.emplace("optim.exp_avg." + name, t);
+  for (auto& [name, t] : model_->split_experts(exp_avg_sq)) out.emplace("optim.exp_avg_sq." + name, t);
   return out;
 }
 
@@ -41,8 +45,10 @@ std::map<std::string, torch::Tensor> Trainer::checkpoint_tensors() {
   for (auto& [name, t] : model_->state_tensors()) {
     if (model::is_expert_tensor(name) ? expert_writer : replicated_writer) out.emplace(name, t);
   }
+  for (auto& [name, t] : optimizer_tensors()) {
+    if (model::is_expert_tensor(name) ? expert_writer : replicated_writer) out.emplace(name, t);
+  }
   if (!replicated_writer) return out;
-  for (auto& [name, t] : optimizer_tensors()) out.emplace(name, t);
   auto& state = optimizer_->state();
   for (auto& [name, p] : named_params_) {
     const auto step = static_cast<torch::optim::AdamWParamState&>(*state.at(p.unsafeGetTensorImpl())).step();
@@ -75,12 +81,13 @@ std::string Trainer::save_checkpoint(int64_t step, const std::string& reason) {
                   {"elapsed_s", elapsed_before_ + std::chrono::duration<double>(Clock::now() - run_start_).count()}};
   const auto checkpoints_dir = run_dir_ + "/checkpoints";
   auto tensors = checkpoint_tensors();
-  if (train_.checkpoint_experts == "once") {
+  if (train_.checkpoint_experts == "once" && !model_->some_layers().empty()) {
     // The frozen experts go to a library at this process's first save; every checkpoint then
-    // references it instead of rewriting them (a resumed process writes its own).
+    // references it instead of rewriting them (a resumed process writes its own). Trainable
+    // experts (the baselines) change every step and stay in every checkpoint.
     checkpoints::TensorMap experts;
     for (auto it = tensors.begin(); it != tensors.end();) {
-      if (model::is_expert_tensor(it->first)) {
+      if (model::is_frozen_expert_tensor(it->first)) {
         experts.insert(*it);
         it = tensors.erase(it);
       } else {
@@ -136,7 +143,7 @@ int64_t Trainer::resume(const std::string& checkpoint_dir, bool verify) {
   }
   elapsed_before_ = m.info.trainer.value("elapsed_s", 0.0);
   if (!run_dir_.empty() && parallel_.rank() == 0) keep_metrics_until(start_step_);
-  metrics_.write({{"event", "resume"}, {"step", start_step_}, {"checkpoint", reader.dir()},
+  log_metrics({{"event", "resume"}, {"step", start_step_}, {"checkpoint", reader.dir()},
                   {"world_size", parallel_.world_size()}, {"expert_parallel", parallel_.ep_size()},
                   {"from_world_size", m.info.world_size}, {"from_expert_parallel", m.info.expert_parallel}});
   log::get("train")->info("resumed from {} at step {} (written by W={} P={}; now W={} P={})", reader.dir(), start_step_,

@@ -2,19 +2,10 @@
 // line of STREAM (the metrics lines in the order a trainer wrote them) through write_metrics; a
 // "resume" line starts a new writer, as a restarted process would. read_events.py then checks
 // RUN/tb against the metrics.jsonl that run would have kept.
-//
-// Built twice: plain (some_common only) and with SOME_TB_WITH_TORCH, linking libtorch and
-// including Torch's headers (with their own google/protobuf) before ours, to show the two
-// protobuf runtimes coexist in one process: Torch's ONNX export serialises and re-parses a
-// ModelProto with Torch's copy while ours writes events with the system one.
+// (The real trainer's events, written beside libtorch and libsentencepiece, are checked by
+// cli.end_to_end.)
 //
 // usage: tb_write_sample RUN_DIR STREAM_JSONL
-#ifdef SOME_TB_WITH_TORCH
-#include <torch/csrc/jit/ir/irparser.h>
-#include <torch/csrc/jit/serialization/export.h>
-#include <torch/torch.h>
-#endif
-
 #include <cstdio>
 #include <exception>
 #include <filesystem>
@@ -24,26 +15,6 @@
 #include <nlohmann/json.hpp>
 
 #include "common/tensorboard.h"
-
-namespace {
-
-#ifdef SOME_TB_WITH_TORCH
-// Size of an ONNX model Torch serialises and checks with its own protobuf.
-double torch_onnx_roundtrip_bytes() {
-  auto graph = std::make_shared<torch::jit::Graph>();
-  torch::jit::parseIR(R"IR(
-    graph(%x : Float(4, strides=[1], requires_grad=0, device=cpu)):
-      %y : Float(4, strides=[1], requires_grad=0, device=cpu) = onnx::Relu(%x)
-      return (%y))IR",
-                      graph.get());
-  auto model = std::get<0>(torch::jit::export_onnx(graph, {}, 17, {}));
-  const auto bytes = torch::jit::serialize_model_proto_to_string(model);
-  torch::jit::check_onnx_proto(bytes);  // parses it back
-  return static_cast<double>(bytes.size());
-}
-#endif
-
-}  // namespace
 
 int main(int argc, char** argv) {
   if (argc != 3) {
@@ -59,10 +30,6 @@ int main(int argc, char** argv) {
     tb.scalar("api/scalar", 2, -2.5);
     tb.scalar("api/scalar", 3, 123456.789);
     tb.text("api/text", 3, "hello\nwörld");
-#ifdef SOME_TB_WITH_TORCH
-    tb.scalar("torch/sum", 1, torch::arange(10, torch::kFloat32).sum().item<double>());
-    tb.scalar("torch/onnx_bytes_positive", 1, torch_onnx_roundtrip_bytes() > 0 ? 1.0 : 0.0);
-#endif
     std::ifstream in(argv[2]);
     if (!in) throw std::runtime_error(std::string("cannot read ") + argv[2]);
     std::string line;

@@ -1,0 +1,68 @@
+#include "src/model/routed_ffn.h"
+
+#include <cmath>
+
+namespace some::model {
+
+RoutedFFN::RoutedFFN(const ModelOptions& opts, int64_t layer, const parallel::ParallelState* parallel,
+                     ExpertShardImpl::Kind kind)
+    : opts_(opts) {
+  const auto E = opts.num_experts;
+  // This rank's contiguous share of the experts (SPEC §5).
+  const int64_t first = parallel ? parallel->first_local_expert(E) : 0;
+  const int64_t local = parallel ? parallel->num_local_experts(E) : E;
+  experts_ = register_module("experts", ExpertShard(layer, first, local, opts.d_model, opts.d_expert, opts.expert,
+                                                    opts.seed, kind, opts.n_layers));
+  load_ = torch::zeros({E});
+  if (parallel && parallel->ep_size() > 1) {
+    dispatcher_ = std::make_unique<parallel::AllToAllTokenDispatcher>(E, parallel->ep());
+  } else {
+    dispatcher_ = std::make_unique<parallel::LocalTokenDispatcher>(E);
+  }
+}
+
+torch::Tensor RoutedFFN::mix(const torch::Tensor& x, const torch::Tensor& indices, const torch::Tensor& gates) {
+  last_indices_ = indices;
+  if (collect_stats) {
+    torch::NoGradGuard no_grad;
+    if (load_.device() != indices.device()) load_ = load_.to(indices.device());
+    load_.index_add_(0, indices.reshape({-1}), torch::ones({indices.numel()}, load_.options()));
+  }
+  auto [expert_in, plan] = dispatcher_->dispatch(x, indices);           // (N*k, d) by expert
+  auto expert_out = compute_experts(expert_in, plan);                    // (R, d)
+  return dispatcher_->combine(expert_out, gates, plan);                  // (N, d)
+}
+
+torch::Tensor RoutedFFN::compute_experts(const torch::Tensor& expert_in, const parallel::DispatchPlan& plan) {
+  if (opts_.capacity_factor <= 0) return experts_->forward(expert_in, plan.expert_counts);  // dropless
+  const auto capacity = static_cast<int64_t>(
+      std::ceil(opts_.capacity_factor * static_cast<double>(plan.group_slots) / static_cast<double>(opts_.num_experts)));
+  std::vector<int64_t> kept_counts, kept_rows;
+  int64_t offset = 0, dropped = 0;
+  for (auto count : plan.expert_counts) {
+    const auto kept = std::min(count, capacity);
+    for (int64_t i = 0; i < kept; ++i) kept_rows.push_back(offset + i);
+    kept_counts.push_back(kept);
+    dropped += count - kept;
+    offset += count;
+  }
+  if (collect_stats) dropped_slots += dropped;
+  if (dropped == 0) return experts_->forward(expert_in, plan.expert_counts);
+  auto rows = torch::tensor(kept_rows, torch::dtype(torch::kLong).device(expert_in.device()));
+  auto kept_out = experts_->forward(expert_in.index_select(0, rows), kept_counts);    // (R_kept, d)
+  return torch::zeros_like(expert_in).index_copy(0, rows, kept_out);                  // (R, d)
+}
+
+double RoutedFFN::forward_flops_per_token() const {
+  const double d = opts_.d_model, k = opts_.top_k, h = opts_.d_expert;
+  return router_forward_flops() + k * 2 * (2 * d * h);
+}
+
+double RoutedFFN::backward_flops_per_token() const {
+  const double d = opts_.d_model, k = opts_.top_k, h = opts_.d_expert;
+  // Input gradients always; weight gradients only for trainable experts.
+  const double experts = k * 2 * (2 * d * h) * (experts_->trainable() ? 2 : 1);
+  return router_backward_flops() + experts;
+}
+
+}  // namespace some::model
