@@ -181,3 +181,118 @@ def embed_2d(keys, method: str = "tsne", seed: int = 0) -> tuple[np.ndarray, str
     perplexity = float(max(2.0, min(30.0, (e - 1) / 3.0)))
     xy = TSNE(n_components=2, metric="cosine", perplexity=perplexity, init="pca", random_state=seed).fit_transform(kn)
     return xy, f"t-SNE (cosine distance, perplexity {perplexity:.0f})"
+
+
+# ---------------------------------------------------------------------------------------------
+# Routers without keys (hash routing): placing the experts by their co-activation alone
+# ---------------------------------------------------------------------------------------------
+
+def classical_mds(dist, dims: int = 2) -> np.ndarray:
+    """Classical (Torgerson) MDS: (n, dims) positions whose Euclidean distances best match the
+    symmetric dissimilarities `dist` (n, n) in the least-squares sense of the double-centred Gram
+    matrix B = -1/2 J D^2 J. Deterministic: no random start, each axis's sign fixed so that its
+    largest-magnitude coordinate is positive. Axes with no positive eigenvalue are 0."""
+    d = np.asarray(dist, dtype=np.float64)
+    d = (d + d.T) / 2
+    n = d.shape[0]
+    out = np.zeros((n, dims))
+    if n < 2:
+        return out
+    j = np.eye(n) - 1.0 / n
+    b = -0.5 * j @ (d ** 2) @ j
+    w, v = np.linalg.eigh(b)
+    order = np.argsort(-w, kind="stable")[:dims]
+    for c, o in enumerate(order):
+        if w[o] <= 1e-12:
+            continue
+        col = v[:, o] * math.sqrt(w[o])
+        if col[np.argmax(np.abs(col))] < 0:
+            col = -col
+        out[:, c] = col
+    return out
+
+
+def _circle(n: int, radius: float = 1.0, phase: float = 0.0) -> np.ndarray:
+    t = phase + 2 * math.pi * np.arange(n) / max(n, 1)
+    return radius * np.stack([np.sin(t), np.cos(t)], axis=1)
+
+
+def force_layout(weights, init, iterations: int = 200, gravity: float = 1.0) -> np.ndarray:
+    """Fruchterman-Reingold layout of a weighted graph (n, n), started from `init` (n, 2).
+
+    Every pair repels with k^2 / d, every edge attracts with w_ij d^2 / k (k = 1 / sqrt(n), the
+    ideal distance in a unit square), plus a weak pull to the centre that keeps disconnected parts
+    in view; each node moves at most a temperature that cools linearly to 0. Deterministic: the
+    start is `init` plus a fixed tiny offset per node (so coincident starts separate).
+    """
+    w = np.asarray(weights, dtype=np.float64)
+    w = (w + w.T) / 2
+    np.fill_diagonal(w, 0.0)
+    n = w.shape[0]
+    pos = np.asarray(init, dtype=np.float64).copy()
+    if n < 2:
+        return pos
+    span = np.ptp(pos, axis=0).max()
+    pos = (pos - pos.mean(axis=0)) / (span if span > 0 else 1.0)
+    pos += 1e-3 * _circle(n)  # deterministic "jitter"
+    k = 1.0 / math.sqrt(n)
+    t0 = 0.1
+    for it in range(iterations):
+        t = t0 * (1 - it / iterations)
+        delta = pos[:, None, :] - pos[None, :, :]
+        dist = np.maximum(np.linalg.norm(delta, axis=2), 1e-4)
+        coef = k * k / dist ** 2 - w * dist / k          # repulsion - attraction, divided by d
+        np.fill_diagonal(coef, 0.0)
+        disp = np.einsum("ijk,ij->ik", delta, coef) - gravity * pos
+        length = np.maximum(np.linalg.norm(disp, axis=1, keepdims=True), 1e-9)
+        pos += disp / length * np.minimum(length, t)
+    return pos - pos.mean(axis=0)
+
+
+def coactivation_layout(coact, counts) -> tuple[np.ndarray, str]:
+    """2-D positions (E, 2) of the experts from their co-activation alone, and how they were made.
+
+    Live experts (n_i > 0): a force-directed layout (force_layout) whose edges are A_ij =
+    C_ij / sqrt(n_i n_j) (normalized_coactivation), started from the classical MDS of 1 - A_ij, so
+    experts often selected together sit close; scaled to radius 1. Dead experts (no co-activation
+    to place them by) go on a ring of radius 1.25 around them. With fewer than 3 live experts or
+    no co-activation at all (top_k = 1): a circle by expert id.
+    """
+    n = np.asarray(counts).ravel()
+    e = n.size
+    a = normalized_coactivation(coact, counts)
+    a = (a + a.T) / 2
+    live = np.flatnonzero(n > 0)
+    if live.size < 3 or not (a[np.ix_(live, live)] > 0).any():
+        return _circle(e), "circular layout by expert id (no co-activations to place the experts by)"
+    xy = np.zeros((e, 2))
+    sub_a = a[np.ix_(live, live)]
+    sub = force_layout(sub_a, classical_mds(1.0 - sub_a))
+    r = np.linalg.norm(sub, axis=1).max()
+    xy[live] = sub / r if r > 0 else _circle(live.size)
+    dead = np.flatnonzero(n == 0)
+    if dead.size:
+        xy[dead] = _circle(dead.size, 1.25, phase=math.pi / max(dead.size, 1))
+    how = "force-directed layout (Fruchterman–Reingold, edge weight C_ij/√(n_i n_j), classical-MDS start)"
+    return xy, how + (f"; {dead.size} dead expert{'s' if dead.size > 1 else ''} on the outer ring" if dead.size else "")
+
+
+def coactivation_order(coact, counts) -> np.ndarray:
+    """Expert order for a co-activation heatmap: the live experts as the leaves of an average-linkage
+    tree on the dissimilarity 1 - A_ij (optimal leaf ordering: experts often selected together
+    become neighbours, blocks show as blocks), then the dead experts by id. By id when there is
+    no co-activation to order by."""
+    from scipy.cluster.hierarchy import leaves_list, linkage
+    from scipy.spatial.distance import squareform
+
+    n = np.asarray(counts).ravel()
+    live = np.flatnonzero(n > 0)
+    dead = np.flatnonzero(n == 0)
+    a = normalized_coactivation(coact, counts)
+    sub = ((a + a.T) / 2)[np.ix_(live, live)]
+    if live.size < 3 or not (sub > 0).any():
+        return np.concatenate([live, dead])
+    d = np.clip(1.0 - sub, 0.0, None)
+    np.fill_diagonal(d, 0.0)
+    tree = linkage(squareform(d, checks=False), method="average", optimal_ordering=True)
+    return np.concatenate([live[leaves_list(tree)], dead])

@@ -1,12 +1,18 @@
 """Checks a report written by `some report` against the run it was made from.
 
     check_report.py REPORT_DIR RUN_DIR STEP      (STEP: the analytics step the report shows)
-    check_report.py REPORT_DIR RUN_DIR dense     (a run without SoME layers)
+    check_report.py REPORT_DIR RUN_DIR dense     (a run without routed layers)
 
 report.md must embed only PNGs that exist, are valid (signature, IHDR), larger than 10 kB and of
-a sensible size; every PNG in REPORT_DIR must be embedded. The routing table's dead-expert counts
-must equal those of RUN/analytics/step_STEP.h5 (counts == 0) and its Gini those of the step-STEP
-eval line of metrics.jsonl, for every layer of the file.
+a sensible size; every PNG in REPORT_DIR must be embedded. The title must name the router of
+RUN/config.toml (model.ffn; moe.balance for MoE). The routing table's dead-expert counts must
+equal those of RUN/analytics/step_STEP.h5 (counts == 0) and its Gini and entropy those of the
+step-STEP eval line of metrics.jsonl, for every layer of the file. By router:
+  some: key cosine / norm equal metrics.jsonl's; a layer_L_keys.png per layer;
+  moe:  the gate-row cosine / norm equal those recomputed here from `layers.L.moe.gate.weight` of
+        the checkpoint the report names (read with tests/checkpoint_h5.py); layer_L_keys.png;
+        no top-1 / key-cosine panels claimed;
+  hash: the key columns are "—" with their footnote; a layer_L_coactivation.png per layer.
 """
 import json
 import re
@@ -16,6 +22,10 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import tomllib
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import checkpoint_h5  # noqa: E402
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -52,12 +62,35 @@ def routing_table(md: str):
     return rows
 
 
+def mean_cos_norm(w):
+    """Mean pairwise cosine over ordered pairs i != j and mean row norm, computed independently."""
+    w = np.asarray(w, dtype=np.float64)
+    norms = np.linalg.norm(w, axis=1)
+    u = w / norms[:, None]
+    e = w.shape[0]
+    cos = [float(u[i] @ u[j]) for i in range(e) for j in range(e) if i != j]
+    return sum(cos) / len(cos), float(norms.mean())
+
+
+def expected_title(cfg):
+    ffn = cfg.get("model", {}).get("ffn", "some")
+    return {"some": "(SoME)", "moe": f"(MoE, balance {cfg.get('moe', {}).get('balance')})", "hash": "(hash routing)",
+            "dense": "(dense FFN)"}[ffn], ffn
+
+
 def main():
     report, run, step = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
     md_path = report / "report.md"
     if not md_path.is_file():
         fail(f"no {md_path}")
     md = md_path.read_text(encoding="utf-8")
+    cfg = tomllib.loads((run / "config.toml").read_text())
+    title, ffn = expected_title(cfg)
+    first = md.splitlines()[0]
+    if not first.startswith("# Run report:") or not first.endswith(title):
+        fail(f"the title {first!r} does not name the router {title} of config.toml")
+    if f"- Router: **{ {'some': 'SoME', 'moe': 'MoE'}.get(ffn, ffn)}**" not in md:
+        fail(f"no `- Router:` line for model.ffn = {ffn}")
 
     embedded = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
     if not embedded:
@@ -85,14 +118,25 @@ def main():
 
     if step == "dense":
         if "No routing analytics" not in md:
-            fail("a run without SoME layers gets no note saying so")
+            fail("a run without routed layers gets no note saying so")
         if "routing-table" in md:
-            fail("a run without SoME layers has a routing table")
-        print("report ok (no SoME layers)")
+            fail("a run without routed layers has a routing table")
+        print(f"report ok (no routed layers, {title})")
         return
 
     step = int(step)
     rows = routing_table(md)
+    gate = None
+    if ffn == "moe":
+        m = re.search(r"rows W_g\[i\] of the learned gate \(checkpoint step (\d+)\)", md)
+        if not m:
+            fail("the MoE report does not say which checkpoint its gate rows come from")
+        gate = checkpoint_h5.load(str(run / "checkpoints" / f"step_{int(m.group(1)):08d}"))
+    if ffn in ("moe", "hash"):
+        if "top-1 score" in md.split("## Routing over training", 1)[1].split("![", 1)[0]:
+            fail(f"the {ffn} report claims a top-1 score panel the trainer cannot log")
+        if "panels are left out" not in md:
+            fail(f"the {ffn} report does not say why panels are missing")
     with h5py.File(run / "analytics" / f"step_{step:08d}.h5", "r") as f:
         layers = sorted(int(l) for l in f["layers"])
         if sorted(rows) != layers:
@@ -110,6 +154,16 @@ def main():
                 fail(f"layer {l}: Gini table {rows[l]['Gini']} != metrics.jsonl {trainer[l]['gini']}")
             if abs(float(rows[l]["entropy (nats)"]) - trainer[l]["entropy"]) > 1e-4:
                 fail(f"layer {l}: entropy table {rows[l]['entropy (nats)']} != metrics.jsonl {trainer[l]['entropy']}")
+            geo = [c for c in rows[l] if c.startswith(("k", "silhouette", "mean ", "corr"))]
+            if ffn == "hash":
+                if any(rows[l][c] != "—" for c in geo):
+                    fail(f"layer {l}: hash routing has no keys, yet the table has {[rows[l][c] for c in geo]}")
+                if "—: does not apply" not in md:
+                    fail("the — cells have no footnote")
+                if f"layer_{l}_coactivation.png" not in embedded:
+                    fail(f"layer {l} has no co-activation figure")
+                print(f"  layer {l}: E {counts.size}, dead {dead}, Gini {rows[l]['Gini']}, key columns —")
+                continue
             k = int(rows[l]["k"])
             if not 1 <= k <= min(8, counts.size - 1):
                 fail(f"layer {l}: chosen k {k} outside 2..min(8, E-1)")
@@ -118,14 +172,25 @@ def main():
                 fail(f"layer {l}: silhouette {sil} outside [-1, 1]")
             if f"layer_{l}_keys.png" not in embedded:
                 fail(f"layer {l} has no key-space / co-activation figure")
-            print(f"  layer {l}: E {counts.size}, dead {dead}, Gini {rows[l]['Gini']}, k {k}, silhouette {sil}")
+            if ffn == "moe":
+                cos, norm = mean_cos_norm(gate[f"layers.{l}.moe.gate.weight"])
+                got = float(rows[l]["mean gate-row cos"]), float(rows[l]["mean gate-row norm"])
+                vs = "the checkpoint's gate"
+            else:
+                cos, norm = trainer[l]["key_cos"], trainer[l]["key_norm"]
+                got = float(rows[l]["mean key cos"]), float(rows[l]["mean key norm"])
+                vs = "metrics.jsonl"
+            if abs(got[0] - cos) > 1e-4 or abs(got[1] - norm) > 1e-4:
+                fail(f"layer {l}: table cos / norm {got} != {vs} {cos:.6f} / {norm:.6f}")
+            print(f"  layer {l}: E {counts.size}, dead {dead}, Gini {rows[l]['Gini']}, k {k}, silhouette {sil}, "
+                  f"cos {got[0]:.4f}, norm {got[1]:.4f}")
     if f"Routing at step {step}" not in md:
         fail(f"report.md does not say it shows step {step}")
     if "WARNING" in md:
         fail("report.md warns that its metrics disagree with the trainer's")
     if "usage.png" not in embedded or "routing_over_training.png" not in embedded:
         fail("no usage or routing-over-training figure")
-    print(f"report ok (step {step}, {len(layers)} SoME layers, {len(embedded)} PNGs)")
+    print(f"report ok ({title}, step {step}, {len(layers)} routed layers, {len(embedded)} PNGs)")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@
 #   a SoME run with two evals -> report.md whose PNGs exist and are valid and whose table matches
 #   the run's analytics file and metrics.jsonl (last step, then --step of the first eval);
 #   a disagreeing metrics.jsonl -> a WARNING in the report;
-#   a dense run -> curves and a note; the named errors and the exit status passed through.
+#   a dense run -> curves and a note; the named errors and the exit status passed through;
+#   the baselines: an MoE run (its gate rows from the final checkpoint in place of keys) and a
+#   hash run (no keys, no gate: experts placed by co-activation), checked the same way.
 #     report_end_to_end.sh SOME_BINARY SOURCE_DIR PYTHON
 set -euo pipefail
 SOME=$1
@@ -54,6 +56,17 @@ grep -q "WARNING" "$T/bad.err" || fail "a disagreeing Gini gave no warning on st
   --set train.max_steps=10 --set train.eval_every=10 --set train.threads=1 > /dev/null
 "$SOME" report "$T/dense"
 "$PY" "$HERE/check_report.py" "$T/dense/report" "$T/dense" dense
+
+# The baselines: analytics with counts and co-activation only (no keys, no usage).
+for ffn in moe hash; do
+  "$SOME" train --config configs/tiny.toml --data "$T/data" --run-dir "$T/$ffn" --set model.ffn=$ffn \
+    --set train.max_steps=20 --set train.eval_every=10 --set train.threads=1 > /dev/null
+  ls "$T/$ffn/analytics/step_00000020.h5" > /dev/null || fail "the $ffn run wrote no analytics"
+  "$SOME" report "$T/$ffn" 2> "$T/$ffn.err" || { cat "$T/$ffn.err" >&2; fail "some report of the $ffn run failed"; }
+  ! grep -q WARNING "$T/$ffn.err" || fail "the $ffn report disagrees with metrics.jsonl: $(cat "$T/$ffn.err")"
+  "$PY" "$HERE/check_report.py" "$T/$ffn/report" "$T/$ffn" 20
+done
+grep -q "gate space" "$T/moe/report/report.md" || fail "the MoE report does not draw the gate space"
 
 # Errors name the file, and the script's exit status is the command's.
 set +e

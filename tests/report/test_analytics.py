@@ -1,10 +1,15 @@
-"""tools/analytics.py against hand-computed values (run with the project's Python: numpy, sklearn).
+"""tools/analytics.py against hand-computed values (run with the project's Python: numpy, sklearn),
+and tools/report.py on small hand-made run directories of the baselines (no keys in the analytics
+files: MoE with its gate in a checkpoint / model.h5 / nowhere, hash routing).
 
 The Gini and entropy definitions are the trainer's (src/train/routing_analytics.cpp):
 G = sum_r (2r - n - 1) x_(r) / (n sum x) over the ascending counts, H = -sum p log p in nats.
 """
+import json
 import math
+import re
 import sys
+import tempfile
 import unittest
 from pathlib import Path
 
@@ -142,6 +147,175 @@ class Clustering(unittest.TestCase):
         xy, how = A.embed_2d(np.eye(3))
         self.assertEqual(xy.shape, (3, 2))
         self.assertIn("PCA", how)
+
+
+
+def two_block_coactivation():
+    """E = 7, top-2: experts 0-2 and 3-5 are selected together within their block (C = 20), 2 and 3
+    once across (C = 1); expert 6 is dead (n_6 = 0)."""
+    e = 7
+    c = np.zeros((e, e))
+    for block in ((0, 1, 2), (3, 4, 5)):
+        for i in block:
+            for j in block:
+                if i != j:
+                    c[i, j] = 20
+    c[2, 3] = c[3, 2] = 1
+    n = c.sum(axis=1)  # top-2: every selection of i is co-selected with one other expert
+    return c, n
+
+
+class CoactivationLayout(unittest.TestCase):
+    def test_classical_mds_recovers_planar_distances(self):
+        pts = np.array([[0, 0], [3, 0], [0, 4], [1, 1], [-2, 0.5]], dtype=float)
+        d = np.linalg.norm(pts[:, None] - pts[None], axis=2)
+        xy = A.classical_mds(d)
+        np.testing.assert_allclose(np.linalg.norm(xy[:, None] - xy[None], axis=2), d, atol=1e-9)
+        np.testing.assert_array_equal(A.classical_mds(np.zeros((1, 1))), np.zeros((1, 2)))
+
+    def test_blocks_sit_together_dead_on_the_ring(self):
+        c, n = two_block_coactivation()
+        xy, how = A.coactivation_layout(c, n)
+        self.assertEqual(xy.shape, (7, 2))
+        self.assertIn("force-directed", how)
+        self.assertIn("1 dead expert on the outer ring", how)
+        d = np.linalg.norm(xy[:, None] - xy[None], axis=2)
+        within = [d[i, j] for b in ((0, 1, 2), (3, 4, 5)) for i in b for j in b if i < j]
+        between = [d[i, j] for i in (0, 1, 2) for j in (3, 4, 5)]
+        self.assertLess(max(within), min(between))
+        self.assertGreater(d[np.triu_indices(7, 1)].min(), 1e-3)   # nobody on top of anybody
+        self.assertAlmostEqual(np.linalg.norm(xy[6]), 1.25, places=9)  # dead: outer ring
+        self.assertLessEqual(np.linalg.norm(xy[:6], axis=1).max(), 1.0 + 1e-9)
+        xy2, _ = A.coactivation_layout(c, n)
+        np.testing.assert_array_equal(xy, xy2)                       # deterministic
+
+    def test_no_coactivation_is_a_circle(self):
+        xy, how = A.coactivation_layout(np.zeros((5, 5)), np.array([3, 0, 2, 1, 4]))
+        self.assertIn("circular", how)
+        np.testing.assert_allclose(np.linalg.norm(xy, axis=1), 1.0)
+
+    def test_order_keeps_blocks_contiguous_dead_last(self):
+        c, n = two_block_coactivation()
+        order = list(A.coactivation_order(c, n))
+        self.assertEqual(sorted(order), list(range(7)))
+        self.assertEqual(order[-1], 6)
+        self.assertEqual({frozenset(order[:3]), frozenset(order[3:6])}, {frozenset({0, 1, 2}), frozenset({3, 4, 5})})
+        self.assertEqual(list(A.coactivation_order(np.zeros((3, 3)), np.array([0, 2, 1]))), [1, 2, 0])
+
+
+# ---------------------------------------------------------------------------------------------
+# tools/report.py on hand-made baseline runs (no training: seconds)
+# ---------------------------------------------------------------------------------------------
+
+import report as R  # noqa: E402
+
+
+def table(md):
+    lines = md.split("<!-- routing-table -->", 1)[1].strip().splitlines()
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    return {int(r["layer"]): r for r in (dict(zip(header, (c.strip() for c in l.strip("|").split("|"))))
+                                        for l in lines[2:] if l.startswith("|"))}
+
+
+class BaselineReports(unittest.TestCase):
+    """Runs of E = 7 experts, d = 4, one routed layer, analytics of step 10 with counts and
+    co-activation only (what the trainer writes for model.ffn = moe | hash)."""
+
+    def make_run(self, ffn, balance="aux_loss"):
+        import h5py
+        run = Path(self.tmp.name) / f"{ffn}_{balance}_{len(list(Path(self.tmp.name).iterdir()))}"
+        (run / "analytics").mkdir(parents=True)
+        (run / "config.toml").write_text(
+            f"[model]\nffn = '{ffn}'\nn_layers = 1\nd_model = 4\nnum_experts = 7\ntop_k = 2\n"
+            f"some_layers = 'all'\n\n[moe]\nbalance = '{balance}'\naux_loss = 0.01\nbias_rate = 0.001\n")
+        c, n = two_block_coactivation()
+        with h5py.File(run / "analytics" / "step_00000010.h5", "w") as f:
+            f["layers/0/counts"] = n.astype(np.float32)
+            f["layers/0/coactivation"] = c.astype(np.float32)
+        routing = {"layer": 0, "gini": A.gini(n), "entropy": A.entropy_nats(n), "entropy_norm": A.entropy_norm(n),
+                   "dead_experts": A.dead_experts(n), "churn": None}
+        lines = [{"step": s, "loss": 5.0 - 0.1 * s, "routing": [routing]} for s in (5, 10)]
+        lines.append({"event": "eval", "step": 10, "val_loss": 4.0, "val_ppl": 54.6, "unigram_ppl": 30.0,
+                      "routing": [routing], "sample": "And God said"})
+        lines.append({"event": "done", "step": 10, "elapsed_s": 3.0})
+        (run / "metrics.jsonl").write_text("".join(json.dumps(l) + "\n" for l in lines))
+        return run
+
+    def gate(self):
+        w = np.random.default_rng(7).normal(size=(7, 4))
+        b = np.array([0.01, -0.02, 0, 0.03, 0, 0, 0.05])
+        return w, b
+
+    def write_checkpoint(self, run, step, w, b):
+        import h5py
+        d = run / "checkpoints" / f"step_{step:08d}"
+        d.mkdir(parents=True)
+        with h5py.File(d / "rank_00000.h5", "w") as f:
+            f["layers.0.moe.gate.weight"] = w.astype(np.float32)
+            f["layers.0.moe.bias"] = b.astype(np.float32)
+        tensors = {"layers.0.moe.gate.weight": {"file": "rank_00000.h5", "shape": [7, 4], "dtype": "float32"},
+                   "layers.0.moe.bias": {"file": "rank_00000.h5", "shape": [7], "dtype": "float32"}}
+        (d / "manifest.json").write_text(json.dumps({"step": step, "tensors": tensors}))
+        (run / "checkpoints" / "latest").write_text(d.name)
+
+    def report(self, run):
+        md = R.make_report(run, run / "report", None, "tsne").read_text()
+        pngs = sorted(p.name for p in (run / "report").glob("*.png"))
+        for name in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md):
+            self.assertIn(name, pngs)
+            self.assertEqual((run / "report" / name).read_bytes()[:4], b"\x89PNG")
+        self.assertNotIn("WARNING", md)
+        return md, pngs
+
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+
+    def tearDown(self):
+        self.tmp.cleanup()
+
+    def test_hash(self):
+        md, pngs = self.report(self.make_run("hash"))
+        self.assertTrue(md.startswith("# Run report: `") and md.splitlines()[0].endswith("(hash routing)"))
+        self.assertIn("- Router: **hash**", md)
+        row = table(md)[0]
+        self.assertEqual([row[c] for c in ("k", "silhouette", "mean key cos", "mean key norm", "corr(cos, co-act)")],
+                         ["—"] * 5)
+        self.assertEqual((row["dead"], row["Gini"]), ("1", f"{A.gini(two_block_coactivation()[1]):.4f}"))
+        self.assertIn("—: does not apply — hash routing has no keys", md)
+        self.assertIn("layer_0_coactivation.png", pngs)
+        self.assertNotIn("layer_0_keys.png", pngs)
+        self.assertIn("panels are left out", md)
+
+    def test_moe_gate_from_checkpoint(self):
+        run = self.make_run("moe", "bias")
+        w, b = self.gate()
+        self.write_checkpoint(run, 10, w, b)
+        md, pngs = self.report(run)
+        self.assertTrue(md.splitlines()[0].endswith("(MoE, balance bias)"))
+        self.assertIn("`moe.balance = bias`", md)
+        row = table(md)[0]
+        w32 = w.astype(np.float32)
+        self.assertAlmostEqual(float(row["mean gate-row cos"]), A.mean_pairwise_cosine(w32), places=4)
+        self.assertAlmostEqual(float(row["mean gate-row norm"]), A.mean_key_norm(w32), places=4)
+        self.assertGreaterEqual(int(row["k"]), 2)
+        self.assertIn("rows W_g[i] of the learned gate (checkpoint step 10)", md)
+        self.assertIn("Selection bias b_i: from -0.0200 (expert 1) to +0.0500 (expert 6)", md)
+        self.assertIn("layer_0_keys.png", pngs)
+
+    def test_moe_gate_from_model_h5_then_nowhere(self):
+        import h5py
+        run = self.make_run("moe")
+        w, _ = self.gate()
+        with h5py.File(run / "model.h5", "w") as f:
+            f["layers.0.moe.gate.weight"] = w
+        md, _ = self.report(run)
+        self.assertIn("rows W_g[i] of the learned gate (model.h5)", md)
+        (run / "model.h5").unlink()
+        md, pngs = self.report(run)
+        self.assertEqual(table(md)[0]["mean gate-row cos"], "—")
+        self.assertIn("No checkpoint or model.h5 holds the MoE gate", md)
+        self.assertIn("layer_0_coactivation.png", pngs)
+        self.assertNotIn("layer_0_keys.png", pngs)  # the first report's figure is not left behind
 
 
 if __name__ == "__main__":
