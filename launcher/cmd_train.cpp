@@ -108,7 +108,7 @@ void run_train(const TrainArgs& args) {
     // What every rank holds: its share of the experts plus the replicated dense weights.
     auto held = world.allgather(torch::tensor({model->bytes_held()}, torch::kInt64));
     for (int r = 0; r < parallel.world_size(); ++r) {
-      log->info("rank {} holds {} experts per SoME layer, {:.1f} MiB of parameters and buffers", r,
+      log->info("rank {} holds {} experts per routed layer, {:.1f} MiB of parameters and buffers", r,
                 parallel.num_local_experts(cfg.model.num_experts), held[r][0].item<int64_t>() / 1048576.0);
     }
   }
