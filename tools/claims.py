@@ -1,0 +1,291 @@
+#!/usr/bin/env python3
+"""The seeds' three claims as one resumable experiment (`some experiment claims`, SPEC §10):
+
+  A  reservoir:   SoME (random frozen experts, Knowledge-Gravity keys) vs the dense FFN vs SoME
+                  with frozen keys vs the learned-gate MoE, at equal active parameters and tokens.
+  B  composition: SoME top-k 1 / 2 / 4 at equal k * h (and equal E * h); co-activation structure.
+  C  forgetting:  SoME, dense and MoE trained on domain A (the default corpus), then continued on
+                  domain B (Python standard-library source, tokenised with A's tokenizer);
+                  forgetting = PPL_A after / PPL_A before.
+
+    claims.py --some PATH [--out DIR] [--scale tiny|small] [--data DIR] [--stdlib DIR] [--dry-run]
+
+Every training, evaluation and dataset preparation is a child process of the `some` executable
+PATH (`some experiment claims` passes itself), in its own directory under OUT (default
+runs/claims) with its output in RUN/stdout.log. Finished runs (metrics.jsonl ends with the "done"
+line) are skipped, interrupted ones continue with --resume auto. At the end OUT/report.md (and the
+PNGs it embeds) is written from the runs' metrics.jsonl, analytics files and eval outputs.
+Exit status: 0 done, 1 a child failed or an input is missing, 2 bad arguments, 128 + signal when
+stopped by a signal (continue with the same command).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import sys
+import sysconfig
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # the report's numpy / scikit-learn work is small
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import claims_plan as P  # noqa: E402
+import claims_runner as R  # noqa: E402
+import claims_stats as S  # noqa: E402
+
+SOURCE_DIR = Path(__file__).resolve().parent.parent
+LINES_PER_DOCUMENT = 60       # domain-B documents: consecutive 60-line chunks of a source file
+MAX_FILE_BYTES = 60_000       # larger standard-library files are left out (one file would dominate)
+
+
+# ---------------------------------------------------------------------------------------------
+# Domain B: Python source of this machine's standard library
+# ---------------------------------------------------------------------------------------------
+
+def default_stdlib() -> Path:
+    return Path(sysconfig.get_paths()["stdlib"])
+
+
+def python_corpus_files(stdlib: Path, max_bytes: int) -> list[Path]:
+    """The deterministic subset: stdlib/*.py in name order, files up to MAX_FILE_BYTES, until
+    max_bytes are collected."""
+    files, total = [], 0
+    for p in sorted(stdlib.glob("*.py"), key=lambda p: p.name):
+        size = p.stat().st_size
+        if size == 0 or size > MAX_FILE_BYTES:
+            continue
+        files.append(p)
+        total += size
+        if total >= max_bytes:
+            break
+    return files
+
+
+def write_python_corpus(files: list[Path], out: Path) -> str:
+    """One JSON line per LINES_PER_DOCUMENT-line chunk of each file ({"text": ...}); returns the
+    SHA-256 of what was written."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    h = hashlib.sha256()
+    tmp = out.with_suffix(".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for p in files:
+            lines = p.read_text(encoding="utf-8", errors="replace").split("\n")
+            for i in range(0, len(lines), LINES_PER_DOCUMENT):
+                chunk = "\n".join(lines[i:i + LINES_PER_DOCUMENT])
+                if chunk.strip():
+                    line = json.dumps({"text": chunk}) + "\n"
+                    f.write(line)
+                    h.update(line.encode())
+    tmp.replace(out)
+    return h.hexdigest()
+
+
+def read_meta(data_dir: Path) -> dict | None:
+    try:
+        return json.loads((data_dir / "meta.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Tasks
+# ---------------------------------------------------------------------------------------------
+
+class Experiment:
+    """Paths and the task list of one claims experiment in OUT."""
+
+    def __init__(self, args, plan: P.Plan):
+        self.some = str(Path(args.some).resolve())
+        self.out = Path(args.out).resolve()
+        self.plan = plan
+        self.scale = plan.scale
+        self.data_a = Path(args.data or "data/default").resolve()
+        self.data_b = self.out / "data-python"
+        self.corpus_b = self.out / "domain-b" / "python.jsonl"
+        self.stdlib = Path(args.stdlib).resolve() if args.stdlib else default_stdlib()
+        self.base_config = SOURCE_DIR / self.scale.base_config
+
+    def run_dir(self, name: str) -> Path:
+        return self.out / name
+
+    def data_dir(self, domain: str) -> Path:
+        return self.data_a if domain == "A" else self.data_b
+
+    def sets(self, run: P.Run) -> list[str]:
+        kv = dict(self.scale.common) if not run.continue_from else {}
+        kv.update(run.sets)
+        kv["train.max_steps"] = str(self.plan.max_steps(run))
+        out = []
+        for k, v in kv.items():
+            out += ["--set", f"{k}={v}"]
+        return out
+
+    def train_argv(self, run: P.Run) -> list[str]:
+        """The first command of a run (phase-B runs start from their phase-A run's checkpoint)."""
+        base = [self.some, "train", "--run-dir", str(self.run_dir(run.name)), "--data", str(self.data_dir(run.domain))]
+        if run.continue_from:
+            ckpt = R.latest_checkpoint(self.run_dir(run.continue_from))
+            src = str(ckpt) if ckpt else str(self.run_dir(run.continue_from))
+            return base + ["--resume", src] + self.sets(run)
+        return base[:2] + ["--config", str(self.base_config)] + base[2:] + ["--resume", "auto"] + self.sets(run)
+
+    def train_task(self, run: P.Run) -> R.Task:
+        d = self.run_dir(run.name)
+        tokens_per_step = int(self.scale_value("train.global_batch")) * int(self.scale_value("train.seq_len"))
+        steps = self.scale.steps_b if run.continue_from else self.scale.steps_a
+
+        def before() -> list[str]:
+            if not run.continue_from:
+                return self.train_argv(run)
+            if R.latest_checkpoint(d) is not None:  # interrupted in phase B: continue it
+                return [self.some, "train", "--run-dir", str(d), "--data", str(self.data_b), "--resume", "auto",
+                        "--set", f"train.max_steps={self.plan.max_steps(run)}"]
+            # Never reached a checkpoint of its own: start phase B again from the phase-A checkpoint.
+            if d.exists():
+                for child in d.iterdir():
+                    if child.name != "stdout.log":
+                        shutil.rmtree(child) if child.is_dir() else child.unlink()
+            return self.train_argv(run)
+
+        note = (f"{run.label}, domain {run.domain}, steps "
+                + (f"{self.scale.steps_a + 1}..{self.plan.max_steps(run)} from {run.continue_from}"
+                   if run.continue_from else f"1..{self.plan.max_steps(run)}"))
+        return R.Task("train", run.name, self.train_argv(run) if not run.continue_from else [], d / "stdout.log",
+                      work=steps * tokens_per_step, done=lambda: R.run_finished(d), before=before, note=note)
+
+    def eval_argv(self, ev: P.Eval) -> list[str]:
+        return [self.some, "eval", "--run", str(self.run_dir(ev.run)), "--data", str(self.data_dir(ev.domain)),
+                "--set", "train.eval_batches=0"]
+
+    def eval_task(self, ev: P.Eval, work: float) -> R.Task:
+        out = self.out / "evals" / f"{ev.name}.txt"
+
+        def done() -> bool:
+            if not out.is_file():
+                return False
+            try:
+                S.parse_eval_output(out.read_text(encoding="utf-8", errors="replace"))
+                return True
+            except ValueError:
+                return False
+
+        return R.Task("eval", ev.name, self.eval_argv(ev), self.out / "evals" / f"{ev.name}.log", work=work,
+                      done=done, stdout=out, note=f"{ev.model} {ev.when} domain B, on domain {ev.domain}")
+
+    def prepare_task(self, work: float) -> R.Task:
+        files = python_corpus_files(self.stdlib, self.scale.python_bytes)
+
+        def argv() -> list[str]:
+            return [self.some, "prepare", "--input", str(self.corpus_b), "--tokenizer",
+                    str(self.data_a / "tokenizer.model"), "--out", str(self.data_b), "--val-fraction",
+                    str(self.scale.python_val_fraction)]
+
+        def done() -> bool:
+            meta_a, meta_b = read_meta(self.data_a), read_meta(self.data_b)
+            return bool(meta_a and meta_b and meta_a.get("tokenizer_sha256") == meta_b.get("tokenizer_sha256")
+                        and (self.out / "domain-b" / "files.txt").is_file())
+
+        def before() -> list[str]:
+            if not files:
+                raise R.TaskFailed(f"no Python source files under {self.stdlib} (set --stdlib DIR)")
+            if self.data_b.exists():
+                shutil.rmtree(self.data_b)  # a partial dataset from an interrupted prepare
+            write_python_corpus(files, self.corpus_b)
+            return argv()
+
+        def after():
+            lines = [str(p) for p in files]
+            (self.out / "domain-b" / "files.txt").write_text("\n".join(lines) + "\n")
+
+        total = sum(p.stat().st_size for p in files)
+        return R.Task("prepare", "data-python", argv(), self.out / "domain-b" / "prepare.log", work=work, done=done,
+                      before=before, after=after,
+                      note=f"{len(files)} files of {self.stdlib}, {total / 1e6:.2f} MB, tokenizer of domain A")
+
+    def scale_value(self, key: str) -> str:
+        """A train.* setting of the base config (after the scale's overrides)."""
+        if key in self.scale.common:
+            return self.scale.common[key]
+        import tomllib
+        section, name = key.split(".")
+        return str(tomllib.loads(self.base_config.read_text())[section][name])
+
+    def tasks(self) -> list[R.Task]:
+        runs_a = [r for r in self.plan.runs if not r.continue_from]
+        runs_b = [r for r in self.plan.runs if r.continue_from]
+        run_work = self.scale.steps_a * int(self.scale_value("train.global_batch")) * int(self.scale_value("train.seq_len"))
+        small = 0.02 * run_work  # an eval or the prepare, relative to a phase-A run (for the ETA only)
+        tasks = [self.train_task(r) for r in runs_a]
+        tasks.append(self.prepare_task(small))
+        tasks += [self.eval_task(e, small) for e in self.plan.evals if e.when == "before"]
+        tasks += [self.train_task(r) for r in runs_b]
+        tasks += [self.eval_task(e, small) for e in self.plan.evals if e.when == "after"]
+        return tasks
+
+
+def check_out_dir(exp: Experiment) -> None:
+    """OUT/plan.json records the scale and domain-A data of the experiment in OUT; another
+    experiment is not mixed into it."""
+    path = exp.out / "plan.json"
+    mine = {"scale": exp.scale.name, "data_a": str(exp.data_a), "stdlib": str(exp.stdlib)}
+    if path.is_file():
+        theirs = json.loads(path.read_text())
+        diff = [k for k in mine if theirs.get(k) != mine[k]]
+        if diff:
+            raise SystemExit(f"claims.py: {exp.out} holds a claims experiment with other settings "
+                             f"({', '.join(f'{k}: {theirs.get(k)} vs now {mine[k]}' for k in diff)}); "
+                             f"choose another --out")
+    exp.out.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(mine, indent=1) + "\n")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--some", required=True, help="the some executable every child runs")
+    ap.add_argument("--out", default="runs/claims", help="output directory (default runs/claims)")
+    ap.add_argument("--scale", default="small", choices=sorted(P.SCALES), help="tiny (tests) or small (default)")
+    ap.add_argument("--data", help="domain-A dataset directory (default data/default, built by `some train` if absent)")
+    ap.add_argument("--stdlib", help="folder of Python sources for domain B (default: this Python's standard library)")
+    ap.add_argument("--dry-run", action="store_true", help="print the tasks and their commands, run nothing")
+    args = ap.parse_args(argv)
+    if not os.access(args.some, os.X_OK):
+        print(f"claims.py: --some {args.some} is not an executable file", file=sys.stderr)
+        return 2
+
+    plan = P.make_plan(args.scale)
+    exp = Experiment(args, plan)
+    tasks = exp.tasks()
+    if args.dry_run:
+        for i, t in enumerate(tasks, 1):
+            cmd = " ".join(t.argv) if t.argv else "(decided when it starts: --resume from the phase-A checkpoint)"
+            print(f"[{i}/{len(tasks)}] {t.kind} {t.name}: {t.note}\n    {cmd}")
+        return 0
+
+    check_out_dir(exp)
+    guard = R.StopGuard()
+    guard.install()
+    started = time.time()
+    t0 = time.monotonic()
+    print(f"claims: scale {exp.scale.name} ({exp.scale.budget}) | {len(tasks)} tasks | out {exp.out} | "
+          f"domain A {exp.data_a} | domain B {exp.stdlib}/*.py", flush=True)
+    runner = R.Runner(tasks, guard, exp.out / "tasks.json")
+    try:
+        runner.run_all()
+    except R.Stopped as e:
+        print(f"claims: stopped by {e}; continue with the same command", file=sys.stderr)
+        return 128 + (guard.signal or 15)
+    except R.TaskFailed as e:
+        print(f"claims: {e}", file=sys.stderr)
+        return 1
+    import claims_report
+    report = claims_report.write_report(exp, tasks, invocation_s=time.monotonic() - t0, started=started)
+    print(f"claims: report {report} | this invocation {R.format_duration(time.monotonic() - t0)}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
