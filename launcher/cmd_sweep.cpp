@@ -1,14 +1,9 @@
 // `some sweep SWEEP.toml`: every run of a sweep file (launcher/sweep.h), one after another as
 // child processes `some train ... --resume auto` (finished runs skipped, interrupted ones
 // continued), or as one Slurm job array plus a summary job; then summary.csv / summary.md.
-#include <fcntl.h>
-#include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
-#include <unistd.h>
 
 #include <chrono>
-#include <csignal>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -21,11 +16,10 @@
 
 #include "common/errors.h"
 #include "common/progress.h"
+#include "launcher/child_process.h"
 #include "launcher/commands.h"
 #include "launcher/session.h"
 #include "launcher/sweep.h"
-
-extern char** environ;
 
 namespace fs = std::filesystem;
 
@@ -43,108 +37,6 @@ struct SweepArgs {
   int max_parallel = 0;
   std::vector<std::string> sbatch_args;
 };
-
-// ---- child processes -----------------------------------------------------------------------
-// A stop signal (Ctrl-C, scancel, Slurm's time-limit warning) is passed on to the running child,
-// which checkpoints and exits; the sweep then stops. Signal handlers can only reach statics.
-volatile sig_atomic_t g_signal = 0;
-volatile sig_atomic_t g_child = 0;
-
-void on_signal(int signo) {
-  g_signal = signo;
-  if (g_child > 0) kill(static_cast<pid_t>(g_child), signo);
-}
-
-void install_forwarding() {
-  struct sigaction sa {};
-  sa.sa_handler = on_signal;
-  sigemptyset(&sa.sa_mask);
-  for (int s : {SIGINT, SIGTERM, SIGUSR1}) sigaction(s, &sa, nullptr);
-}
-
-// argv as execv wants it (the strings must outlive the call).
-std::vector<char*> c_argv(const std::vector<std::string>& args) {
-  std::vector<char*> out;
-  for (const auto& a : args) out.push_back(const_cast<char*>(a.c_str()));
-  out.push_back(nullptr);
-  return out;
-}
-
-// Starts `path argv...` with stdin from /dev/null and stdout (+ stderr) appended to `log`, or
-// into the pipe `out_fd` when `log` is empty. Default dispositions for the stop signals.
-pid_t spawn(const std::string& path, const std::vector<std::string>& args, const std::string& log, int out_fd = -1) {
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  if (!log.empty()) {
-    posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-    posix_spawn_file_actions_adddup2(&fa, 1, 2);
-  } else if (out_fd >= 0) {
-    posix_spawn_file_actions_adddup2(&fa, out_fd, 1);
-  }
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  sigset_t defaults;
-  sigemptyset(&defaults);
-  for (int s : {SIGINT, SIGTERM, SIGUSR1}) sigaddset(&defaults, s);
-  posix_spawnattr_setsigdefault(&attr, &defaults);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF);
-  auto argv = c_argv(args);
-  pid_t pid = 0;
-  const int rc = posix_spawn(&pid, path.c_str(), &fa, &attr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  posix_spawnattr_destroy(&attr);
-  if (rc != 0) throw Error(fmt::format("cannot start {}: {}", path, std::strerror(rc)));
-  return pid;
-}
-
-// The wait status of `pid` (waits through signal interruptions).
-int wait_for(pid_t pid) {
-  int status = 0;
-  while (waitpid(pid, &status, 0) < 0) {
-    if (errno != EINTR) throw Error(fmt::format("waitpid({}): {}", pid, std::strerror(errno)));
-  }
-  return status;
-}
-
-std::string describe_status(int status) {
-  if (WIFEXITED(status)) return fmt::format("exit code {}", WEXITSTATUS(status));
-  if (WIFSIGNALED(status)) return fmt::format("killed by signal {} ({})", WTERMSIG(status), strsignal(WTERMSIG(status)));
-  return "unknown wait status";
-}
-
-// Runs a command found on PATH (posix_spawnp semantics through /usr/bin/env) and returns its
-// stdout; stderr goes to ours. Error on a non-zero exit.
-std::string capture(const std::vector<std::string>& args) {
-  int fds[2];  // close-on-exec: the child keeps only its stdout copy (dup2 clears the flag)
-  if (pipe2(fds, O_CLOEXEC) != 0) throw Error(fmt::format("pipe: {}", std::strerror(errno)));
-  std::vector<std::string> env_args = {"/usr/bin/env"};
-  env_args.insert(env_args.end(), args.begin(), args.end());
-  pid_t pid;
-  try {
-    pid = spawn("/usr/bin/env", env_args, "", fds[1]);
-  } catch (...) {
-    close(fds[0]);
-    close(fds[1]);
-    throw;
-  }
-  close(fds[1]);
-  std::string out;
-  char buf[4096];
-  for (ssize_t n; (n = read(fds[0], buf, sizeof buf)) != 0;) {
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) break;
-    out.append(buf, static_cast<size_t>(n));
-  }
-  close(fds[0]);
-  const int status = wait_for(pid);
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    throw Error(fmt::format("{} failed ({}){}", args.front(), describe_status(status), out.empty() ? "" : ": " + out));
-  }
-  return out;
-}
-
-std::string self_exe() { return fs::read_symlink("/proc/self/exe").string(); }
 
 std::string last_lines(const std::string& path, size_t n) {
   std::ifstream in(path);
@@ -202,11 +94,7 @@ Outcome run_one(const SweepArgs& args, const sweep::Sweep& sw, const sweep::Run&
     for (const auto& a : cmd) header << " " << a;
     header << "\n";
   }
-  const pid_t pid = spawn("/proc/self/exe", cmd, log);
-  g_child = pid;
-  if (g_signal != 0) kill(pid, g_signal);  // came while it was starting
-  const int status = wait_for(pid);
-  g_child = 0;
+  const int status = wait_child(spawn_child(cmd, log));
   const auto result = sweep::read_run(run.dir);
   if (result.status == sweep::Status::Done) return {true, ""};
   if (result.last_event == "preempted") return {false, fmt::format("stopped with a checkpoint at step {}", result.steps)};
@@ -217,8 +105,8 @@ Outcome run_one(const SweepArgs& args, const sweep::Sweep& sw, const sweep::Run&
 }
 
 void run_local(const SweepArgs& args, const sweep::Sweep& sw) {
-  const auto exe = self_exe();
-  install_forwarding();
+  const auto exe = self_executable();
+  forward_stop_signals();
   std::vector<const sweep::Run*> todo;
   for (const auto& r : sw.runs) {
     if (args.only < 0 || r.index == args.only) todo.push_back(&r);
@@ -255,10 +143,10 @@ void run_local(const SweepArgs& args, const sweep::Sweep& sw) {
     const auto t0 = std::chrono::steady_clock::now();
     const auto outcome = run_one(args, sw, run, exe);
     const double took = since(t0);
-    if (g_signal != 0) {
+    if (const int signo = stop_signal_seen(); signo != 0) {
       throw Error(fmt::format("sweep {} stopped by signal {} ({}) during run {} '{}' ({}); the same command "
                               "continues it (runs resume from their last checkpoint)",
-                              sw.name, static_cast<int>(g_signal), strsignal(g_signal), run.index, run.name,
+                              sw.name, signo, strsignal(signo), run.index, run.name,
                               outcome.ok ? "which finished" : outcome.why));
     }
     ++trained;
@@ -343,8 +231,8 @@ void submit(const SweepArgs& args, const sweep::Sweep& sw) {
     return;
   }
   fs::create_directories(logs);
-  setenv("SOME_BIN", self_exe().c_str(), /*overwrite=*/0);  // the jobs run this binary
-  const auto array_id = job_id(capture(array), "job array");
+  setenv("SOME_BIN", self_executable().c_str(), /*overwrite=*/0);  // the jobs run this binary
+  const auto array_id = job_id(capture_output(array), "job array");
   std::cout << fmt::format("submitted array job {}: {} run(s) of sweep {} (tasks 0-{}{}), output {}/{}_<task>.out\n",
                            array_id, n, sw.name, n - 1,
                            args.max_parallel > 0 ? fmt::format(", at most {} at once", args.max_parallel) : "", logs,
@@ -352,7 +240,7 @@ void submit(const SweepArgs& args, const sweep::Sweep& sw) {
             << std::flush;
   int64_t summary_id = 0;
   try {
-    summary_id = job_id(capture(summary(std::to_string(array_id))), "summary job");
+    summary_id = job_id(capture_output(summary(std::to_string(array_id))), "summary job");
   } catch (const Error& e) {
     throw Error(fmt::format("array job {} is submitted, but the summary job is not ({}): once the array has ended, "
                             "write the summary with: some sweep {} --out {}{} --summary",

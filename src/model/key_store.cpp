@@ -25,9 +25,12 @@ void GravityStats::add(const Routing& r) {
   const auto k = r.indices.size(1);
   auto flat_idx = r.indices.reshape({-1});                                   // (N*k,)
   n_.index_add_(0, flat_idx, torch::ones({flat_idx.size(0)}, n_.options()));
-  // S_i += sum of the normalised queries of the tokens that selected i.
-  auto q_rep = r.qhat.unsqueeze(1).expand({-1, k, -1}).reshape({-1, d_});     // (N*k, d)
-  S_.index_add_(0, flat_idx, q_rep);
+  // S_i += sum of the normalised queries of the tokens that selected i (routers without
+  // queries, the baselines, count selections and co-activations only).
+  if (r.qhat.defined()) {
+    auto q_rep = r.qhat.unsqueeze(1).expand({-1, k, -1}).reshape({-1, d_});   // (N*k, d)
+    S_.index_add_(0, flat_idx, q_rep);
+  }
   if (k > 1) {
     // C_ij += #tokens that selected both i and j (i != j): every ordered pair (a, b), a != b, of
     // a token's selection, as flat indices i*E + j.

@@ -27,7 +27,7 @@ struct Routing {
 class GravityStats {
  public:
   GravityStats(int64_t E, int64_t d, torch::TensorOptions opts);
-  void add(const Routing& r);  // no grad; counts each token once
+  void add(const Routing& r);  // no grad; counts each token once (S only when r.qhat is defined)
   void zero() { flat_.zero_(); }
   torch::Tensor& flat() { return flat_; }   // (E + E*d + E*E,) the allreduce buffer
   const torch::Tensor& n() const { return n_; }   // (E,)   selections

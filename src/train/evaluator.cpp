@@ -78,8 +78,7 @@ EvalResult Evaluator::run(model::Transformer& model) {
         r = some[l]->last_routing();
         sums[2 + l] += r.scores.select(1, 0).sum().item<double>();
       } else {
-        r.indices = layers[l]->last_indices();
-        r.qhat = torch::zeros({r.indices.size(0), d}, torch::TensorOptions(device_));  // no queries
+        r.indices = layers[l]->last_indices();  // no queries: counts and co-activation only
       }
       stats[l].add(r);
       top1[l].push_back(r.indices.select(1, 0).cpu());

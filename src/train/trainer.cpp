@@ -260,12 +260,12 @@ double Trainer::clip_gradients() {
   // replicated gradients are identical everywhere, the experts' squared norms are summed over
   // the group.
   torch::NoGradGuard no_grad;
-  auto squared = [](const std::vector<torch::Tensor>& params) {
-    auto total = torch::zeros({1}, torch::kFloat64);
+  auto squared = [](const std::vector<torch::Tensor>& params) {  // (1,) on the host: one sync
+    std::vector<torch::Tensor> sums;
     for (auto& p : params) {
-      if (p.grad().defined()) total += p.grad().to(torch::kFloat64).pow(2).sum().cpu();
+      if (p.grad().defined()) sums.push_back(p.grad().to(torch::kFloat64).pow(2).sum());
     }
-    return total;
+    return sums.empty() ? torch::zeros({1}, torch::kFloat64) : torch::stack(sums).sum().reshape({1}).cpu();
   };
   if (expert_params_.empty() || parallel_.ep_size() == 1) {
     // Every rank holds every parameter: exactly torch's clipping.
