@@ -1,19 +1,30 @@
-// Single-process train-step throughput: tokens/s of the default config and of a 4x wider one,
-// split into forward, backward, optimizer and key update, with model FLOPs per token and the
-// fraction of this machine's fp32 GEMM peak, measured in the same run. Prints JSON.
+// Single-process train-step throughput on one device (a CPU, or one GPU): tokens/s of each
+// config asked for, the step split into synchronised phases (forward, backward, optimizer, key
+// update), model FLOPs per token, MFU against the GEMM peak measured in the same run (fp32 on
+// the CPU, bf16 on a GPU) and, on a GPU, against the H100's dense bf16 peak of 989 TFLOP/s, and
+// the peak of the device's allocator. Prints JSON.
 //
 //   build/bin/bench_train_step [--steps 8] [--warmup 2] [--data data/default]
+//   build/bin/bench_train_step --device cuda --dtype bfloat16 --configs default,150m,1b
+//
+// Configs: default (configs/default.toml), default_4x_wide (d_model, d_expert and heads x4),
+// 150m (configs/some-150m.toml), 1b (configs/some-1b.toml), or a path to any TOML config. Every
+// config is run with parallel.expert_parallel = 1: one process holds every expert.
 #include <chrono>
+#include <filesystem>
 #include <iostream>
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include "common/cuda_info.h"
+#include "common/errors.h"
 #include "common/logging.h"
 #include "launcher/config.h"
 #include "launcher/session.h"
 #include "parallel/parallel_state.h"
+#include "src/train/device.h"
 #include "src/train/trainer.h"
 
 using namespace some;
@@ -21,27 +32,65 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-// Best of several runs of an n x n x n fp32 matmul, in FLOP/s.
-double gemm_peak_flops(int64_t n, int reps) {
-  auto a = torch::randn({n, n}), b = torch::randn({n, n});
-  torch::matmul(a, b);  // warm up
+// H100 SXM dense bf16 tensor-core peak (NVIDIA's datasheet figure without sparsity).
+constexpr double kH100Bf16PeakFlops = 989e12;
+
+struct GemmPeak {
+  double flops = 0;
+  std::string dtype, shape;
+};
+
+// The best of `reps` n x n x n matmuls after a warm-up, in FLOP/s: fp32 on the CPU, bf16 on a GPU
+// (the precision its tensor cores and the model's autocast GEMMs use).
+GemmPeak gemm_peak(const torch::Device& device, int64_t n, int reps) {
+  const auto dtype = device.is_cuda() ? torch::kBFloat16 : torch::kFloat32;
+  auto opts = torch::TensorOptions().dtype(dtype).device(device);
+  auto a = torch::randn({n, n}, opts), b = torch::randn({n, n}, opts);
+  torch::matmul(a, b);
+  train::synchronize(device);
   double best = 0;
   for (int r = 0; r < reps; ++r) {
     auto t0 = Clock::now();
     auto c = torch::matmul(a, b);
-    double s = std::chrono::duration<double>(Clock::now() - t0).count();
-    best = std::max(best, 2.0 * n * n * n / s);
+    train::synchronize(device);
+    best = std::max(best, 2.0 * n * n * n / std::chrono::duration<double>(Clock::now() - t0).count());
   }
-  return best;
+  return {best, device.is_cuda() ? "bfloat16" : "float32", fmt::format("{0}x{0}x{0}", n)};
+}
+
+launcher::Config named_config(const std::string& name, const std::vector<std::string>& overrides) {
+  const std::map<std::string, std::string> files = {{"default", "configs/default.toml"},
+                                                    {"default_4x_wide", "configs/default.toml"},
+                                                    {"150m", "configs/some-150m.toml"},
+                                                    {"1b", "configs/some-1b.toml"}};
+  auto file = files.count(name) ? files.at(name) : name;
+  if (!std::filesystem::exists(file)) {
+    throw ConfigError(fmt::format("--configs: '{}' is neither a known config (default, default_4x_wide, 150m, 1b) "
+                                  "nor a TOML file",
+                                  name));
+  }
+  auto cfg = launcher::load_config(file, overrides);
+  if (name == "default_4x_wide") {
+    cfg.model.d_model *= 4;
+    cfg.model.d_expert *= 4;
+    cfg.model.n_heads *= 4;
+  }
+  cfg.parallel.expert_parallel = 1;
+  return cfg;
 }
 
 nlohmann::json bench_config(const std::string& name, launcher::Config cfg, const data::DatasetMeta& meta,
-                            int steps, int warmup, double peak) {
+                            const torch::Device& device, int steps, int warmup, const GemmPeak& peak) {
   auto parallel = parallel::ParallelState::single_process();
   cfg.train.max_steps = 1 << 20;
+  cfg.train.device = device.str();
+  cfg.train.synchronize_phases = true;
+  cfg.train.eval_sample_tokens = 0;
   model::Transformer model(launcher::model_options(cfg, meta));
   train::Trainer trainer(model, cfg.optim, cfg.train, meta, "", parallel);
   for (int s = 1; s <= warmup; ++s) trainer.train_step(s);
+  train::synchronize(device);
+  train::reset_peak_memory(device);
   train::StepTimes sum;
   auto t0 = Clock::now();
   for (int s = warmup + 1; s <= warmup + steps; ++s) {
@@ -49,31 +98,44 @@ nlohmann::json bench_config(const std::string& name, launcher::Config cfg, const
     const auto& t = trainer.last_step_times();
     sum.forward += t.forward;
     sum.backward += t.backward;
+    sum.grad_allreduce += t.grad_allreduce;
     sum.optimizer += t.optimizer;
     sum.key_update += t.key_update;
   }
+  train::synchronize(device);
   const double wall = std::chrono::duration<double>(Clock::now() - t0).count();
   const double tokens = static_cast<double>(steps) * cfg.train.global_batch * cfg.train.seq_len;
   const double flops_per_token = model->flops_per_token(cfg.train.seq_len, true);
-  const double tok_s = tokens / wall;
-  return {{"config", name},
-          {"d_model", cfg.model.d_model},
-          {"d_expert", cfg.model.d_expert},
-          {"num_experts", cfg.model.num_experts},
-          {"parameters_total", model->num_parameters(false)},
-          {"parameters_trainable", model->num_parameters(true)},
-          {"tokens_per_step", cfg.train.global_batch * cfg.train.seq_len},
-          {"steps_timed", steps},
-          {"tokens_per_s", tok_s},
-          {"step_ms", 1e3 * wall / steps},
-          {"phase_ms", {{"forward", 1e3 * sum.forward / steps},
-                        {"backward", 1e3 * sum.backward / steps},
-                        {"optimizer", 1e3 * sum.optimizer / steps},
-                        {"key_update", 1e3 * sum.key_update / steps},
-                        {"other", 1e3 * (wall - sum.forward - sum.backward - sum.optimizer - sum.key_update) / steps}}},
-          {"model_flops_per_token", flops_per_token},
-          {"achieved_flops", flops_per_token * tok_s},
-          {"fraction_of_gemm_peak", flops_per_token * tok_s / peak}};
+  const double tok_s = tokens / wall, achieved = flops_per_token * tok_s;
+  const double phases = sum.forward + sum.backward + sum.grad_allreduce + sum.optimizer + sum.key_update;
+  nlohmann::json out = {
+      {"config", name},
+      {"d_model", cfg.model.d_model},
+      {"n_layers", cfg.model.n_layers},
+      {"d_expert", cfg.model.d_expert},
+      {"num_experts", cfg.model.num_experts},
+      {"parameters_total", model->num_parameters(false)},
+      {"parameters_trainable", model->num_parameters(true)},
+      {"tokens_per_step", cfg.train.global_batch * cfg.train.seq_len},
+      {"micro_batches_per_step", cfg.train.global_batch / cfg.train.micro_batch},
+      {"steps_timed", steps},
+      {"tokens_per_s", tok_s},
+      {"step_ms", 1e3 * wall / steps},
+      {"phase_ms", {{"forward", 1e3 * sum.forward / steps},
+                    {"backward", 1e3 * sum.backward / steps},
+                    {"grad_allreduce", 1e3 * sum.grad_allreduce / steps},
+                    {"optimizer", 1e3 * sum.optimizer / steps},
+                    {"key_update", 1e3 * sum.key_update / steps},
+                    {"other", 1e3 * (wall - phases) / steps}}},
+      {"model_flops_per_token", flops_per_token},
+      {"achieved_flops", achieved},
+      {"mfu_vs_measured_gemm_peak", achieved / peak.flops},
+      {"peak_memory_gib", nullptr}};  // the device allocator's peak: GPUs only
+  if (device.is_cuda()) {
+    out["peak_memory_gib"] = static_cast<double>(train::peak_memory_bytes(device)) / (1 << 30);
+    out["mfu_vs_h100_bf16_989_tflops"] = achieved / kH100Bf16PeakFlops;
+  }
+  return out;
 }
 
 }  // namespace
@@ -81,33 +143,60 @@ nlohmann::json bench_config(const std::string& name, launcher::Config cfg, const
 int main(int argc, char** argv) {
   CLI::App app{"SoME train-step benchmark (JSON on stdout)"};
   int steps = 8, warmup = 2;
-  std::string data_dir = "data/default", config = "configs/default.toml";
-  app.add_option("--steps", steps, "timed steps")->capture_default_str();
+  std::string data_dir = "data/default", device_name = "cpu", dtype;
+  std::vector<std::string> configs = {"default", "default_4x_wide"}, overrides;
+  app.add_option("--steps", steps, "timed steps per config")->capture_default_str();
   app.add_option("--warmup", warmup, "untimed steps first")->capture_default_str();
   app.add_option("--data", data_dir, "dataset")->capture_default_str();
-  app.add_option("--config", config, "base config")->capture_default_str();
+  app.add_option("--device", device_name, "cpu, or cuda (one GPU)")->check(CLI::IsMember({"cpu", "cuda"}))
+      ->capture_default_str();
+  app.add_option("--dtype", dtype, "float32 or bfloat16 (autocast); default: float32 on cpu, bfloat16 on cuda")
+      ->check(CLI::IsMember({"float32", "bfloat16"}));
+  app.add_option("--configs", configs, "comma-separated: default, default_4x_wide, 150m, 1b, or TOML paths")
+      ->delimiter(',')->capture_default_str();
+  app.add_option("--set", overrides, "config override KEY=VALUE for every config (repeatable)");
   CLI11_PARSE(app, argc, argv);
   log::setup();
   spdlog::set_level(spdlog::level::warn);
+  try {
+    if (device_name == "cuda" && !torch::cuda::is_available()) {
+      throw ConfigError("--device cuda: no CUDA device is available to this LibTorch build");
+    }
+    const torch::Device device = device_name == "cuda" ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
+    if (dtype.empty()) dtype = device.is_cuda() ? "bfloat16" : "float32";
+    overrides.push_back("train.dtype=" + dtype);
+    auto first = named_config(configs.front(), overrides);
+    launcher::set_threads(first);
+    auto meta = launcher::ensure_dataset(data_dir);
+    const auto peak = gemm_peak(device, device.is_cuda() ? 8192 : 1024, 10);
 
-  auto cfg = launcher::load_config(config, {});
-  launcher::set_threads(cfg);
-  auto meta = launcher::ensure_dataset(data_dir);
-  const double peak = gemm_peak_flops(1024, 10);
-
-  auto wide = cfg;  // 4x wider: model width, expert width and heads x4
-  wide.model.d_model *= 4;
-  wide.model.d_expert *= 4;
-  wide.model.n_heads *= 4;
-
-  nlohmann::json out = {{"benchmark", "train_step"},
-                        {"threads", torch::get_num_threads()},
-                        {"gemm_peak_fp32_flops", peak},
-                        {"gemm_peak_shape", "1024x1024x1024"},
-                        {"results", {bench_config("default", cfg, meta, steps, warmup, peak),
-                                     bench_config("default_4x_wide", wide, meta, std::max(2, steps / 4), 1, peak)}}};
-  auto& r = out["results"];
-  out["wide_vs_default_tokens_per_s"] = r[1]["tokens_per_s"].get<double>() / r[0]["tokens_per_s"].get<double>();
-  std::cout << out.dump(2) << std::endl;
+    nlohmann::json results = nlohmann::json::array();
+    for (const auto& name : configs) {
+      auto cfg = named_config(name, overrides);
+      const bool big = cfg.model.d_model >= 512 || name == "default_4x_wide";
+      // Big models on the CPU: fewer steps (the same rule as before this benchmark had a GPU).
+      const int n = device.is_cuda() || !big ? steps : std::max(2, steps / 4);
+      results.push_back(bench_config(name, cfg, meta, device, n, device.is_cuda() || !big ? warmup : 1, peak));
+      std::cerr << "bench_train_step: " << name << " " << results.back()["tokens_per_s"].get<double>()
+                << " tokens/s" << std::endl;
+    }
+    nlohmann::json out = {{"benchmark", "train_step"},
+                          {"device", device.is_cuda() ? describe_cuda_devices() : std::string("cpu")},
+                          {"dtype", dtype},
+                          {"torch_version", TORCH_VERSION},
+                          {"threads", torch::get_num_threads()},
+                          {"gemm_peak_flops", peak.flops},
+                          {"gemm_peak_dtype", peak.dtype},
+                          {"gemm_peak_shape", peak.shape},
+                          {"results", results}};
+    if (device.is_cuda()) out["h100_bf16_peak_flops"] = kH100Bf16PeakFlops;
+    if (results.size() >= 2 && configs[0] == "default" && configs[1] == "default_4x_wide") {
+      out["wide_vs_default_tokens_per_s"] = results[1]["tokens_per_s"].get<double>() / results[0]["tokens_per_s"].get<double>();
+    }
+    std::cout << out.dump(2) << std::endl;
+  } catch (const std::exception& e) {
+    std::cerr << "bench_train_step: " << e.what() << std::endl;
+    return 2;
+  }
   return 0;
 }

@@ -1,7 +1,7 @@
 #pragma once
 // NCCL transport for CUDA tensors (built only with SOME_WITH_CUDA). The communicator is
-// bootstrapped over MPI (rank 0's ncclUniqueId is broadcast by the MPI communicator of the
-// same ranks); every collective is enqueued on the current CUDA stream of the communicator's
+// bootstrapped over another communicator of the same ranks (rank 0's ncclUniqueId is broadcast
+// by it: MPI in a job, the local one for a single process); every collective is enqueued on the current CUDA stream of the communicator's
 // device and is therefore ordered with the compute around it. Every NCCL and CUDA call is
 // checked (SOME_CHECK_NCCL / SOME_CHECK_CUDA name call, file and line) and throws CallError.
 #include <string>
@@ -10,7 +10,6 @@
 #include <torch/torch.h>
 
 #include "parallel/communicator.h"
-#include "parallel/mpi_communicator.h"
 
 // nccl.h stays out of this header: ncclComm_t is `struct ncclComm*`.
 struct ncclComm;
@@ -21,7 +20,7 @@ class NcclCommunicator final : public Communicator {
  public:
   // Collective over the ranks of `bootstrap` (same rank numbers); `device` is this rank's GPU.
   // The bootstrap communicator is only used inside the constructor.
-  NcclCommunicator(MpiCommunicator& bootstrap, int device);
+  NcclCommunicator(Communicator& bootstrap, int device);
   ~NcclCommunicator() override;  // ncclCommDestroy (ncclCommAbort after an asynchronous error)
   NcclCommunicator(const NcclCommunicator&) = delete;
   NcclCommunicator& operator=(const NcclCommunicator&) = delete;

@@ -4,6 +4,7 @@
 
 #include "common/check.h"
 #include "common/errors.h"
+#include "parallel/gpu_assignment.h"
 #include "parallel/mpi_communicator.h"
 #ifdef SOME_WITH_CUDA
 #include "parallel/nccl_communicator.h"
@@ -41,6 +42,8 @@ ParallelState ParallelState::from_mpi(int expert_parallel, int cuda_device) {
   const bool one_replica = world->world_size() == expert_parallel;
   if (cuda_device >= 0) {
 #ifdef SOME_WITH_CUDA
+    // Before any NCCL call: two ranks on one GPU would fail inside ncclCommInitRank (or hang).
+    require_one_rank_per_gpu(*world, local_gpu_identity(cuda_device));
     std::shared_ptr<Communicator> ep = std::make_shared<LocalCommunicator>();
     if (expert_parallel > 1) ep = std::make_shared<NcclCommunicator>(*ep_mpi, cuda_device);
     auto nccl_world = std::make_shared<NcclCommunicator>(*world, cuda_device);

@@ -40,6 +40,9 @@ struct TrainOptions {
   // library (RUN/checkpoints/experts_<step>) at the first save and referenced (a run resumed
   // in its own directory keeps using its library).
   std::string checkpoint_experts = "every";
+  // Benchmarks: wait for the device at every phase boundary, so that StepTimes are the device's
+  // times on CUDA (which queues work and returns at once) rather than the host's enqueue times.
+  bool synchronize_phases = false;
 };
 
 struct ParallelOptions {

@@ -17,6 +17,7 @@
 #include "common/stop_signal.h"
 #include "src/model/key_store.h"
 #include "src/model/some_layer.h"
+#include "src/train/device.h"
 #include "src/train/lr_schedule.h"
 
 namespace some::train {
@@ -128,11 +129,16 @@ double Trainer::train_step(int64_t step) {
   model_->set_collect_stats(true);  // every training token feeds Knowledge Gravity once
   optimizer_->zero_grad();
   times_ = {};
+  // A phase boundary: the host clock, after the device has caught up when timing is synchronised.
+  auto now = [&] {
+    if (train_.synchronize_phases) synchronize(device_);
+    return Clock::now();
+  };
   const auto n_micro = train_.global_batch / parallel_.world_size() / train_.micro_batch;
   std::vector<torch::Tensor> losses;  // kept on the device: one host sync per step, not per micro-batch
   for (int64_t m = 0; m < n_micro; ++m) {
     auto batch = micro_batch(step, m);                                        // (B, T+1)
-    auto t0 = Clock::now();
+    auto t0 = now();
     torch::Tensor loss, objective;
     {
       AutocastGuard autocast(device_, train_.dtype == "bfloat16");
@@ -141,14 +147,14 @@ double Trainer::train_step(int64_t step) {
       auto aux = model_->aux_loss();
       objective = aux.defined() ? loss + aux : loss;
     }
-    auto t1 = Clock::now();
+    auto t1 = now();
     if (m == n_micro - 1) {  // its gradients are final: buckets may start during it
       grad_allreduce_->expect_final_backward();
       if (expert_grad_allreduce_) expert_grad_allreduce_->expect_final_backward();
     }
     (objective / static_cast<double>(n_micro)).backward();
     times_.forward += std::chrono::duration<double>(t1 - t0).count();
-    times_.backward += std::chrono::duration<double>(Clock::now() - t1).count();
+    times_.backward += std::chrono::duration<double>(now() - t1).count();
     losses.push_back(loss.detach());
   }
   model_->set_collect_stats(false);
@@ -164,17 +170,17 @@ double Trainer::train_step(int64_t step) {
   }
   const double loss_sum = micro_losses.sum().item<double>();
 
-  auto t_reduce = Clock::now();
+  auto t_reduce = now();
   grad_allreduce_->finish();                                                       // data parallel
   finish_expert_gradients();
-  times_.grad_allreduce = std::chrono::duration<double>(Clock::now() - t_reduce).count();
+  times_.grad_allreduce = std::chrono::duration<double>(now() - t_reduce).count();
 
-  auto t2 = Clock::now();
+  auto t2 = now();
   last_grad_norm_ = clip_gradients();
   SOME_REQUIRE(std::isfinite(last_grad_norm_), NumericError,
                "gradient norm is {} at step {}; stopping the run", last_grad_norm_, step);
   optimizer_->step();
-  auto t3 = Clock::now();
+  auto t3 = now();
 
   // Knowledge Gravity: statistics of the whole global batch (one allreduce per layer's fused
   // buffer), then the same deterministic update on every rank.
@@ -201,7 +207,7 @@ double Trainer::train_step(int64_t step) {
   }
   for (auto* layer : model_->routed_layers()) layer->after_step();
   times_.optimizer = std::chrono::duration<double>(t3 - t2).count();
-  times_.key_update = std::chrono::duration<double>(Clock::now() - t3).count();
+  times_.key_update = std::chrono::duration<double>(now() - t3).count();
   if (parallel_opts_.key_check_every > 0 && step % parallel_opts_.key_check_every == 0) check_key_stores(step);
   // ----------------------------- TRAINING STEP END -----------------------------
   return loss_sum / static_cast<double>(n_micro);
@@ -356,7 +362,8 @@ TrainSummary Trainer::run() {
                     {"loss", summary.train_loss}, {"lr", lr}, {"tokens_per_s", summary.tokens_per_s},
                     {"elapsed_s", elapsed_before_ + summary.elapsed_s}, {"val_loss", summary.val_loss},
                     {"val_ppl", summary.val_ppl}, {"unigram_ppl", summary.unigram_ppl},
-                    {"stopped_by_time", summary.stopped_by_time}, {"checkpoint", summary.checkpoint}});
+                    {"stopped_by_time", summary.stopped_by_time}, {"checkpoint", summary.checkpoint},
+                    {"model_flops_per_token", model_->flops_per_token(train_.seq_len, true)}});
   }
   return summary;
 }

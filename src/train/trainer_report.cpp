@@ -9,6 +9,7 @@
 #include "common/tensorboard.h"
 #include "src/model/key_store.h"
 #include "src/model/some_layer.h"
+#include "src/train/device.h"
 #include "src/train/generate.h"
 #include "src/train/trainer.h"
 
@@ -59,6 +60,7 @@ void Trainer::log_step(int64_t step, double loss, double lr, double tok_s, doubl
                       {"elapsed_s", elapsed}};
   if (!routing.empty()) j["routing"] = routing;
   if (model_->options().capacity_factor > 0) j["dropped_slots"] = last_dropped_slots_;
+  if (device_.is_cuda()) j["peak_memory_gib"] = static_cast<double>(peak_memory_bytes(device_)) / (1 << 30);
   log_metrics(j);
 }
 

@@ -3,9 +3,12 @@
 // and gradients.
 #include <numeric>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "common/errors.h"
+#include "parallel/gpu_assignment.h"
 #include "parallel/gradient_allreduce.h"
 #include "parallel/mpi_communicator.h"
 #include "parallel/parallel_state.h"
@@ -188,4 +191,27 @@ TEST(GradientAllreduce, OverlappedBucketsStartDuringBackwardAndMatch) {
     EXPECT_TRUE(torch::allclose(a[i].grad(), expected)) << i;
     EXPECT_TRUE(torch::allclose(b[i].grad(), expected)) << i;
   }
+}
+
+// One rank per GPU, checked before NCCL exists (so it runs on CPU ranks with made-up GPUs):
+// every rank must throw the same error naming the sharing ranks, never only some of them.
+TEST(GpuAssignment, RanksSharingAGpuAreRefusedOnEveryRank) {
+  auto& comm = world();
+  const int W = comm.world_size(), r = comm.rank();
+  // Distinct GPUs: rank r has bus r on one host; nothing is thrown.
+  EXPECT_NO_THROW(parallel::require_one_rank_per_gpu(comm, {"node-a", fmt::format("0000:{:02d}:00.0", r), r}));
+  // Same index on different hosts is fine too (one GPU per node).
+  EXPECT_NO_THROW(parallel::require_one_rank_per_gpu(comm, {fmt::format("node-{}", r), "0000:18:00.0", 0}));
+  // Ranks 0 and W-1 on one GPU (as local_rank % devices would map 2 ranks onto 1 GPU).
+  const int bus = r == W - 1 ? 0 : r;
+  std::string message;
+  try {
+    parallel::require_one_rank_per_gpu(comm, {"node-a", fmt::format("0000:{:02d}:00.0", bus), bus});
+  } catch (const ConfigError& e) {
+    message = e.what();
+  }
+  EXPECT_NE(message.find(fmt::format("ranks 0, {} share cuda:0 (PCI 0000:00:00.0) on host node-a", W - 1)),
+            std::string::npos)
+      << message;
+  EXPECT_NE(message.find("one GPU per rank"), std::string::npos) << message;
 }

@@ -1,0 +1,51 @@
+#include "src/train/device.h"
+
+#ifdef SOME_WITH_CUDA
+// The CPU Torch wheel ships c10/cuda headers without the generated cuda_cmake_macros.h (see
+// parallel/nccl_communicator.cpp); a CUDA Torch has it.
+#if !__has_include(<c10/cuda/impl/cuda_cmake_macros.h>) && !defined(C10_CUDA_NO_CMAKE_CONFIGURE_FILE)
+#define C10_CUDA_NO_CMAKE_CONFIGURE_FILE
+#endif
+#include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAFunctions.h>
+#endif
+
+#include "common/errors.h"
+
+namespace some::train {
+
+#ifdef SOME_WITH_CUDA
+namespace {
+c10::DeviceIndex index_of(const torch::Device& device) { return device.has_index() ? device.index() : 0; }
+}  // namespace
+#endif
+
+void synchronize(const torch::Device& device) {
+  if (!device.is_cuda()) return;
+#ifdef SOME_WITH_CUDA
+  c10::cuda::CUDAGuard guard(index_of(device));
+  c10::cuda::device_synchronize();
+#else
+  throw ConfigError("a CUDA device in a build without SOME_WITH_CUDA");
+#endif
+}
+
+void reset_peak_memory(const torch::Device& device) {
+  if (!device.is_cuda()) return;
+#ifdef SOME_WITH_CUDA
+  c10::cuda::CUDACachingAllocator::resetPeakStats(index_of(device));
+#endif
+}
+
+int64_t peak_memory_bytes(const torch::Device& device) {
+  if (!device.is_cuda()) return 0;
+#ifdef SOME_WITH_CUDA
+  // allocated_bytes[0] is the aggregate over pool types (StatType::AGGREGATE) in every Torch 2.x.
+  return c10::cuda::CUDACachingAllocator::getDeviceStats(index_of(device)).allocated_bytes[0].peak;
+#else
+  return 0;
+#endif
+}
+
+}  // namespace some::train

@@ -1,0 +1,15 @@
+#pragma once
+// The few things the trainer and the benchmarks ask of a device beyond tensors: wait for queued
+// work (CUDA runs asynchronously; a host clock measures nothing without it), and the peak of
+// the caching allocator's memory. On the CPU they are no-ops and zeros.
+#include <cstdint>
+
+#include <torch/torch.h>
+
+namespace some::train {
+
+void synchronize(const torch::Device& device);          // returns when all queued work is done
+void reset_peak_memory(const torch::Device& device);    // starts a new peak window
+int64_t peak_memory_bytes(const torch::Device& device);  // bytes allocated at the peak; 0 on CPU
+
+}  // namespace some::train

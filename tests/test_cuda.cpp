@@ -1,0 +1,188 @@
+// The GPU path against the CPU path: one forward and backward of a small SoME model (loss and
+// every gradient), the NCCL communicator at W = 1, and several training steps of the trainer.
+// Tolerances (relative): fp32 1e-4; bf16 autocast 2e-2. Every test is
+// skipped, visibly, where no CUDA device is available (scripts/gpu/check.sh runs them on a GPU).
+#include <cmath>
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "parallel/parallel_state.h"
+#include "src/model/transformer.h"
+#include "src/train/device.h"
+#include "src/train/trainer.h"
+#include "tiny_dataset.h"
+#ifdef SOME_WITH_CUDA
+#include "parallel/nccl_communicator.h"
+#endif
+
+using namespace some;
+
+namespace {
+
+#define SKIP_WITHOUT_CUDA() \
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device: the GPU path is not exercised here"
+
+constexpr double kFp32Tolerance = 1e-4, kBf16Tolerance = 2e-2;
+
+model::ModelOptions small_model(int64_t vocab) {
+  model::ModelOptions o;
+  o.vocab_size = vocab;
+  o.d_model = 64;
+  o.n_layers = 2;
+  o.n_heads = 4;
+  o.max_seq_len = 32;
+  o.num_experts = 16;
+  o.top_k = 2;
+  o.d_expert = 32;
+  return o;
+}
+
+// ||a - b|| / ||b||, with b the CPU fp32 reference.
+double relative(const torch::Tensor& a, const torch::Tensor& b) {
+  auto x = a.detach().to(torch::kCPU, torch::kFloat64), y = b.detach().to(torch::kCPU, torch::kFloat64);
+  return (x - y).norm().item<double>() / std::max(y.norm().item<double>(), 1e-30);
+}
+
+struct ForwardBackward {
+  double loss = 0;
+  std::vector<std::pair<std::string, torch::Tensor>> grads;  // trainable parameters, on the CPU
+};
+
+// One forward and backward of the same model (same seed) on the same batch.
+ForwardBackward forward_backward(const torch::Device& device, bool bf16) {
+  torch::manual_seed(11);
+  model::Transformer model(small_model(96));
+  model->to(device);
+  model->train();
+  auto batch = torch::randint(0, 96, {8, 33}, torch::kLong).to(device);  // same draw: init ran on the CPU
+  torch::Tensor loss;
+  {
+    train::AutocastGuard autocast(device, bf16);
+    loss = model->loss(batch.narrow(1, 0, 32), batch.narrow(1, 1, 32));
+  }
+  loss.backward();
+  ForwardBackward out;
+  out.loss = loss.item<double>();
+  for (auto& p : model->named_parameters()) {
+    if (p.value().requires_grad() && p.value().grad().defined()) out.grads.emplace_back(p.key(), p.value().grad().cpu());
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST(Cuda, LossAndGradientsMatchCpuFp32) {
+  SKIP_WITHOUT_CUDA();
+  auto cpu = forward_backward(torch::kCPU, false), gpu = forward_backward(torch::Device(torch::kCUDA, 0), false);
+  EXPECT_LE(std::abs(gpu.loss - cpu.loss) / cpu.loss, kFp32Tolerance) << "cpu " << cpu.loss << " cuda " << gpu.loss;
+  ASSERT_EQ(cpu.grads.size(), gpu.grads.size());
+  ASSERT_FALSE(cpu.grads.empty());
+  for (size_t i = 0; i < cpu.grads.size(); ++i) {
+    ASSERT_EQ(cpu.grads[i].first, gpu.grads[i].first);
+    EXPECT_LE(relative(gpu.grads[i].second, cpu.grads[i].second), kFp32Tolerance) << cpu.grads[i].first;
+  }
+}
+
+// bf16 autocast on both sides: rounding to bf16 alone moves the gradients ~4% from fp32 (measured
+// on the CPU), so the gradients are compared with the CPU's bf16 run, the loss with both.
+TEST(Cuda, LossAndGradientsBf16MatchCpuBf16) {
+  SKIP_WITHOUT_CUDA();
+  auto fp32 = forward_backward(torch::kCPU, false), cpu = forward_backward(torch::kCPU, true);
+  auto gpu = forward_backward(torch::Device(torch::kCUDA, 0), true);
+  EXPECT_LE(std::abs(gpu.loss - cpu.loss) / cpu.loss, kBf16Tolerance) << "cpu bf16 " << cpu.loss << " cuda " << gpu.loss;
+  EXPECT_LE(std::abs(gpu.loss - fp32.loss) / fp32.loss, kBf16Tolerance) << "cpu fp32 " << fp32.loss << " cuda " << gpu.loss;
+  // All gradients as one vector: single bf16 entries of near-zero gradients are noise.
+  std::vector<torch::Tensor> a, b;
+  ASSERT_EQ(cpu.grads.size(), gpu.grads.size());
+  for (size_t i = 0; i < cpu.grads.size(); ++i) {
+    a.push_back(gpu.grads[i].second.flatten());
+    b.push_back(cpu.grads[i].second.flatten());
+  }
+  EXPECT_LE(relative(torch::cat(a), torch::cat(b)), kBf16Tolerance);
+}
+
+TEST(Cuda, NcclCommunicatorAtOneRank) {
+  SKIP_WITHOUT_CUDA();
+#ifndef SOME_WITH_CUDA
+  GTEST_SKIP() << "built without SOME_WITH_CUDA: no NCCL communicator";
+#else
+  parallel::LocalCommunicator bootstrap;
+  parallel::NcclCommunicator nccl(bootstrap, 0);
+  const auto cuda = torch::TensorOptions().device(torch::kCUDA, 0);
+  EXPECT_EQ(nccl.world_size(), 1);
+  for (auto dtype : {torch::kFloat32, torch::kFloat64, torch::kInt64, torch::kBFloat16}) {
+    auto t = torch::arange(10, cuda.dtype(dtype)), before = t.clone();
+    nccl.allreduce_sum(t);
+    EXPECT_TRUE(torch::equal(t, before)) << dtype;
+  }
+  auto host = torch::tensor({1.5, -2.0}, torch::kFloat64);  // CPU tensors are staged through the GPU
+  nccl.allreduce_sum(host);
+  EXPECT_TRUE(host.device().is_cpu());
+  EXPECT_DOUBLE_EQ(host[1].item<double>(), -2.0);
+  auto rows = torch::randn({7, 5}, cuda);
+  auto back = nccl.all_to_all(rows, {7}, {7});
+  EXPECT_TRUE(torch::equal(back, rows));
+  auto empty = nccl.all_to_all(torch::empty({0, 5}, cuda), {0}, {0});
+  EXPECT_EQ(empty.size(0), 0);
+  auto b = torch::randn({3}, cuda), copy = b.clone();
+  nccl.broadcast(b, 0);
+  EXPECT_TRUE(torch::equal(b, copy));
+  auto gathered = nccl.allgather(b);
+  EXPECT_EQ(gathered.sizes(), (std::vector<int64_t>{1, 3}));
+  EXPECT_TRUE(torch::equal(gathered[0], b));
+  nccl.barrier();
+#endif
+}
+
+// The trainer for several steps (micro-batches, clipping, AdamW, Knowledge Gravity) on CUDA
+// against the CPU, from the same seed on the same batches.
+class CudaTraining : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(CudaTraining, StepLossesMatchCpu) {
+  SKIP_WITHOUT_CUDA();
+  const auto dtype = GetParam();
+  const auto meta = data::read_meta(test::tiny_dataset_dir());
+  auto parallel = parallel::ParallelState::single_process();
+  auto losses = [&](const std::string& device, const std::string& dt) {
+    torch::manual_seed(4);
+    model::Transformer model(small_model(meta.vocab_size));
+    train::TrainOptions t;
+    t.micro_batch = 4;
+    t.global_batch = 8;
+    t.seq_len = 32;
+    t.max_steps = 20;
+    t.eval_every = 0;
+    t.eval_batches = 2;
+    t.eval_sample_tokens = 0;
+    t.device = device;
+    t.dtype = dt;
+    train::Trainer trainer(model, {}, t, meta, "", parallel);
+    std::vector<double> out;
+    for (int64_t step = 1; step <= 6; ++step) out.push_back(trainer.train_step(step));
+    return out;
+  };
+  const auto cpu = losses("cpu", "float32"), gpu = losses("cuda:0", dtype);
+  const double tolerance = dtype == "float32" ? kFp32Tolerance : kBf16Tolerance;
+  for (size_t s = 0; s < cpu.size(); ++s) {
+    EXPECT_LE(std::abs(gpu[s] - cpu[s]) / cpu[s], tolerance) << "step " << s + 1 << ": cpu " << cpu[s] << " cuda "
+                                                             << gpu[s];
+  }
+  EXPECT_LT(gpu.back(), gpu.front()) << "the CUDA run does not learn";
+}
+
+INSTANTIATE_TEST_SUITE_P(Dtypes, CudaTraining, ::testing::Values("float32", "bfloat16"));
+
+TEST(Cuda, PeakMemoryIsMeasured) {
+  SKIP_WITHOUT_CUDA();
+  const torch::Device device(torch::kCUDA, 0);
+  train::synchronize(device);
+  train::reset_peak_memory(device);
+  {
+    auto big = torch::empty({64, 1024, 1024}, torch::TensorOptions().dtype(torch::kFloat32).device(device));  // 256 MiB
+    big.fill_(1);
+    train::synchronize(device);
+  }
+  EXPECT_GE(train::peak_memory_bytes(device), int64_t{256} << 20);
+  EXPECT_EQ(train::peak_memory_bytes(torch::kCPU), 0);
+}
