@@ -159,7 +159,14 @@ fi
 cuda_args=(-DSOME_WITH_CUDA=OFF)
 if [ "$HAVE_CUDA" = 1 ]; then
   NCCL_DIR=$("$PY" -c "import nvidia.nccl, os; print(list(nvidia.nccl.__path__)[0])" 2>>"$LOG") || NCCL_DIR=""
-  cuda_args=(-DSOME_WITH_CUDA=ON -DNCCL_ROOT="$NCCL_DIR")
+  # Torch's CMake config finds the toolkit from nvcc's folder, which is wrong where nvcc is a
+  # wrapper script (/usr/local/bin/nvcc): name the root.
+  CUDA_ROOT=${CUDA_HOME:-${CUDA_PATH:-}}
+  if [ -z "$CUDA_ROOT" ]; then
+    if [ -f /usr/local/cuda/include/cuda_runtime.h ]; then CUDA_ROOT=/usr/local/cuda
+    else CUDA_ROOT=$(dirname "$(dirname "$(command -v nvcc)")"); fi
+  fi
+  cuda_args=(-DSOME_WITH_CUDA=ON -DNCCL_ROOT="$NCCL_DIR" -DCUDA_TOOLKIT_ROOT_DIR="$CUDA_ROOT" -DCUDAToolkit_ROOT="$CUDA_ROOT")
   export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}
 fi
 B0=$(date +%s)
