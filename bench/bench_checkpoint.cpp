@@ -1,4 +1,4 @@
-// Checkpoint save / load benchmark (SPEC §7): the model and Trainer of a config at the current
+// Checkpoint save / load benchmark (docs/design.md §7): the model and Trainer of a config at the current
 // world size W (`mpirun -np W`, or one plain process) and expert-parallel size P
 // (parallel.expert_parallel), one training step so that AdamW state exists, a first save timed
 // on its own (`first_save_s`: with train.checkpoint_experts = once it also writes the expert

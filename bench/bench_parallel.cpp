@@ -160,7 +160,7 @@ int main(int argc, char** argv) {
     train::Trainer trainer(model, cfg.optim, cfg.train, meta, "", state, cfg.parallel);
     const int64_t n_micro = per_rank_batch / micro_batch;
     const int64_t E = cfg.model.num_experts, d = cfg.model.d_model;
-    const int64_t key_numel = E + E * d + E * E;  // one layer's fused statistics buffer (SPEC §3)
+    const int64_t key_numel = E + E * d + E * E;  // one layer's fused statistics buffer (docs/design.md §3)
 
     for (int s = 1; s <= warmup; ++s) trainer.train_step(s);
 

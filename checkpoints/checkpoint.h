@@ -1,5 +1,5 @@
 #pragma once
-// Sharded, atomic, resumable checkpoints (SPEC §7) over maps of globally named tensors; this
+// Sharded, atomic, resumable checkpoints (docs/design.md §7) over maps of globally named tensors; this
 // library never sees a model class.
 //
 //   RUN/checkpoints/step_00001000/manifest.json   step, tokens, W, P, config, trainer state,

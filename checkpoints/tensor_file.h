@@ -1,7 +1,7 @@
 #pragma once
 // Named tensors <-> one HDF5 file: one dataset per global tensor name (`layers.3.some.keys`),
 // readable with h5py. Written under a temporary name, fsynced and renamed, so a file that
-// exists under its final name is complete. The sharded, resumable checkpoint (SPEC §7) is built
+// exists under its final name is complete. The sharded, resumable checkpoint (docs/design.md §7) is built
 // on these files.
 #include <map>
 #include <string>

@@ -1,6 +1,6 @@
 #pragma once
 // SHA-256 digests as lowercase hex. A dataset records its tokenizer's digest so that a shard
-// or a run can never be paired with a different tokenizer by accident (SPEC §6).
+// or a run can never be paired with a different tokenizer by accident (docs/design.md §6).
 #include <string>
 #include <string_view>
 

@@ -1,5 +1,5 @@
 #pragma once
-// Which token windows a step trains or evaluates on (SPEC §5, §6). The global batch of a step
+// Which token windows a step trains or evaluates on (docs/design.md §5, §6). The global batch of a step
 // is a pure function of (seed, step): every rank computes the same offsets and takes its own
 // slice, so the data a run sees does not depend on the number of ranks, and a resumed run
 // continues with exactly the batches it would have seen.

@@ -1,5 +1,5 @@
 #pragma once
-// The on-disk dataset format (SPEC §6), shared by the writer (prepare) and the readers so
+// The on-disk dataset format (docs/design.md §6), shared by the writer (prepare) and the readers so
 // that the two cannot drift apart. Bump kFormatVersion on any incompatible change.
 #include <cstdint>
 #include <string>

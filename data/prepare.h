@@ -1,5 +1,5 @@
 #pragma once
-// `some prepare` (SPEC §6, §8): text/JSONL inputs -> tokenizer.model, meta.json and HDF5
+// `some prepare` (docs/design.md §6, §8): text/JSONL inputs -> tokenizer.model, meta.json and HDF5
 // token shards per split.
 #include <cstdint>
 #include <string>

@@ -1,5 +1,5 @@
 // `some experiment claims [--out DIR] [--scale tiny|small] [--data DIR] [--dry-run]`: the seeds'
-// three claims (reservoir, composition, forgetting; seeds 002 / 004, SPEC §10) as one resumable
+// three claims (reservoir, composition, forgetting; seeds 002 / 004, docs/design.md §10) as one resumable
 // experiment. tools/claims.py of this source tree plans the runs and writes OUT/report.md; every
 // training and evaluation it starts is a child process of this very executable (/proc/self/exe),
 // so the report always describes the binary that was asked for. The interpreter is SOME_PYTHON

@@ -1,4 +1,4 @@
-// `some prepare`: text / JSONL -> SentencePiece tokenizer + HDF5 token shards (SPEC §6).
+// `some prepare`: text / JSONL -> SentencePiece tokenizer + HDF5 token shards (docs/design.md §6).
 #include "data/prepare.h"
 #include "launcher/commands.h"
 

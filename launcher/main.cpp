@@ -1,4 +1,4 @@
-// `some`: the SoME trainer's command line (SPEC §8). Any error ends the process here with the
+// `some`: the SoME trainer's command line (docs/design.md §8). Any error ends the process here with the
 // message logged and a non-zero exit code (2 for a bad config, 1 otherwise).
 #include <iostream>
 

@@ -65,7 +65,7 @@ NcclCommunicator::NcclCommunicator(Communicator& bootstrap, int device)
   SOME_CHECK_CUDA(cudaGetDeviceCount(&count));
   SOME_REQUIRE(device >= 0 && device < count, Error, "NcclCommunicator: rank {} asks for CUDA device {} of {}", rank_,
                device, count);
-  // Rank 0's unique id travels to every rank as bytes over the bootstrap (control plane, SPEC §5).
+  // Rank 0's unique id travels to every rank as bytes over the bootstrap (control plane, docs/design.md §5).
   ncclUniqueId id;
   std::memset(&id, 0, sizeof(id));
   if (rank_ == 0) SOME_CHECK_NCCL(ncclGetUniqueId(&id));

@@ -1,5 +1,5 @@
 #pragma once
-// Where this process sits in the rank grid (SPEC §5), built once from W and P and passed in:
+// Where this process sits in the rank grid (docs/design.md §5), built once from W and P and passed in:
 // W ranks, expert-parallel groups of P consecutive ranks (rank r is in group r / P and holds
 // experts [(r mod P) E/P, (r mod P + 1) E/P) of every SoME layer); dense weights are
 // replicated on all W ranks, and each expert on the W/P ranks with the same ep rank (its

@@ -1,4 +1,4 @@
-"""Reads a SoME checkpoint with h5py alone (SPEC §7), independently of the C++ reader: the
+"""Reads a SoME checkpoint with h5py alone (docs/design.md §7), independently of the C++ reader: the
 manifest, then every tensor by its global name from the file the manifest names."""
 import hashlib
 import json

@@ -1,4 +1,4 @@
-// Routing analytics on distributions with known answers (SPEC §9).
+// Routing analytics on distributions with known answers (docs/design.md §9).
 #include <cmath>
 
 #include <gtest/gtest.h>

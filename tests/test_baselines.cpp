@@ -1,4 +1,4 @@
-// The routed baselines of SPEC §10 against hand-computed values: the learned gate (top-k of the
+// The routed baselines of docs/design.md §10 against hand-computed values: the learned gate (top-k of the
 // softmax, renormalised gates), the Switch auxiliary loss, the selection bias and its update,
 // hash routing, and trainable experts (gradients, names, parameter counts).
 #include <cmath>

@@ -1,4 +1,4 @@
-// Knowledge Gravity against hand-computed values on a 4-expert, 2-d example (SPEC §3).
+// Knowledge Gravity against hand-computed values on a 4-expert, 2-d example (docs/design.md §3).
 //
 // Keys K0=(1,0) K1=(0,1) K2=(-1,0) K3=(0,-1); k = 2; three tokens:
 //   t0 selects {0,1} with q̂=(0.6,0.8); t1 selects {0,1} with q̂=(1,0); t2 selects {1,2} with q̂=(0,1)
@@ -151,7 +151,7 @@ TEST(Gravity, MaxKeyNormClamp) {
 }
 
 TEST(GravityStats, PeerSumEqualsCTimesK) {
-  // P = C K equals the per-token sum of the other selected keys (SPEC §3).
+  // P = C K equals the per-token sum of the other selected keys (docs/design.md §3).
   torch::manual_seed(3);
   const int64_t E = 8, d = 5, N = 50, k = 3;
   auto keys = torch::randn({E, d});

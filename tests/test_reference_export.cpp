@@ -68,7 +68,7 @@ TEST(Reference, ExportSoMEForwardBackwardAndKeyUpdate) {
   EXPECT_GT((torch::bincount(layer.last_routing().indices.flatten()) > 0).sum().item<int64_t>(), 3);
 }
 
-// The MoE baseline (SPEC §10): gate, top-k of the softmax, renormalised gates, Switch auxiliary
+// The MoE baseline (docs/design.md §10): gate, top-k of the softmax, renormalised gates, Switch auxiliary
 // loss, trainable experts; tests/reference/moe_reference.py recomputes it token by token.
 TEST(Reference, ExportMoEForwardBackward) {
   torch::manual_seed(12);

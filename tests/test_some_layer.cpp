@@ -1,5 +1,5 @@
 // Routing (top-k, ties, gates, clamp), grouped expert compute against the naive per-token
-// reference, expert initialisation, and the frozen-expert guarantees (SPEC §1, §2).
+// reference, expert initialisation, and the frozen-expert guarantees (docs/design.md §1, §2).
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 

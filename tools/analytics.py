@@ -1,4 +1,4 @@
-"""Routing-analytics metrics of one SoME layer, recomputed from a run's analytics files (SPEC §9).
+"""Routing-analytics metrics of one SoME layer, recomputed from a run's analytics files (docs/design.md §9).
 
 Pure numpy except `cluster_keys` / `embed_2d` (scikit-learn, imported when called). The
 definitions match the trainer's (src/train/routing_analytics.cpp), so the numbers here can be

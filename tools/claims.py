@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The seeds' three claims as one resumable experiment (`some experiment claims`, SPEC §10):
+"""The seeds' three claims as one resumable experiment (`some experiment claims`, docs/design.md §10):
 
   A  reservoir:   SoME (random frozen experts, Knowledge-Gravity keys) vs the dense FFN vs SoME
                   with frozen keys vs the learned-gate MoE, at equal active parameters and tokens.

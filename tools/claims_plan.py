@@ -1,7 +1,7 @@
 """The runs of `some experiment claims` (tools/claims.py) at each scale: which models, with which
 settings, on which data, for how many steps, and in what order they run.
 
-Fairness (SPEC §10): within a comparison every run has the same d_model, layers, heads, data,
+Fairness (docs/design.md §10): within a comparison every run has the same d_model, layers, heads, data,
 seq_len, batch, steps and so tokens; active FFN parameters per token are equal (k * h for SoME and
 MoE = d_ff of the dense baseline). Runs are shared between claims where the configuration is the
 same: the default SoME run is claim A's SoME, claim B's k = 2 and claim C's SoME before domain B.

@@ -671,7 +671,7 @@ def write_report(exp, tasks: list[R.Task], invocation_s: float, started: float) 
         "",
         f"`some experiment claims --scale {exp.scale.name}` in `{out}`. Every number below is read from the runs' "
         "metrics.jsonl, analytics files and `some eval` outputs in this directory; every verdict is computed from "
-        "them. Comparisons are at equal active FFN parameters per token and equal training tokens (SPEC §10). "
+        "them. Comparisons are at equal active FFN parameters per token and equal training tokens (docs/design.md §10). "
         f"Runs this small are a smoke-scale test of the claims, not their final adjudication.",
         "",
     ]

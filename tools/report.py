@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Routing-analytics report of a run directory (SPEC §9): PNG plots and report.md.
+"""Routing-analytics report of a run directory (docs/design.md §9): PNG plots and report.md.
 
     report.py RUN [--out DIR] [--step N] [--method tsne|umap]
 

@@ -1,5 +1,5 @@
 #pragma once
-// The routed baselines SoME is measured against (SPEC §10), in the same trainer and sharded the
+// The routed baselines SoME is measured against (docs/design.md §10), in the same trainer and sharded the
 // same way: a learned-gate MoE and hash routing. Both train their experts; only the routing
 // differs from SoME's (RoutedFFN does the rest).
 //

@@ -1,5 +1,5 @@
 #pragma once
-// Seeded initialisation of the frozen expert library and the keys (SPEC §2). Each expert and
+// Seeded initialisation of the frozen expert library and the keys (docs/design.md §2). Each expert and
 // key draws from its own generator seeded by (seed, layer, expert), so its weights never depend
 // on how experts are sharded across ranks.
 #include <cstdint>

@@ -52,7 +52,7 @@ Tensor routing_scores(const Tensor& q, const Tensor& keys, bool cosine) {
 }
 
 Routing route(const Tensor& q, const Tensor& keys, int64_t top_k, const RouterOptions& r) {
-  // Routing runs in fp32 whatever autocast says: keys and statistics stay fp32 (SPEC §3).
+  // Routing runs in fp32 whatever autocast says: keys and statistics stay fp32 (docs/design.md §3).
   c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
   auto q32 = q.to(torch::kFloat32);
   auto scores = routing_scores(q32, keys, r.score == "cosine");              // (N, E)

@@ -1,6 +1,6 @@
 #pragma once
 // The key store of one SoME layer: one plastic key per expert, the usage statistics, the
-// routing decision (scores -> top-k -> gates) and Knowledge Gravity (SPEC §1 steps 2-4, §3).
+// routing decision (scores -> top-k -> gates) and Knowledge Gravity (docs/design.md §1 steps 2-4, §3).
 //
 // Legend: N tokens, d model width, E experts, k = top_k.
 #include <cstdint>
@@ -22,7 +22,7 @@ struct Routing {
 };
 
 // The statistics Knowledge Gravity consumes, summed over every token of an optimizer step
-// (SPEC §3). n, S and C are views into one flat fp32 buffer so that a multi-rank run reduces
+// (docs/design.md §3). n, S and C are views into one flat fp32 buffer so that a multi-rank run reduces
 // them with a single allreduce.
 class GravityStats {
  public:

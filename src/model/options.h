@@ -1,5 +1,5 @@
 #pragma once
-// Option structs of the model, filled by the launcher from TOML (SPEC §1–§4, §10). Library
+// Option structs of the model, filled by the launcher from TOML (docs/design.md §1–§4, §10). Library
 // code never reads TOML; every field here is documented in README.md's config table.
 #include <cstdint>
 #include <string>
@@ -39,7 +39,7 @@ struct GravityOptions {
   double restart_below = 0.0;     // 0 = off: re-seed keys whose usage falls below this
 };
 
-// The learned-gate MoE baseline (SPEC §10).
+// The learned-gate MoE baseline (docs/design.md §10).
 struct MoEOptions {
   std::string balance = "aux_loss";  // aux_loss | bias | none
   double aux_loss = 0.01;            // weight of the Switch load-balancing loss
@@ -60,7 +60,7 @@ struct ModelOptions {
   std::string some_layers = "all";  // all | every_other
   double capacity_factor = 0.0;   // > 0: each expert computes at most ceil(cf * slots / E) slots per forward
   uint64_t seed = 1234;           // expert library and key initialisation
-  // A checkpoint of a trained dense model whose FFNs become the expert library (SPEC §2); the
+  // A checkpoint of a trained dense model whose FFNs become the expert library (docs/design.md §2); the
   // launcher loads it into the shards after construction. Empty: experts from expert.init.
   std::string experts_from;
   RouterOptions router;

@@ -8,7 +8,7 @@ RoutedFFN::RoutedFFN(const ModelOptions& opts, int64_t layer, const parallel::Pa
                      ExpertShardImpl::Kind kind)
     : opts_(opts) {
   const auto E = opts.num_experts;
-  // This rank's contiguous share of the experts (SPEC §5).
+  // This rank's contiguous share of the experts (docs/design.md §5).
   const int64_t first = parallel ? parallel->first_local_expert(E) : 0;
   const int64_t local = parallel ? parallel->num_local_experts(E) : E;
   experts_ = register_module("experts", ExpertShard(layer, first, local, opts.d_model, opts.d_expert, opts.expert,

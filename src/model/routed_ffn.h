@@ -1,6 +1,6 @@
 #pragma once
 // What every routed feed-forward block shares — the SoME layer and the MoE / hash baselines
-// (SPEC §1, §10): this rank's experts, the dispatcher that brings each (token, expert) slot to
+// (docs/design.md §1, §10): this rank's experts, the dispatcher that brings each (token, expert) slot to
 // the rank holding the expert, the optional capacity limit, and the gated combine. A subclass
 // decides only the routing: which k experts (N, k) and with which gates (N, k).
 //

@@ -18,7 +18,7 @@ SoMELayer::SoMELayer(const ModelOptions& opts, int64_t layer, const parallel::Pa
   } else {
     query_ = register_module("query", nn::Sequential(nn::Linear(d, d)));
   }
-  // Every rank holds all keys (SPEC §5).
+  // Every rank holds all keys (docs/design.md §5).
   auto keys = register_buffer("keys", init_keys(E, d, opts.seed, layer));
   // EMA usage starts at the fair share (1) so inertia and restart thresholds mean the same from
   // step 1; cumulative usage counts from 0.

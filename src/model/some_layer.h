@@ -1,5 +1,5 @@
 #pragma once
-// SoME layer (SPEC §1): trainable query network -> key store (cosine scores, top-k, gates) ->
+// SoME layer (docs/design.md §1): trainable query network -> key store (cosine scores, top-k, gates) ->
 // dispatcher -> frozen experts (grouped) -> combine (the last three in RoutedFFN). Knowledge
 // Gravity statistics are accumulated as a side effect while `collect_stats` is on.
 //

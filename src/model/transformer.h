@@ -1,5 +1,5 @@
 #pragma once
-// Decoder-only SoME transformer (SPEC §4): tied embeddings, pre-norm blocks
+// Decoder-only SoME transformer (docs/design.md §4): tied embeddings, pre-norm blocks
 // x += Attn(RMSNorm(x)); x += FFN(RMSNorm(x)), final RMSNorm.
 //
 // Legend: B batch, T sequence length, d model width, V vocabulary, L layers.
@@ -27,7 +27,7 @@ class SoMELayer;
 
 class BlockImpl : public torch::nn::Module {
  public:
-  // `ffn`: some | dense | moe | hash (SPEC §10); also the FFN's module name.
+  // `ffn`: some | dense | moe | hash (docs/design.md §10); also the FFN's module name.
   BlockImpl(const ModelOptions& opts, int64_t layer, const std::string& ffn, const parallel::ParallelState* parallel);
   // x (B, T, d), token_ids (B*T,) -> (B, T, d)
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& token_ids);

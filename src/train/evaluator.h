@@ -38,7 +38,7 @@ class Evaluator {
   EvalResult run(model::Transformer& model);
   double unigram_ppl() const { return unigram_ppl_; }
   int64_t num_windows() const { return num_windows_; }
-  // keys, usage, co-activation and counts per layer -> `path` (SPEC §9).
+  // keys, usage, co-activation and counts per layer -> `path` (docs/design.md §9).
   static void write_analytics(const std::string& path, model::Transformer& model,
                               const EvalResult& result);
 

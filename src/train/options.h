@@ -1,5 +1,5 @@
 #pragma once
-// Option structs of the trainer (SPEC §4, §8), filled by the launcher from TOML.
+// Option structs of the trainer (docs/design.md §4, §8), filled by the launcher from TOML.
 #include <cstdint>
 #include <string>
 
@@ -32,7 +32,7 @@ struct TrainOptions {
   std::string sample_prompt = "And God said";
   int64_t sample_tokens = 200;
   int64_t eval_sample_tokens = 32;  // a sample from sample_prompt at every eval (metrics "sample"); 0 = none
-  // Checkpoints (SPEC §7) in RUN/checkpoints/; one is always written at the end of a run.
+  // Checkpoints (docs/design.md §7) in RUN/checkpoints/; one is always written at the end of a run.
   int64_t checkpoint_every = 0;    // steps between checkpoints; 0 = none
   double checkpoint_minutes = 0;   // wall-clock minutes between checkpoints; 0 = none
   int64_t keep_last = 3;           // checkpoints kept (the oldest pruned); 0 = all

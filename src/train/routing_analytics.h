@@ -1,5 +1,5 @@
 #pragma once
-// Routing analytics per SoME layer (SPEC §9): load balance (Gini, entropy), dead experts,
+// Routing analytics per SoME layer (docs/design.md §9): load balance (Gini, entropy), dead experts,
 // confidence (top-1 score), key geometry (norm, pairwise cosine) and churn between evals.
 //
 // Legend: E experts, d model width, N evaluated tokens.

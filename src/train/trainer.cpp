@@ -109,7 +109,7 @@ Trainer::Trainer(model::Transformer model, OptimOptions optim, TrainOptions trai
 }
 
 torch::Tensor Trainer::micro_batch(int64_t step, int64_t index) const {
-  // This rank's contiguous slice of the global batch (SPEC §5), then micro-batch `index` of it.
+  // This rank's contiguous slice of the global batch (docs/design.md §5), then micro-batch `index` of it.
   const auto per_rank = train_.global_batch / parallel_.world_size();
   const auto first = parallel_.rank() * per_rank + index * train_.micro_batch;
   std::vector<int32_t> buf(train_.micro_batch * (train_.seq_len + 1));

@@ -1,5 +1,5 @@
 #pragma once
-// The training loop (SPEC §3, §4, §8): micro-batches -> forward/backward -> clip -> AdamW ->
+// The training loop (docs/design.md §3, §4, §8): micro-batches -> forward/backward -> clip -> AdamW ->
 // LR -> key statistics allreduce -> Knowledge Gravity; periodic eval, metrics, progress.
 #include <chrono>
 #include <cstdint>

@@ -1,4 +1,4 @@
-// The Trainer's side of checkpoints (SPEC §7): which tensors this rank writes, the save with
+// The Trainer's side of checkpoints (docs/design.md §7): which tensors this rank writes, the save with
 // its trainer state, and resuming from any W and P. The format itself is checkpoints/.
 #include <filesystem>
 #include <fstream>

@@ -1,4 +1,4 @@
-// The Trainer's reporting (SPEC §8, §9): metrics lines (metrics.jsonl and TensorBoard), the
+// The Trainer's reporting (docs/design.md §8, §9): metrics lines (metrics.jsonl and TensorBoard), the
 // routing of the training batch, evaluation with its sample and analytics file, and the
 // cross-rank key-store check. The step and the loop are trainer.cpp.
 #include <fmt/format.h>

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The MoE and hash baselines (SPEC §10) sharded like SoME: same seed, same global batch, 16 steps
+# The MoE and hash baselines (docs/design.md §10) sharded like SoME: same seed, same global batch, 16 steps
 # of the tiny config on W=1, W=2 P=2 and W=4 P=2 (expert gradients averaged over 2 replicas):
 # per-step losses within 1e-4 relative and every final tensor (gate, selection bias, every
 # trainable expert and its AdamW moments) within 1e-4. Then a run stopped at step 8 on W=2 P=2

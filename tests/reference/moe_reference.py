@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Independent PyTorch reference for one MoE-baseline layer step (SPEC §10).
+"""Independent PyTorch reference for one MoE-baseline layer step (docs/design.md §10).
 
 Reads moe_reference_io.h5 written by test_reference_export (gate, experts, input, the C++
 output, auxiliary loss and gradients), recomputes them here token by token (gelu experts), and

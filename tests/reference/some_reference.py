@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Independent PyTorch reference for one SoME layer step (SPEC §1 and §3).
+"""Independent PyTorch reference for one SoME layer step (docs/design.md §1 and §3).
 
 Reads reference_io.h5 written by test_reference_export (weights, inputs, hyper-parameters and
 the C++ results), recomputes forward, backward and the Knowledge Gravity update here with
