@@ -14,6 +14,7 @@
 
 #include "common/check.h"
 #include "common/errors.h"
+#include "common/files.h"
 #include "common/h5.h"
 #include "common/logging.h"
 #include "common/sha256.h"
@@ -43,19 +44,6 @@ void fault_point(int rank, const char* phase) {
   std::fprintf(stderr, "SOME_CHECKPOINT_FAULT: killing rank %d at '%s' of save %d\n", rank, phase, nth);
   std::fflush(stderr);
   std::raise(SIGKILL);
-}
-
-// Writes `text` to `path` durably and atomically (tmp + fsync + rename).
-void write_text_atomic(const std::string& path, const std::string& text) {
-  const auto tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << text;
-    out.flush();
-    SOME_REQUIRE(out.good(), DataError, "cannot write '{}' (disk full?)", tmp);
-  }
-  fsync_path(tmp);
-  fs::rename(tmp, path);
 }
 
 std::vector<std::pair<int64_t, std::string>> step_dirs_newest_first(const std::string& checkpoints_dir) {
@@ -268,7 +256,7 @@ std::string commit_directory(const std::string& checkpoints_dir, const std::stri
           m.tensors[tname] = {file, t["shape"].get<std::vector<int64_t>>(), t["dtype"].get<std::string>()};
         }
       }
-      write_text_atomic(tmp_dir + "/manifest.json", m.to_json().dump(1) + "\n");
+      write_file_atomic(tmp_dir + "/manifest.json", m.to_json().dump(1) + "\n");
       fsync_path(tmp_dir);
       fault_point(comm.rank(), "manifest");
       if (fs::exists(final_dir)) {  // a resumed run saving a step again replaces the old copy
@@ -283,7 +271,7 @@ std::string commit_directory(const std::string& checkpoints_dir, const std::stri
       fsync_path(checkpoints_dir);
       fault_point(comm.rank(), "renamed");
       if (move_latest) {
-        write_text_atomic(checkpoints_dir + "/latest", name + "\n");
+        write_file_atomic(checkpoints_dir + "/latest", name + "\n");
         fsync_path(checkpoints_dir);
         fault_point(comm.rank(), "latest");
       }

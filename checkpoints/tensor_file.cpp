@@ -1,13 +1,11 @@
 #include "checkpoints/tensor_file.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <filesystem>
 #include <vector>
 
 #include "common/check.h"
 #include "common/errors.h"
+#include "common/files.h"
 #include "common/h5.h"
 
 namespace some::checkpoints {
@@ -62,14 +60,6 @@ torch::ScalarType dtype_from_name(const std::string& name) {
     if (dtype_name(t) == name) return t;
   }
   throw DataError("unknown stored dtype '" + name + "'");
-}
-
-void fsync_path(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY);
-  SOME_REQUIRE(fd >= 0, DataError, "cannot open '{}' to sync it", path);
-  int rc = ::fsync(fd);
-  ::close(fd);
-  SOME_REQUIRE(rc == 0, DataError, "fsync of '{}' failed (disk full?)", path);
 }
 
 void write_tensors(const std::string& path, const TensorMap& tensors,

@@ -23,8 +23,6 @@ torch::Tensor read_tensor(hid_t file, const std::string& name, const std::string
 // "float32", "int64", ... as stored, and back.
 std::string dtype_name(torch::ScalarType t);
 torch::ScalarType dtype_from_name(const std::string& name);
-// fsync of a file or a directory (a rename is durable once its directory is synced).
-void fsync_path(const std::string& path);
 
 // Copies `source` into the tensors of `target` (e.g. a model's state), in place, so that
 // registered parameters and buffers keep their identity. Any missing, unexpected or

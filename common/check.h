@@ -29,14 +29,8 @@ namespace some::detail {
     return some_h5_id_;                                                                    \
   }()
 
-#define SOME_CHECK_MPI(call)                                                           \
-  do {                                                                                 \
-    int some_mpi_rc_ = (call);                                                         \
-    if (some_mpi_rc_ != 0 /* MPI_SUCCESS */) {                                         \
-      ::some::detail::call_failed("MPI", #call, __FILE__, __LINE__,                    \
-                                  ::fmt::format("error code {}", some_mpi_rc_));       \
-    }                                                                                  \
-  } while (0)
+// SOME_CHECK_MPI lives in parallel/mpi_communicator.h, beside <mpi.h> (its message needs
+// MPI_Error_string).
 
 #ifdef SOME_WITH_CUDA
 #include <cuda_runtime_api.h>

@@ -10,8 +10,9 @@
 #include "common/check.h"
 #include "common/cuda_info.h"
 #include "common/errors.h"
-#include "common/stop_signal.h"
+#include "common/files.h"
 #include "common/logging.h"
+#include "common/stop_signal.h"
 #include "launcher/commands.h"
 #include "launcher/session.h"
 #include "parallel/mpi_communicator.h"
@@ -86,7 +87,7 @@ void run_train(const TrainArgs& args) {
   auto log = log::get("train");
   if (leader) {
     log::add_file_sink(run_dir + "/train.log");
-    std::ofstream(run_dir + "/config.toml") << to_toml(cfg);
+    write_file_atomic(run_dir + "/config.toml", to_toml(cfg));
     fs::copy_file(meta.dir + "/tokenizer.model", run_dir + "/tokenizer.model", fs::copy_options::overwrite_existing);
   }
   log->info("config {} -> {}/config.toml", config_path, run_dir);

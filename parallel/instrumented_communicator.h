@@ -62,7 +62,6 @@ class InstrumentedCommunicator final : public Communicator {
   torch::Tensor allgather(const torch::Tensor& t) override;
   void barrier() override;
 
-  Communicator& inner() { return *inner_; }
   CommOpStats stats(CommOp op) const;
   std::vector<CommCall> calls() const;       // empty unless the call log is on
   void set_call_log(bool on);

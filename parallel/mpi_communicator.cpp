@@ -8,6 +8,13 @@
 
 namespace some::parallel {
 
+std::string mpi_error_string(int code) {
+  char text[MPI_MAX_ERROR_STRING] = {};
+  int length = 0;
+  if (MPI_Error_string(code, text, &length) != MPI_SUCCESS) return fmt::format("error code {}", code);
+  return fmt::format("{} (error code {})", std::string(text, static_cast<size_t>(length)), code);
+}
+
 namespace {
 
 MPI_Datatype reduce_type(const torch::Tensor& t) {

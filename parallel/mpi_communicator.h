@@ -5,7 +5,22 @@
 
 #include <mpi.h>
 
+#include "common/check.h"
 #include "parallel/communicator.h"
+
+namespace some::parallel {
+// "MPI_ERR_TRUNCATE: message truncated (error code 15)": MPI's own words for a return code.
+std::string mpi_error_string(int code);
+}  // namespace some::parallel
+
+#define SOME_CHECK_MPI(call)                                                                 \
+  do {                                                                                       \
+    int some_mpi_rc_ = (call);                                                               \
+    if (some_mpi_rc_ != MPI_SUCCESS) {                                                       \
+      ::some::detail::call_failed("MPI", #call, __FILE__, __LINE__,                          \
+                                  ::some::parallel::mpi_error_string(some_mpi_rc_));         \
+    }                                                                                        \
+  } while (0)
 
 namespace some::parallel {
 

@@ -229,7 +229,7 @@ void NcclCommunicator::wait_stream() {
     SOME_CHECK_NCCL(ncclCommGetAsyncError(comm_, &async));
     if (async != ncclSuccess) {
       // A peer failed: abort now so that the kernels stuck waiting on it are torn down; the
-      // communicator is unusable afterwards (usable() is false, collectives throw).
+      // communicator is unusable afterwards (comm_ is null, collectives throw).
       ncclComm_t dead = comm_;
       comm_ = nullptr;
       ncclCommAbort(dead);

@@ -29,7 +29,6 @@ class NcclCommunicator final : public Communicator {
   int world_size() const override { return size_; }
   std::string name() const override { return "nccl"; }
   int device() const { return device_; }
-  bool usable() const { return comm_ != nullptr; }  // false once aborted after a peer failed
 
   // float32 / float64 / int64 / int32 / bfloat16 / float16, contiguous, on device().
   void allreduce_sum(torch::Tensor& t) override;

@@ -75,7 +75,6 @@ class KeyStore {
 
   const torch::Tensor& keys() const { return keys_; }
   const torch::Tensor& usage() const { return usage_; }
-  int64_t top_k() const { return top_k_; }
 
  private:
   torch::Tensor keys_, usage_;   // (E, d), (E,) fp32

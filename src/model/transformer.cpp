@@ -12,8 +12,7 @@
 namespace some::model {
 
 BlockImpl::BlockImpl(const ModelOptions& opts, int64_t layer, const std::string& kind,
-                     const parallel::ParallelState* parallel)
-    : ffn_kind(kind) {
+                     const parallel::ParallelState* parallel) {
   attn_norm_ = register_module("attn_norm", RMSNorm(opts.d_model));
   attn_ = register_module("attn", CausalSelfAttention(opts.d_model, opts.n_heads, opts.max_seq_len));
   ffn_norm_ = register_module("ffn_norm", RMSNorm(opts.d_model));

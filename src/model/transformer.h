@@ -32,7 +32,6 @@ class BlockImpl : public torch::nn::Module {
   // x (B, T, d), token_ids (B*T,) -> (B, T, d)
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& token_ids);
   std::shared_ptr<FeedForward> ffn;
-  std::string ffn_kind;
 
  private:
   RMSNorm attn_norm_{nullptr}, ffn_norm_{nullptr};

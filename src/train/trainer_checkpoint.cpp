@@ -8,6 +8,7 @@
 #include "checkpoints/checkpoint.h"
 #include "common/check.h"
 #include "common/errors.h"
+#include "common/files.h"
 #include "common/logging.h"
 #include "src/train/lr_schedule.h"
 #include "src/train/trainer.h"
@@ -161,11 +162,7 @@ void Trainer::keep_metrics_until(int64_t step) {
     if (j.is_object() && j.value("step", int64_t{0}) <= step && j.value("event", "") != "done") kept += line + "\n";
   }
   in.close();
-  {
-    std::ofstream out(path + ".tmp", std::ios::trunc);
-    out << kept;
-  }
-  std::filesystem::rename(path + ".tmp", path);
+  write_file_atomic(path, kept);  // a crash here leaves the old file whole, never a cut one
   metrics_ = JsonLines(path);
 }
 

@@ -215,3 +215,18 @@ TEST(GpuAssignment, RanksSharingAGpuAreRefusedOnEveryRank) {
       << message;
   EXPECT_NE(message.find("one GPU per rank"), std::string::npos) << message;
 }
+
+// A failed MPI call names MPI's own reason, not only its number.
+TEST(MpiCheck, ErrorsCarryMpisText) {
+  const auto text = parallel::mpi_error_string(MPI_ERR_TRUNCATE);
+  EXPECT_NE(text.find("truncat"), std::string::npos) << text;
+  EXPECT_NE(text.find(fmt::format("error code {}", MPI_ERR_TRUNCATE)), std::string::npos) << text;
+  std::string message;
+  try {
+    SOME_CHECK_MPI(MPI_ERR_TRUNCATE);
+  } catch (const CallError& e) {
+    message = e.what();
+  }
+  EXPECT_NE(message.find("MPI call 'MPI_ERR_TRUNCATE' failed at"), std::string::npos) << message;
+  EXPECT_NE(message.find("truncat"), std::string::npos) << message;
+}
