@@ -119,7 +119,7 @@ DatasetMeta read_meta(const std::string& dir) {
   return m;
 }
 
-TokenSplit::TokenSplit(const DatasetMeta& meta, const std::string& split) : name_(split) {
+TokenSplit::TokenSplit(const DatasetMeta& meta, const std::string& split) : name_(split), vocab_size_(meta.vocab_size) {
   const std::string meta_file = (fs::path(meta.dir) / kMetaFile).string();
   auto it = meta.splits.find(split);
   if (it == meta.splits.end()) {
@@ -206,6 +206,15 @@ void TokenSplit::read(int64_t offset, int64_t count, int32_t* out) const {
     if (H5Dread(s.dset, H5T_NATIVE_INT32, mspace, fspace, H5P_DEFAULT, out) < 0) {
       throw DataError(fmt::format("shard '{}': cannot read tokens [{}, {}) of '/{}' (corrupt?)",
                                   s.path, local, local + n, kTokensDataset));
+    }
+    // An id outside the vocabulary would surface as LibTorch's "index out of range in self" in
+    // the embedding: name the shard, the position and the id instead (a pass over what was read).
+    for (int64_t t = 0; t < n; ++t) {
+      if (out[t] < 0 || out[t] >= vocab_size_) {
+        throw DataError(fmt::format("shard '{}': token {} of '/{}' is id {}, outside the vocabulary of {} "
+                                    "(vocab_size in meta.json): the shard is damaged or from another dataset",
+                                    s.path, local + t, kTokensDataset, out[t], vocab_size_));
+      }
     }
     out += n;
     offset += n;

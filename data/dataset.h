@@ -55,6 +55,7 @@ class TokenSplit {
   std::string name_;
   std::vector<Shard> shards_;
   int64_t total_ = 0;
+  int32_t vocab_size_ = 0;
 };
 
 }  // namespace some::data

@@ -3,6 +3,7 @@
 #include <iostream>
 
 #include <CLI/CLI.hpp>
+#include <c10/util/Exception.h>
 
 #include "common/errors.h"
 #include "common/logging.h"
@@ -43,6 +44,12 @@ int main(int argc, char** argv) {
   } catch (const some::ConfigError& e) {
     some::log::get("some")->error("config error: {}", e.what());
     return fail(mpi, 2);
+  } catch (const c10::Error& e) {
+    // LibTorch's message carries its C++ backtrace ("frame #0 ..."): one line for the user, the
+    // whole of it with --verbose.
+    some::log::get("some")->error("LibTorch: {}", e.what_without_backtrace());
+    some::log::get("some")->debug("{}", e.what());
+    return fail(mpi, 1);
   } catch (const std::exception& e) {
     some::log::get("some")->error("{}", e.what());
     return fail(mpi, 1);

@@ -75,6 +75,11 @@ grep -q "val PPL" "$T/eval.out" || fail "eval printed no val PPL"
 "$SOME" generate --run "$T/run" --prompt "the king" --max-tokens 10 --seed 3 > "$T/gen2"
 cmp -s "$T/gen1" "$T/gen2" || fail "generate is not deterministic for a fixed seed"
 grep -q "^the king" "$T/gen1" || fail "generate does not echo the prompt"
+set +e
+"$SOME" generate --run "$T/run" --temperature nan > "$T/out" 2> "$T/err"; rc=$?
+set -e
+[ $rc -ne 0 ] || fail "generate --temperature nan was accepted"
+grep -q "temperature.*finite" "$T/err" || fail "generate --temperature nan: no error naming the option ($(cat "$T/err"))"
 
 set +e
 "$SOME" train --config configs/tiny.toml --data "$T/data" --set model.top_kk=2 2> "$T/err"; rc=$?
@@ -86,4 +91,13 @@ set +e
 set -e
 [ $rc -ne 0 ] || fail "missing dataset did not fail"
 grep -q "$T/nowhere" "$T/err" || fail "missing dataset error does not name the directory"
+# An error raised inside LibTorch (here its allocator: a 51 GB attention matrix) is one line, not
+# a C++ backtrace.
+set +e
+"$SOME" train --config configs/tiny.toml --data "$T/data" --set model.d_model=65536 --set train.max_steps=1 \
+        --run-dir "$T/too-big" > "$T/out" 2> "$T/err"; rc=$?
+set -e
+[ $rc -eq 1 ] || fail "an impossible model exited $rc, not 1"
+grep -q "LibTorch: .*allocate" "$T/out" "$T/err" || fail "no one-line LibTorch error: $(tail -3 "$T/err")"
+! grep -q "frame #" "$T/out" "$T/err" || fail "the LibTorch error printed its backtrace"
 echo "cli end to end: ok"

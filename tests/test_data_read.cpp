@@ -127,6 +127,29 @@ TEST(TokenSplit, MissingOrCorruptFilesAreErrors) {
   expect_data_error([&] { read_meta(d.dir); }, {"meta.json"});
 }
 
+TEST(TokenSplit, TokenIdOutsideTheVocabularyIsNamed) {
+  TempDir tmp;
+  auto d = make_small_dataset(tmp, 50);
+  const std::string shard = d.dir + "/train-00001.h5";
+  {  // token 7 of the second shard becomes an id past the vocabulary of 320
+    auto f = h5::open_file(shard, /*writable=*/true);
+    h5::Id dset(H5Dopen2(f, "/tokens", H5P_DEFAULT), H5Dclose);
+    ASSERT_GE(dset.get(), 0);
+    h5::Id fspace(H5Dget_space(dset), H5Sclose);
+    hsize_t start[1] = {7}, count[1] = {1};
+    ASSERT_GE(H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, nullptr, count, nullptr), 0);
+    h5::Id mspace(H5Screate_simple(1, count, nullptr), H5Sclose);
+    const int32_t bad = 400;
+    ASSERT_GE(H5Dwrite(dset, H5T_NATIVE_INT32, mspace, fspace, H5P_DEFAULT, &bad), 0);
+  }
+  auto meta = read_meta(d.dir);
+  TokenSplit split(meta, "train");
+  std::vector<int32_t> buf(60);
+  split.read(0, 50, buf.data());  // the first shard: intact
+  split.read(58, 20, buf.data());  // past the damaged token
+  expect_data_error([&] { split.read(40, 20, buf.data()); }, {"train-00001.h5", "token 7", "id 400", "320"});
+}
+
 // ---- samplers ---------------------------------------------------------------------------
 
 TEST(BatchSampler, DeterministicAndSliceable) {
