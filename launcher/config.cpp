@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <map>
 #include <sstream>
 #include <variant>
 
@@ -12,6 +13,7 @@
 #include <toml++/toml.h>
 
 #include "common/errors.h"
+#include "common/logging.h"
 
 namespace some::launcher {
 namespace {
@@ -43,7 +45,7 @@ std::vector<Entry> schema(Config& c) {
       {"model.num_experts", &m.num_experts, "E, experts per routed layer (frozen for SoME, trainable for moe / hash)", 1, 1 << 20},
       {"model.top_k", &m.top_k, "k, experts per token", 1, 1024},
       {"model.d_expert", &m.d_expert, "h, hidden size of one expert", 1, 1 << 20},
-      {"model.some_layers", &m.some_layers, "which blocks get the routed FFN (SoME / moe / hash; the rest dense)", 0, 0, {"all", "every_other"}},
+      {"model.routed_layers", &m.routed_layers, "which blocks get the routed FFN (SoME / moe / hash; the rest dense)", 0, 0, {"all", "every_other"}},
       {"model.seed", &m.seed, "seed of the expert library and the keys", 0, 1.8e19},
       {"model.experts_from", &m.experts_from, "checkpoint (or run directory) of a trained dense model: expert i of layer l = slice i of h hidden units of its layer-l FFN (E*h = d_ff), or a full copy (h = d_ff); empty = expert.init"},
       {"router.query", &r.query, "query network Q: one Linear, or Linear-GELU-Linear", 0, 0, {"linear", "mlp"}},
@@ -177,9 +179,16 @@ void set_bool(const Entry& e, bool v, const std::string& source) {
   **b = v;
 }
 
+// Keys that were renamed: still read (configs and checkpoints written before), with a warning.
+const std::map<std::string, std::string> kRenamedKeys = {{"model.some_layers", "model.routed_layers"}};
+
 const Entry& find_entry(const std::vector<Entry>& entries, const std::string& key, const std::string& source) {
   for (const auto& e : entries) {
     if (e.key == key) return e;
+  }
+  if (auto renamed = kRenamedKeys.find(key); renamed != kRenamedKeys.end()) {
+    log::get("config")->warn("{}: '{}' is now called '{}': read as that", source, key, renamed->second);
+    return find_entry(entries, renamed->second, source);
   }
   std::string section = key.substr(0, key.find('.'));
   std::vector<std::string> known;
@@ -296,8 +305,8 @@ void validate(const Config& c) {
     fail(fmt::format("parallel.expert_parallel = {} must divide model.num_experts = {}", c.parallel.expert_parallel,
                      m.num_experts));
   }
-  if (routed && m.n_layers < 2 && m.some_layers == "every_other") {
-    fail("model.some_layers = \"every_other\" needs model.n_layers >= 2 (layer 1 gets the routed FFN)");
+  if (routed && m.n_layers < 2 && m.routed_layers == "every_other") {
+    fail("model.routed_layers = \"every_other\" needs model.n_layers >= 2 (layer 1 gets the routed FFN)");
   }
 }
 

@@ -113,3 +113,15 @@ TEST(Config, ShippedConfigsLoad) {
   }
   EXPECT_GE(loaded, 7);  // default, tiny, dense, moe, hash, some-150m, some-1b
 }
+
+// model.some_layers was renamed model.routed_layers (it places MoE and hash layers too): configs
+// and checkpoints written before still load, as the new key.
+TEST(Config, RenamedKeyStillReads) {
+  auto cfg = launcher::load_config_text("[model]\nn_layers = 2\nsome_layers = \"every_other\"\n", "old.toml", {});
+  EXPECT_EQ(cfg.model.routed_layers, "every_other");
+  auto set = launcher::load_config_text("", "new.toml", {"model.some_layers=every_other"});
+  EXPECT_EQ(set.model.routed_layers, "every_other");
+  const auto written = launcher::to_toml(cfg);  // a run's config.toml: the new name only
+  EXPECT_EQ(written.find("some_layers"), std::string::npos);
+  EXPECT_EQ(launcher::load_config_text(written, "config.toml", {}).model.routed_layers, "every_other");
+}

@@ -156,7 +156,7 @@ TEST(SoMELayer, GradientsReachQueryAndInputButNotExperts) {
 
 TEST(Transformer, GlobalNamesAndTrainableSplit) {
   auto opts = small_options();
-  opts.some_layers = "every_other";
+  opts.routed_layers = "every_other";
   Transformer model(opts);
   auto state = model->state_tensors();
   EXPECT_TRUE(state.count("layers.1.some.keys"));

@@ -718,7 +718,7 @@ def _config_line(cfg: dict) -> str:
     parts = [f"ffn `{ffn}`", f"{m.get('n_layers', '?')} layers", f"d_model {m.get('d_model', '?')}"]
     if ffn != "dense":
         parts += [f"E = {m.get('num_experts', '?')} experts, top-{m.get('top_k', '?')}",
-                  f"{'SoME' if ffn == 'some' else 'routed'} layers `{m.get('some_layers', '?')}`"]
+                  f"{'SoME' if ffn == 'some' else 'routed'} layers `{m.get('routed_layers', m.get('some_layers', '?'))}`"]
     if ffn == "some" and g:
         parts.append(f"gravity α {g.get('alpha')} β {g.get('beta')} δ {g.get('delta')} usage `{g.get('usage')}`")
     if t:

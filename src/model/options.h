@@ -57,7 +57,7 @@ struct ModelOptions {
   int64_t num_experts = 64;       // E
   int64_t top_k = 2;              // k
   int64_t d_expert = 192;         // h, hidden size of one expert
-  std::string some_layers = "all";  // all | every_other
+  std::string routed_layers = "all";  // all | every_other: blocks with the routed FFN
   double capacity_factor = 0.0;   // > 0: each expert computes at most ceil(cf * slots / E) slots per forward
   uint64_t seed = 1234;           // expert library and key initialisation
   // A checkpoint of a trained dense model whose FFNs become the expert library (docs/design.md §2); the

@@ -41,8 +41,8 @@ TransformerImpl::TransformerImpl(const ModelOptions& opts, const parallel::Paral
   tok_emb_ = register_module("tok_emb", torch::nn::Embedding(opts.vocab_size, opts.d_model));
   layers_ = register_module("layers", torch::nn::ModuleList());
   for (int64_t l = 0; l < opts.n_layers; ++l) {
-    // some_layers = every_other keeps dense FFNs in the even layers, for every routed kind.
-    const bool routed = opts.ffn != "dense" && (opts.some_layers == "all" || l % 2 == 1);
+    // routed_layers = every_other keeps dense FFNs in the even layers, for every routed kind.
+    const bool routed = opts.ffn != "dense" && (opts.routed_layers == "all" || l % 2 == 1);
     layers_->push_back(Block(opts, l, routed ? opts.ffn : "dense", parallel));
     if (routed) routed_layer_indices_.push_back(l);
     if (routed && opts.ffn == "some") some_layer_indices_.push_back(l);
