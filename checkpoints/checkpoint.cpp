@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -169,6 +170,23 @@ Manifest Manifest::from_json(const nlohmann::json& j, const std::string& path) {
                    "checkpoint manifest '{}': tensor '{}' is in file '{}', which the manifest does not list", path,
                    name, rec.file);
       m.tensors.emplace(name, std::move(rec));
+    }
+    // A shape is believed only if its bytes fit in its file (uncompressed datasets): nothing is
+    // allocated for a manifest that claims an absurd tensor (a damaged or hand-edited one).
+    std::map<std::string, double> claimed;  // file -> bytes its tensors need
+    for (const auto& [name, rec] : m.tensors) {
+      double bytes = static_cast<double>(c10::elementSize(dtype_from_name(rec.dtype)));
+      for (auto d : rec.shape) {
+        SOME_REQUIRE(d >= 0, DataError, "checkpoint manifest '{}': tensor '{}' has a negative dimension {}", path,
+                     name, d);
+        bytes *= static_cast<double>(d);
+      }
+      claimed[rec.file] += bytes;
+      SOME_REQUIRE(claimed[rec.file] <= static_cast<double>(m.files.at(rec.file).bytes), DataError,
+                   "checkpoint manifest '{}': tensor '{}' of shape [{}] ({:.4g} bytes, with the file's other tensors "
+                   "{:.4g}) cannot be in file '{}' of {} bytes",
+                   path, name, fmt::join(rec.shape, ", "), bytes, claimed[rec.file], rec.file,
+                   m.files.at(rec.file).bytes);
     }
     return m;
   } catch (const nlohmann::json::exception& e) {

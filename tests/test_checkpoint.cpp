@@ -179,6 +179,18 @@ TEST(Checkpoint, ManifestErrorsNameTheFileAndKey) {
   } catch (const DataError& e) {
     EXPECT_NE(std::string(e.what()).find("'" + path + "' has no 'tokens'"), std::string::npos) << e.what();
   }
+  // A tensor whose claimed shape cannot fit in its file is refused before anything is allocated.
+  std::ofstream(path) << R"({"format": "some-checkpoint", "version": 1, "step": 3, "tokens": 9, "world_size": 1,
+    "expert_parallel": 1, "config": "", "trainer": {}, "files": {"rank_00000.h5": {"sha256": "x", "bytes": 4096}},
+    "tensors": {"layers.0.some.keys": {"file": "rank_00000.h5", "shape": [1099511627776, 4096], "dtype": "float32"}}})";
+  try {
+    checkpoints::Manifest::read(path);
+    FAIL();
+  } catch (const DataError& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("'layers.0.some.keys' of shape [1099511627776, 4096]"), std::string::npos) << what;
+    EXPECT_NE(what.find("file 'rank_00000.h5' of 4096 bytes"), std::string::npos) << what;
+  }
   std::ofstream(path) << R"({"format": "some-checkpoint", "version": 99})";
   EXPECT_THROW(checkpoints::Manifest::read(path), DataError);
   std::ofstream(path) << R"({"format": "some-che)";
