@@ -46,6 +46,7 @@ double relative(const torch::Tensor& a, const torch::Tensor& b) {
 
 struct ForwardBackward {
   double loss = 0;
+  torch::Device ran_on = torch::kCPU;  // where the loss was computed: a run that fell back to the CPU is no test
   std::vector<std::pair<std::string, torch::Tensor>> grads;  // trainable parameters, on the CPU
 };
 
@@ -64,6 +65,7 @@ ForwardBackward forward_backward(const torch::Device& device, bool bf16) {
   loss.backward();
   ForwardBackward out;
   out.loss = loss.item<double>();
+  out.ran_on = loss.device();
   for (auto& p : model->named_parameters()) {
     if (p.value().requires_grad() && p.value().grad().defined()) out.grads.emplace_back(p.key(), p.value().grad().cpu());
   }
@@ -75,6 +77,7 @@ ForwardBackward forward_backward(const torch::Device& device, bool bf16) {
 TEST(Cuda, LossAndGradientsMatchCpuFp32) {
   SKIP_WITHOUT_CUDA();
   auto cpu = forward_backward(torch::kCPU, false), gpu = forward_backward(torch::Device(torch::kCUDA, 0), false);
+  ASSERT_TRUE(gpu.ran_on.is_cuda()) << gpu.ran_on;
   EXPECT_LE(std::abs(gpu.loss - cpu.loss) / cpu.loss, kFp32Tolerance) << "cpu " << cpu.loss << " cuda " << gpu.loss;
   ASSERT_EQ(cpu.grads.size(), gpu.grads.size());
   ASSERT_FALSE(cpu.grads.empty());
@@ -90,6 +93,7 @@ TEST(Cuda, LossAndGradientsBf16MatchCpuBf16) {
   SKIP_WITHOUT_CUDA();
   auto fp32 = forward_backward(torch::kCPU, false), cpu = forward_backward(torch::kCPU, true);
   auto gpu = forward_backward(torch::Device(torch::kCUDA, 0), true);
+  ASSERT_TRUE(gpu.ran_on.is_cuda()) << gpu.ran_on;
   EXPECT_LE(std::abs(gpu.loss - cpu.loss) / cpu.loss, kBf16Tolerance) << "cpu bf16 " << cpu.loss << " cuda " << gpu.loss;
   EXPECT_LE(std::abs(gpu.loss - fp32.loss) / fp32.loss, kBf16Tolerance) << "cpu fp32 " << fp32.loss << " cuda " << gpu.loss;
   // All gradients as one vector: single bf16 entries of near-zero gradients are noise.
@@ -160,6 +164,8 @@ TEST_P(CudaTraining, StepLossesMatchCpu) {
     train::Trainer trainer(model, {}, t, meta, "", parallel);
     std::vector<double> out;
     for (int64_t step = 1; step <= 6; ++step) out.push_back(trainer.train_step(step));
+    // The run really was on the device asked for (a silent CPU fallback would match exactly).
+    EXPECT_EQ(trainer.model()->parameters().front().device().type(), torch::Device(device).type()) << device;
     return out;
   };
   const auto cpu = losses("cpu", "float32"), gpu = losses("cuda:0", dtype);
