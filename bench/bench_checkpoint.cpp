@@ -57,6 +57,7 @@
 #include "launcher/session.h"
 #include "parallel/mpi_communicator.h"
 #include "parallel/parallel_state.h"
+#include "src/model/tensor_names.h"
 #include "src/model/transformer.h"
 #include "src/train/trainer.h"
 
@@ -95,7 +96,7 @@ std::vector<double> fingerprint(train::Trainer& trainer) {
   };
   for (auto& [name, t] : trainer.model()->state_tensors()) add(t);
   for (auto& [name, t] : trainer.checkpoint_tensors()) {
-    if (starts_with(name, "optim.")) add(t);
+    if (model::names::is_optimizer_state(name)) add(t);
   }
   return out;
 }
@@ -221,14 +222,14 @@ int main(int argc, char** argv) {
       for (auto& [name, t] : mine) {
         const int64_t bytes = t.numel() * static_cast<int64_t>(t.element_size());
         ++acc[kTensors];
-        if (starts_with(name, "optim.")) {
+        if (model::names::is_optimizer_state(name)) {
           acc[kOptimBytes] += bytes;
         } else if (starts_with(name, "rng.")) {
           acc[kOtherBytes] += bytes;
         } else {
           acc[kModelBytes] += bytes;
           acc[kModelNumel] += t.numel();
-          if (model::is_expert_tensor(name)) acc[kExpertBytes] += bytes;
+          if (model::names::is_sharded(name)) acc[kExpertBytes] += bytes;
         }
       }
     }
@@ -311,7 +312,7 @@ int main(int argc, char** argv) {
         // parameter (`optim.step.*`, each opening the file anew).
         auto mine = trainer.checkpoint_tensors();
         if (once) {
-          for (auto it = mine.begin(); it != mine.end();) it = model::is_expert_tensor(it->first) ? mine.erase(it) : std::next(it);
+          for (auto it = mine.begin(); it != mine.end();) it = model::names::is_sharded(it->first) ? mine.erase(it) : std::next(it);
         }
         const auto scratch = run_dir + "/scratch_rank0.h5";
         auto t0 = Clock::now();

@@ -2,8 +2,8 @@
 // per rank, one intra-op thread per rank, W ranks from `mpirun -np W` (or one plain process).
 // Every collective goes through an InstrumentedCommunicator (world and EP group), so a step is
 // split into compute, all-to-all (token dispatch / combine and their backward), the per-layer
-// count exchange of the dispatcher, the gradient allreduce, the key-store statistics allreduce
-// and small control allreduces. Times are reduced over ranks by max (like nccl-tests); rank 0
+// count exchange of the dispatcher, the gradient allreduce, the one allreduce of every layer's
+// routing statistics (loads, dropped slots, key-store n, S, C) and small control allreduces. Times are reduced over ranks by max (like nccl-tests); rank 0
 // prints one JSON line.
 //
 //   mpirun -np 4 build/bin/bench_parallel [--expert-parallel P] [--per-rank-batch 8] [--steps 5]
@@ -33,6 +33,7 @@
 #include "parallel/instrumented_communicator.h"
 #include "parallel/mpi_communicator.h"
 #include "parallel/parallel_state.h"
+#include "src/model/routed_ffn.h"
 #include "src/train/trainer.h"
 
 using namespace some;
@@ -75,7 +76,7 @@ enum Metric : int {
   kA2aCalls, kA2aBytes, kA2aSelfBytes, kA2aS,
   kCountsCalls, kCountsBytes, kCountsS,            // the dispatcher's allgather of split counts (EP)
   kGradCalls, kGradBytes, kGradS,                  // async allreduces: gradient buckets
-  kKeyCalls, kKeyBytes, kKeyS,                     // key-store statistics buffers
+  kKeyCalls, kKeyBytes, kKeyS,                     // the routing-statistics buffer (TransformerImpl::after_step)
   kCtlCalls, kCtlBytes, kCtlS,                     // loss / dropped-slot allreduces (a few floats)
   kOtherCalls, kOtherBytes, kOtherS,               // any other collective (broadcast, world allgather, ...)
   kCommS,
@@ -160,7 +161,13 @@ int main(int argc, char** argv) {
     train::Trainer trainer(model, cfg.optim, cfg.train, meta, "", state, cfg.parallel);
     const int64_t n_micro = per_rank_batch / micro_batch;
     const int64_t E = cfg.model.num_experts, d = cfg.model.d_model;
-    const int64_t key_numel = E + E * d + E * E;  // one layer's fused statistics buffer (docs/design.md §3)
+    // The step's one routing-statistics buffer: every routed layer's step_statistics() (docs/design.md §3).
+    int64_t key_numel = 0;
+    for (auto* layer : model->routed_layers()) {
+      std::vector<torch::Tensor> stats;
+      layer->step_statistics(stats);
+      for (auto& t : stats) key_numel += t.numel();
+    }
 
     for (int s = 1; s <= warmup; ++s) trainer.train_step(s);
 
@@ -196,8 +203,8 @@ int main(int argc, char** argv) {
       auto s = ep->stats(op);
       m[kOtherCalls] += s.calls, m[kOtherBytes] += s.bytes, m[kOtherS] += s.seconds;
     }
-    // World calls: classify the allreduces (async = gradient buckets; fp32 buffers of one
-    // layer's statistics size = key store; the rest = control), everything else is "other".
+    // World calls: classify the allreduces (async = gradient buckets; an fp32 buffer of the
+    // routing statistics' size = routing state; the rest = control), everything else is "other".
     for (const auto& c : world->calls()) {
       if (c.op == CommOp::allreduce && c.async) {
         m[kGradCalls] += 1, m[kGradBytes] += c.bytes, m[kGradS] += c.seconds;
@@ -214,8 +221,8 @@ int main(int argc, char** argv) {
     for (auto& v : m) v /= steps;  // per step
 
     // ---- the same collectives in isolation (no compute, no skew): alpha-beta of this transport
-    // Sizes: one all-to-all call of a micro-batch with uniform routing, one gradient bucket, one
-    // layer's key statistics, and 8 bytes (latency).
+    // Sizes: one all-to-all call of a micro-batch with uniform routing, one gradient bucket, the
+    // step's routing statistics, and 8 bytes (latency).
     const int64_t k = cfg.model.top_k;
     const int64_t a2a_rows_per_peer = micro_batch * seq_len * k / P;
     const int64_t grad_numel = std::max<int64_t>(1, std::min<int64_t>(params_trainable, (4 << 20) / 4));
@@ -223,7 +230,7 @@ int main(int argc, char** argv) {
     if (W > 1) {
       const int reps = 21;
       for (auto [name, numel] : std::vector<std::pair<std::string, int64_t>>{
-               {"allreduce_8B", 2}, {"allreduce_key_stats_layer", key_numel}, {"allreduce_grad_bucket", grad_numel}}) {
+               {"allreduce_8B", 2}, {"allreduce_routing_statistics", key_numel}, {"allreduce_grad_bucket", grad_numel}}) {
         auto buf = torch::ones({numel}, torch::kFloat32);
         double sec = isolated_seconds(*world_raw, reps, [&] { world_raw->allreduce_sum(buf); });
         isolated.push_back({name, {numel * 4, sec}});
@@ -310,12 +317,14 @@ int main(int argc, char** argv) {
                             {"buckets_per_step", MAX(kGradCalls)},
                             {"bytes_per_step", MAX(kGradBytes)},
                             {"ring_wire_bytes_per_rank", ring * MAX(kGradBytes)}}},
-        {"key_allreduce", {{"ms_per_step", ms(MAX(kKeyS))},
+        {"routing_allreduce", {{"ms_per_step", ms(MAX(kKeyS))},
                            {"calls_per_step", MAX(kKeyCalls)},
                            {"bytes_per_step", MAX(kKeyBytes)},
-                           {"expected_bytes_per_step", 4.0 * n_layers_some * key_numel},
+                           {"expected_calls_per_step", W > 1 ? 1 : 0},
+                           {"expected_bytes_per_step", W > 1 ? 4.0 * key_numel : 0.0},
                            {"ring_wire_bytes_per_rank", ring * MAX(kKeyBytes)},
                            {"key_update_phase_ms", ms(MAX(kKeyPhase))}}},
+        {"allreduce_calls_per_step", MAX(kKeyCalls) + MAX(kCtlCalls)},  // blocking ones; gradient buckets apart
         {"control_allreduce", {{"ms_per_step", ms(MAX(kCtlS))}, {"calls_per_step", MAX(kCtlCalls)},
                                {"bytes_per_step", MAX(kCtlBytes)}}},
         {"other_collectives", {{"ms_per_step", ms(MAX(kOtherS))}, {"calls_per_step", MAX(kOtherCalls)},

@@ -81,8 +81,8 @@ for r in runs:
         "all_to_all_ms_per_step": round(r["all_to_all"]["ms_per_step"], 2),
         "grad_allreduce_ms_per_step": round(r["grad_allreduce"]["phase_ms_per_step"], 2),
         "grad_allreduce_MB_per_step": round(r["grad_allreduce"]["bytes_per_step"] / 1e6, 3),
-        "key_allreduce_ms_per_step": round(r["key_allreduce"]["ms_per_step"], 2),
-        "key_allreduce_MB_per_step": round(r["key_allreduce"]["bytes_per_step"] / 1e6, 4),
+        "routing_allreduce_ms_per_step": round(r["routing_allreduce"]["ms_per_step"], 2),
+        "routing_allreduce_MB_per_step": round(r["routing_allreduce"]["bytes_per_step"] / 1e6, 4),
         "compute_us_per_token": round(r["compute_us_per_token"], 1),
     }
     if base:

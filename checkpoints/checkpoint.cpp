@@ -417,7 +417,15 @@ void CheckpointReader::load_into(TensorMap& target) const {
   for (const auto& [file, names] : by_file) {
     const auto path = dir_ + "/" + file;
     auto h = h5::open_file(path);
-    for (const auto& name : names) target.at(name).copy_(read_tensor(h, name, path));
+    for (const auto& name : names) {
+      // The manifest's shape was checked against the target above; the file's own dataset
+      // must agree with both, or copy_ would broadcast it (or fail with a bare shape error).
+      auto stored = read_tensor(h, name, path);
+      SOME_REQUIRE(stored.sizes() == target.at(name).sizes(), DataError,
+                   "checkpoint '{}': tensor '{}' in '{}' has shape [{}], its manifest says [{}]", dir_, name, file,
+                   fmt::join(stored.sizes(), ", "), fmt::join(target.at(name).sizes(), ", "));
+      target.at(name).copy_(stored);
+    }
   }
 }
 

@@ -33,7 +33,7 @@ Id open_file(const std::string& path, bool writable) {
   SOME_REQUIRE(H5Fis_hdf5(path.c_str()) > 0, DataError,
                "file '{}' is not a readable HDF5 file (corrupt or truncated?)", path);
   hid_t f = H5Fopen(path.c_str(), writable ? H5F_ACC_RDWR : H5F_ACC_RDONLY, H5P_DEFAULT);
-  SOME_REQUIRE(f >= 0, DataError, "cannot open HDF5 file '{}'", path);
+  SOME_REQUIRE(f >= 0, DataError, "cannot open HDF5 file '{}' (damaged?): HDF5 says \"{}\"", path, last_error());
   return {f, H5Fclose};
 }
 
@@ -68,17 +68,27 @@ void write_attr_str(hid_t obj, const std::string& name, const std::string& value
   SOME_CHECK_HDF5(H5Awrite(attr, type, padded.data()));
 }
 
+namespace {
+// Opens an attribute that must exist: DataError naming `where` when it is missing, or when the
+// object header holding it cannot be read (a damaged file).
+Id open_attr(hid_t obj, const std::string& name, const std::string& where) {
+  htri_t exists = H5Aexists(obj, name.c_str());
+  SOME_REQUIRE(exists >= 0, DataError, "{}: cannot read attribute '{}' (damaged?): HDF5 says \"{}\"", where,
+               name, last_error());
+  SOME_REQUIRE(exists > 0, DataError, "{}: missing attribute '{}'", where, name);
+  return {SOME_HDF5_ID(H5Aopen(obj, name.c_str(), H5P_DEFAULT)), H5Aclose};
+}
+}  // namespace
+
 int64_t read_attr_i64(hid_t obj, const std::string& name, const std::string& where) {
-  SOME_REQUIRE(H5Aexists(obj, name.c_str()) > 0, DataError, "{}: missing attribute '{}'", where, name);
-  Id attr(SOME_HDF5_ID(H5Aopen(obj, name.c_str(), H5P_DEFAULT)), H5Aclose);
+  Id attr = open_attr(obj, name, where);
   int64_t v = 0;
   SOME_CHECK_HDF5(H5Aread(attr, H5T_NATIVE_INT64, &v));
   return v;
 }
 
 std::string read_attr_str(hid_t obj, const std::string& name, const std::string& where) {
-  SOME_REQUIRE(H5Aexists(obj, name.c_str()) > 0, DataError, "{}: missing attribute '{}'", where, name);
-  Id attr(SOME_HDF5_ID(H5Aopen(obj, name.c_str(), H5P_DEFAULT)), H5Aclose);
+  Id attr = open_attr(obj, name, where);
   Id type(SOME_HDF5_ID(H5Aget_type(attr)), H5Tclose);
   SOME_REQUIRE(H5Tget_class(type) == H5T_STRING, DataError, "{}: attribute '{}' is not a string",
                where, name);
@@ -87,6 +97,17 @@ std::string read_attr_str(hid_t obj, const std::string& name, const std::string&
   SOME_CHECK_HDF5(H5Aread(attr, type, s.data()));
   s.erase(s.find_last_not_of('\0') + 1);
   return s;
+}
+
+std::string last_error() {
+  std::string innermost;
+  // Walking upward starts at the function that detected the error; the first entry is enough.
+  auto first = [](unsigned n, const H5E_error2_t* e, void* out) -> herr_t {
+    if (n == 0 && e->desc) *static_cast<std::string*>(out) = e->desc;
+    return 0;
+  };
+  H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, first, &innermost);
+  return innermost;
 }
 
 std::vector<hsize_t> dataset_shape(hid_t dset) {

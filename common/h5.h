@@ -53,6 +53,11 @@ void write_attr_str(hid_t obj, const std::string& name, const std::string& value
 int64_t read_attr_i64(hid_t obj, const std::string& name, const std::string& where);
 std::string read_attr_str(hid_t obj, const std::string& name, const std::string& where);
 
+// What the HDF5 library says went wrong in the call that just failed on this thread: the
+// innermost message of its error stack ("data error detected by fletcher32 checksum"), or ""
+// when the stack is empty. Read it right after the failing call: the next call clears it.
+std::string last_error();
+
 // Shape of a dataset.
 std::vector<hsize_t> dataset_shape(hid_t dset);
 

@@ -4,7 +4,7 @@
 
 #include "common/check.h"
 #include "common/errors.h"
-#include "data/hash.h"
+#include "common/random.h"
 
 namespace some::data {
 

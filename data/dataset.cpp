@@ -8,6 +8,7 @@
 
 #include "common/check.h"
 #include "common/errors.h"
+#include "common/logging.h"
 #include "common/sha256.h"
 #include "data/format.h"
 
@@ -50,6 +51,22 @@ class MetaReader {
  private:
   std::string file_;
 };
+
+// Whether the dataset's chunks carry Fletcher-32 checksums (older shards have none and read
+// the same, unverified).
+bool has_fletcher32(hid_t dset) {
+  h5::Id dcpl(SOME_HDF5_ID(H5Dget_create_plist(dset)), H5Pclose);
+  unsigned flags = 0, config = 0;
+  size_t num_values = 0;
+  return H5Pget_filter_by_id2(dcpl, H5Z_FILTER_FLETCHER32, &flags, &num_values, nullptr, 0, nullptr,
+                              &config) >= 0;
+}
+
+// What a failed chunk read most likely was, from HDF5's innermost error message.
+std::string read_failure(std::string why) {  // by value: lowered here
+  std::transform(why.begin(), why.end(), why.begin(), [](unsigned char c) { return std::tolower(c); });
+  return why.find("checksum") != std::string::npos ? "its checksum failed" : "HDF5 failed";
+}
 
 }  // namespace
 
@@ -128,61 +145,82 @@ TokenSplit::TokenSplit(const DatasetMeta& meta, const std::string& split) : name
     throw DataError(fmt::format("'{}' has no split '{}' (it has: {})", meta_file, split, have));
   }
   const SplitInfo& info = it->second;
-  const size_t elem_size = meta.dtype == "uint16" ? 2 : 4;
 
-  // Random windows read a few KiB each: HDF5's chunk cache would read (and keep) whole 64Ki-
-  // token chunks for that, so it is turned off and reads go straight to the requested bytes.
+  // Random windows rarely meet a chunk again before it would be evicted, so HDF5's chunk
+  // cache is turned off: a read fetches (and, for checksummed shards, verifies) the chunks it
+  // touches and keeps nothing.
   h5::Id dapl(SOME_HDF5_ID(H5Pcreate(H5P_DATASET_ACCESS)), H5Pclose);
   SOME_CHECK_HDF5(H5Pset_chunk_cache(dapl, 0, 0, H5D_CHUNK_CACHE_W0_DEFAULT));
 
+  std::vector<std::string> unchecked;  // shards written before tokens carried checksums
   for (const auto& name : info.files) {
     Shard s;
     s.path = (fs::path(meta.dir) / name).string();
     s.file = h5::open_file(s.path);  // DataError naming the file if missing or corrupt
-    const std::string& where = s.path;
-    auto check_i64 = [&](const char* attr, int64_t expected) {
-      int64_t v = h5::read_attr_i64(s.file, attr, where);
-      SOME_REQUIRE(v == expected, DataError,
-                   "shard '{}': attribute '{}' = {} does not match '{}' ({})", s.path, attr, v,
-                   meta_file, expected);
-      return v;
-    };
-    check_i64(kAttrFormatVersion, meta.format_version);
-    check_i64(kAttrVocabSize, meta.vocab_size);
-    std::string sha = h5::read_attr_str(s.file, kAttrTokenizerSha, where);
-    SOME_REQUIRE(sha == meta.tokenizer_sha256, DataError,
-                 "shard '{}': attribute '{}' = {} does not match '{}' ({}): the shard was made "
-                 "with another tokenizer",
-                 s.path, kAttrTokenizerSha, sha, meta_file, meta.tokenizer_sha256);
-    int64_t n = h5::read_attr_i64(s.file, kAttrNumTokens, where);
-    SOME_REQUIRE(n >= 0, DataError, "shard '{}': attribute '{}' = {} is negative", s.path,
-                 kAttrNumTokens, n);
-
-    SOME_REQUIRE(h5::has_link(s.file, kTokensDataset), DataError, "shard '{}' has no dataset '/{}'",
-                 s.path, kTokensDataset);
-    hid_t d = H5Dopen2(s.file, kTokensDataset, dapl);
-    SOME_REQUIRE(d >= 0, DataError, "shard '{}': cannot open dataset '/{}' (corrupt?)", s.path,
-                 kTokensDataset);
-    s.dset = h5::Id(d, H5Dclose);
-    auto shape = h5::dataset_shape(s.dset);
-    SOME_REQUIRE(shape.size() == 1, DataError, "shard '{}': dataset '/{}' has {} dimensions, expected 1",
-                 s.path, kTokensDataset, shape.size());
-    SOME_REQUIRE(static_cast<int64_t>(shape[0]) == n, DataError,
-                 "shard '{}': dataset '/{}' holds {} tokens but attribute '{}' says {}", s.path,
-                 kTokensDataset, shape[0], kAttrNumTokens, n);
-    h5::Id type(SOME_HDF5_ID(H5Dget_type(s.dset)), H5Tclose);
-    SOME_REQUIRE(H5Tget_class(type) == H5T_INTEGER && H5Tget_sign(type) == H5T_SGN_NONE &&
-                     H5Tget_size(type) == elem_size,
-                 DataError, "shard '{}': dataset '/{}' is not of type {} as '{}' says", s.path,
-                 kTokensDataset, meta.dtype, meta_file);
+    try {
+      open_tokens(s, meta, dapl);
+      if (!has_fletcher32(s.dset)) unchecked.push_back(name);
+    } catch (const CallError& e) {
+      // Damaged metadata can fail any HDF5 call there; the failure names the call, this the
+      // file the user has to replace.
+      throw DataError(fmt::format("shard '{}' is damaged: {}", s.path, e.what()));
+    }
     s.begin = total_;
-    s.size = n;
-    total_ += n;
+    total_ += s.size;
     shards_.push_back(std::move(s));
   }
   SOME_REQUIRE(total_ == info.num_tokens, DataError,
                "split '{}': its shards hold {} tokens but '{}' says num_tokens = {}", split, total_,
                meta_file, info.num_tokens);
+  if (!unchecked.empty()) {
+    some::log::get("data")->warn(
+        "split '{}' of '{}': {} of {} shard(s) (first '{}') carry no checksums (prepared before "
+        "shards had them): damaged bytes there would be read as other tokens; run 'some "
+        "prepare' again to add them",
+        split, meta.dir, unchecked.size(), info.files.size(), unchecked.front());
+  }
+}
+
+void TokenSplit::open_tokens(Shard& s, const DatasetMeta& meta, hid_t dapl) {
+  const std::string meta_file = (fs::path(meta.dir) / kMetaFile).string();
+  const size_t elem_size = meta.dtype == "uint16" ? 2 : 4;
+  const std::string& where = s.path;
+  auto check_i64 = [&](const char* attr, int64_t expected) {
+    int64_t v = h5::read_attr_i64(s.file, attr, where);
+    SOME_REQUIRE(v == expected, DataError,
+                 "shard '{}': attribute '{}' = {} does not match '{}' ({})", s.path, attr, v,
+                 meta_file, expected);
+    return v;
+  };
+  check_i64(kAttrFormatVersion, meta.format_version);
+  check_i64(kAttrVocabSize, meta.vocab_size);
+  std::string sha = h5::read_attr_str(s.file, kAttrTokenizerSha, where);
+  SOME_REQUIRE(sha == meta.tokenizer_sha256, DataError,
+               "shard '{}': attribute '{}' = {} does not match '{}' ({}): the shard was made "
+               "with another tokenizer",
+               s.path, kAttrTokenizerSha, sha, meta_file, meta.tokenizer_sha256);
+  int64_t n = h5::read_attr_i64(s.file, kAttrNumTokens, where);
+  SOME_REQUIRE(n >= 0, DataError, "shard '{}': attribute '{}' = {} is negative", s.path,
+               kAttrNumTokens, n);
+
+  SOME_REQUIRE(h5::has_link(s.file, kTokensDataset), DataError, "shard '{}' has no dataset '/{}'",
+               s.path, kTokensDataset);
+  hid_t d = H5Dopen2(s.file, kTokensDataset, dapl);
+  SOME_REQUIRE(d >= 0, DataError, "shard '{}' is damaged: cannot open dataset '/{}' (HDF5 says \"{}\")",
+               s.path, kTokensDataset, h5::last_error());
+  s.dset = h5::Id(d, H5Dclose);
+  auto shape = h5::dataset_shape(s.dset);
+  SOME_REQUIRE(shape.size() == 1, DataError, "shard '{}': dataset '/{}' has {} dimensions, expected 1",
+               s.path, kTokensDataset, shape.size());
+  SOME_REQUIRE(static_cast<int64_t>(shape[0]) == n, DataError,
+               "shard '{}': dataset '/{}' holds {} tokens but attribute '{}' says {}", s.path,
+               kTokensDataset, shape[0], kAttrNumTokens, n);
+  h5::Id type(SOME_HDF5_ID(H5Dget_type(s.dset)), H5Tclose);
+  SOME_REQUIRE(H5Tget_class(type) == H5T_INTEGER && H5Tget_sign(type) == H5T_SGN_NONE &&
+                   H5Tget_size(type) == elem_size,
+               DataError, "shard '{}': dataset '/{}' is not of type {} as '{}' says", s.path,
+               kTokensDataset, meta.dtype, meta_file);
+  s.size = n;
 }
 
 void TokenSplit::read(int64_t offset, int64_t count, int32_t* out) const {
@@ -204,8 +242,10 @@ void TokenSplit::read(int64_t offset, int64_t count, int32_t* out) const {
     SOME_CHECK_HDF5(H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, nullptr, cnt, nullptr));
     h5::Id mspace(SOME_HDF5_ID(H5Screate_simple(1, cnt, nullptr)), H5Sclose);
     if (H5Dread(s.dset, H5T_NATIVE_INT32, mspace, fspace, H5P_DEFAULT, out) < 0) {
-      throw DataError(fmt::format("shard '{}': cannot read tokens [{}, {}) of '/{}' (corrupt?)",
-                                  s.path, local, local + n, kTokensDataset));
+      const std::string why = h5::last_error();
+      throw DataError(fmt::format("shard '{}' is damaged: {} reading tokens [{}, {}) of '/{}' (HDF5 says "
+                                  "\"{}\"); restore the file or prepare the dataset again",
+                                  s.path, read_failure(why), local, local + n, kTokensDataset, why));
     }
     // An id outside the vocabulary would surface as LibTorch's "index out of range in self" in
     // the embedding: name the shard, the position and the id instead (a pass over what was read).

@@ -36,6 +36,8 @@ DatasetMeta read_meta(const std::string& dir);
 // One split's shards, read as a single token array. Opening checks every shard against
 // meta.json (format_version, vocab_size, tokenizer_sha256, num_tokens, dtype and the dataset
 // length); reads touch only the requested range, so memory does not grow with the shards.
+// Shards carry checksums (docs/design.md §6): a damaged one is a DataError naming the file, at
+// open (metadata) or at the read that meets the damaged chunk (tokens), never other tokens.
 // The HDF5 handles stay open for the object's lifetime. Not thread-safe.
 class TokenSplit {
  public:
@@ -52,6 +54,9 @@ class TokenSplit {
     h5::Id file, dset;
     int64_t begin = 0, size = 0;  // position in the concatenated split
   };
+  // Checks an opened shard's attributes against meta.json and opens its tokens (s.dset, s.size).
+  static void open_tokens(Shard& s, const DatasetMeta& meta, hid_t dapl);
+
   std::string name_;
   std::vector<Shard> shards_;
   int64_t total_ = 0;

@@ -53,6 +53,26 @@ std::string_view trim(std::string_view s) {
   return s;
 }
 
+// Length of the well-formed UTF-8 sequence that starts `s` (Unicode Table 3-7: no overlong
+// forms, no surrogates, nothing above U+10FFFF), or 0. Hand-written because nothing this build
+// links offers a validator (SentencePiece keeps its own internal; std::codecvt is deprecated).
+size_t utf8_sequence(std::string_view s) {
+  auto at = [&](size_t i) -> unsigned { return i < s.size() ? static_cast<unsigned char>(s[i]) : 0; };
+  auto in = [](unsigned x, unsigned lo, unsigned hi) { return x >= lo && x <= hi; };
+  const unsigned c = at(0);
+  if (c < 0x80) return 1;
+  if (in(c, 0xC2, 0xDF)) return in(at(1), 0x80, 0xBF) ? 2 : 0;
+  if (in(c, 0xE0, 0xEF)) {
+    const unsigned lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
+    return in(at(1), lo, hi) && in(at(2), 0x80, 0xBF) ? 3 : 0;
+  }
+  if (in(c, 0xF0, 0xF4)) {
+    const unsigned lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
+    return in(at(1), lo, hi) && in(at(2), 0x80, 0xBF) && in(at(3), 0x80, 0xBF) ? 4 : 0;
+  }
+  return 0;
+}
+
 SourceFile make_source(const fs::path& p, SourceFormat format) {
   std::error_code ec;
   auto size = fs::file_size(p, ec);
@@ -61,6 +81,19 @@ SourceFile make_source(const fs::path& p, SourceFormat format) {
 }
 
 }  // namespace
+
+void TextBytes::add(std::string_view s) {
+  bytes += s.size();
+  for (size_t i = 0; i < s.size();) {
+    if (s[i] == '\0') ++nul;
+    size_t len = utf8_sequence(s.substr(i));
+    if (len == 0) {
+      ++invalid_utf8;
+      len = 1;
+    }
+    i += len;
+  }
+}
 
 std::vector<SourceFile> list_sources(const std::vector<std::string>& inputs) {
   auto log = some::log::get("data");
@@ -121,6 +154,7 @@ DocumentReader::DocumentReader(std::vector<SourceFile> sources, size_t max_docum
 
 bool DocumentReader::open_next_file() {
   if (current_) {
+    if (text_bytes_.looks_binary()) binary_like_.emplace_back(current_->path, text_bytes_);
     bytes_done_ += current_->bytes;
     bytes_in_file_ = 0;
     in_.close();
@@ -133,6 +167,7 @@ bool DocumentReader::open_next_file() {
   SOME_REQUIRE(in_.is_open(), DataError, "cannot open input file '{}'", current_->path);
   line_no_ = 0;
   warned_split_ = false;
+  text_bytes_ = {};
   return true;
 }
 
@@ -144,6 +179,7 @@ bool DocumentReader::read_line(std::string& line) {
   ++line_no_;
   // +1 for the newline; capped because the last line may have none.
   bytes_in_file_ = std::min<uint64_t>(bytes_in_file_ + line.size() + 1, current_->bytes);
+  if (current_->format == SourceFormat::Text) text_bytes_.add(line);  // JSON parsing checks its own
   if (line_no_ == 1 && line.starts_with("\xEF\xBB\xBF")) line.erase(0, 3);  // UTF-8 BOM
   return true;
 }

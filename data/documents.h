@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <fstream>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 namespace some::data {
@@ -26,6 +28,18 @@ struct SourceFile {
 // extension, or inputs holding no file at all.
 std::vector<SourceFile> list_sources(const std::vector<std::string>& inputs);
 
+// Byte counts that tell a binary file with a text name from text: NUL bytes, and bytes that
+// are not part of a well-formed UTF-8 sequence.
+struct TextBytes {
+  uint64_t bytes = 0, nul = 0, invalid_utf8 = 0;
+  // Counts `s`, which must not cut a UTF-8 sequence (a line does not: '\n' is never inside one).
+  void add(std::string_view s);
+  double invalid_share() const { return bytes ? static_cast<double>(invalid_utf8) / bytes : 0.0; }
+  // Any NUL byte, or more than 1% of the bytes not UTF-8: text in any encoding but UTF-8 (which
+  // the tokenizer expects) or no text at all.
+  bool looks_binary() const { return nul > 0 || invalid_share() > 0.01; }
+};
+
 class DocumentReader {
  public:
   // A plain-text "document" without blank lines can be a whole multi-GB file; beyond
@@ -40,6 +54,9 @@ class DocumentReader {
   uint64_t total_bytes() const { return total_bytes_; }
   int64_t documents_read() const { return documents_; }
   const std::vector<SourceFile>& sources() const { return sources_; }
+  // Plain-text files read to the end so far whose bytes look binary (TextBytes::looks_binary):
+  // they are read as text all the same, and the caller decides how to warn.
+  const std::vector<std::pair<std::string, TextBytes>>& binary_like_files() const { return binary_like_; }
 
  private:
   bool open_next_file();
@@ -59,6 +76,8 @@ class DocumentReader {
   uint64_t bytes_in_file_ = 0;  // consumed from the current file
   int64_t documents_ = 0;
   std::string line_;
+  TextBytes text_bytes_;  // of the current file (plain text only)
+  std::vector<std::pair<std::string, TextBytes>> binary_like_;
 };
 
 // Writes the default corpus, the King James Bible from Debian's bible-kjv, to

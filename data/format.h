@@ -1,6 +1,8 @@
 #pragma once
 // The on-disk dataset format (docs/design.md §6), shared by the writer (prepare) and the readers so
-// that the two cannot drift apart. Bump kFormatVersion on any incompatible change.
+// that the two cannot drift apart. Bump kFormatVersion on any incompatible change (adding
+// checksums was not one: the Fletcher-32 filter is recorded in each shard and applied by any
+// reader, and shards without it still read; docs/design.md §6).
 #include <cstdint>
 #include <string>
 

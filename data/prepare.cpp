@@ -18,7 +18,7 @@
 #include "common/sha256.h"
 #include "data/documents.h"
 #include "data/format.h"
-#include "data/hash.h"
+#include "common/random.h"
 #include "data/shard_writer.h"
 #include "data/tokenizer.h"
 
@@ -222,6 +222,11 @@ void prepare_dataset(const PrepareOptions& opts) {
       pending_val = false;
     }
     emit(pending, pending_val);
+  }
+  for (const auto& [path, b] : reader.binary_like_files()) {
+    log->warn("prepare: '{}' does not look like text: {} NUL byte(s), {:.1f}% of its bytes not "
+              "UTF-8; it was tokenized as text all the same (a binary file with a text name?)",
+              path, b.nul, 100.0 * b.invalid_share());
   }
   SOME_REQUIRE(doc_index > 0, DataError, "the inputs ({}) hold no document (all files empty?)",
                fmt::format("{}", fmt::join(inputs, ", ")));

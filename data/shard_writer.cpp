@@ -14,10 +14,22 @@ namespace fs = std::filesystem;
 namespace {
 // Writes go to HDF5 in blocks of this many tokens (bounded memory, few calls).
 constexpr size_t kWriteBlock = size_t{1} << 20;
-// 64Ki tokens (128 KiB as uint16) per chunk: big enough for sequential throughput, small
-// enough that the index stays tiny. No compression: token ids barely compress, and random
-// windows would then each inflate a whole chunk.
-constexpr int64_t kChunkTokens = int64_t{1} << 16;
+// 8Ki tokens (16 KiB as uint16) per chunk. Every chunk carries a Fletcher-32 checksum, which
+// HDF5 verifies over the whole chunk on each read: a random training window (seq_len + 1
+// tokens) then costs a few chunks' worth of reading, not 64Ki tokens' worth, and the index of
+// even a 64Mi-token shard (8Ki chunks) stays small. No compression: token ids barely
+// compress, and random windows would then each inflate a whole chunk.
+constexpr int64_t kChunkTokens = int64_t{1} << 13;
+
+// The file format of HDF5 1.10 (superblock v3, object headers v2, extensible-array chunk
+// index) checksums every piece of metadata, and Fletcher-32 covers the tokens: a flipped byte
+// anywhere a reader looks is an error, never a different token (docs/design.md §6). Pinned to
+// 1.10 at both ends, so that a newer library does not write what a 1.10 reader cannot read.
+h5::Id checksummed_file_access() {
+  h5::Id fapl(SOME_HDF5_ID(H5Pcreate(H5P_FILE_ACCESS)), H5Pclose);
+  SOME_CHECK_HDF5(H5Pset_libver_bounds(fapl, H5F_LIBVER_V110, H5F_LIBVER_V110));
+  return fapl;
+}
 }  // namespace
 
 ShardWriter::ShardWriter(std::string dir, std::string split, int vocab_size,
@@ -43,13 +55,14 @@ void ShardWriter::open_shard() {
   final_path_ = (fs::path(dir_) / name).string();
   tmp_path_ = final_path_ + ".tmp";
   h5::quiet();
-  file_ = H5Fcreate(tmp_path_.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  file_ = H5Fcreate(tmp_path_.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, checksummed_file_access());
   SOME_REQUIRE(file_ >= 0, DataError, "cannot create shard '{}'", tmp_path_);
   hsize_t dims[1] = {0}, maxdims[1] = {H5S_UNLIMITED};
   h5::Id space(SOME_HDF5_ID(H5Screate_simple(1, dims, maxdims)), H5Sclose);
   h5::Id dcpl(SOME_HDF5_ID(H5Pcreate(H5P_DATASET_CREATE)), H5Pclose);
   hsize_t chunk[1] = {static_cast<hsize_t>(std::min(kChunkTokens, shard_tokens_))};
   SOME_CHECK_HDF5(H5Pset_chunk(dcpl, 1, chunk));
+  SOME_CHECK_HDF5(H5Pset_fletcher32(dcpl));
   dset_ = h5::Id(SOME_HDF5_ID(H5Dcreate2(file_, kTokensDataset, file_type_, space, H5P_DEFAULT,
                                          dcpl, H5P_DEFAULT)),
                  H5Dclose);

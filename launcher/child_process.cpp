@@ -136,11 +136,13 @@ std::string self_executable() {
 ToolExitStatus::ToolExitStatus(const std::string& tool, int code)
     : CLI::ParseError("RuntimeError", fmt::format("{} exited with status {}", tool, code), code) {}
 
-void run_python_tool(const std::string& command, const std::string& script, const std::vector<std::string>& args) {
+void run_python_tool(const std::string& command, const std::string& tool, const std::vector<std::string>& args) {
   const char* env = std::getenv("SOME_PYTHON");
   const bool from_env = env != nullptr && *env != '\0';
   const std::string python = from_env ? env : SOME_PYTHON_PATH;
-  const auto path = std::string(SOME_SOURCE_DIR) + "/tools/" + script;
+  const auto tools_dir = std::string(SOME_SOURCE_DIR) + "/tools";
+  const auto module = "some_tools." + tool;
+  const auto main_file = tools_dir + "/some_tools/" + tool + "/__main__.py";
   if (access(python.c_str(), X_OK) != 0) {
     throw Error(fmt::format("{}: Python interpreter '{}' ({}) is not an executable file; set SOME_PYTHON to a Python "
                             "with numpy, h5py, matplotlib and scikit-learn",
@@ -148,15 +150,21 @@ void run_python_tool(const std::string& command, const std::string& script, cons
                             from_env ? "from the SOME_PYTHON environment variable"
                                      : "the venv Python this binary was configured with"));
   }
-  if (!std::filesystem::is_regular_file(path)) {
-    throw Error(fmt::format("{}: script '{}' not found (this binary was built from {})", command, path,
-                            SOME_SOURCE_DIR));
+  if (!std::filesystem::is_regular_file(main_file)) {
+    throw Error(fmt::format("{}: module {} not found ({} is missing; this binary was built from {})", command,
+                            module, main_file, SOME_SOURCE_DIR));
   }
-  std::vector<std::string> argv = {python, path};
+  // `python -m` finds the package in this source tree, in front of anything the caller has on
+  // PYTHONPATH. The child inherits this process's environment, and `some` only waits for the
+  // tool from here on, so setting it here changes nothing else.
+  const char* user_path = std::getenv("PYTHONPATH");
+  const auto python_path = user_path != nullptr && *user_path != '\0' ? tools_dir + ":" + user_path : tools_dir;
+  setenv("PYTHONPATH", python_path.c_str(), 1);
+  std::vector<std::string> argv = {python, "-m", module};
   argv.insert(argv.end(), args.begin(), args.end());
   forward_stop_signals();
   const int code = exit_code(wait_child(spawn_child(argv)));
-  if (code != 0) throw ToolExitStatus("tools/" + script, code);
+  if (code != 0) throw ToolExitStatus(module, code);
 }
 
 }  // namespace some::launcher

@@ -40,10 +40,10 @@ struct ToolExitStatus : CLI::ParseError {
   ToolExitStatus(const std::string& tool, int code);
 };
 
-// Runs tools/<script> of this source tree with the project's Python (SOME_PYTHON from the
-// environment, else the venv this binary was configured with) and `args`, forwarding stop
-// signals; a non-zero exit becomes ToolExitStatus. `command` ("some report") names the caller
-// in errors.
-void run_python_tool(const std::string& command, const std::string& script, const std::vector<std::string>& args);
+// Runs `python -m some_tools.<tool> args...` (tools/some_tools/<tool>/__main__.py of this source
+// tree, tools/ put in front of PYTHONPATH) with the project's Python (SOME_PYTHON from the
+// environment, else the venv this binary was configured with), forwarding stop signals; a
+// non-zero exit becomes ToolExitStatus. `command` ("some report") names the caller in errors.
+void run_python_tool(const std::string& command, const std::string& tool, const std::vector<std::string>& args);
 
 }  // namespace some::launcher

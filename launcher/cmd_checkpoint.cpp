@@ -9,21 +9,12 @@
 
 #include "checkpoints/checkpoint.h"
 #include "common/progress.h"
+#include "src/model/tensor_names.h"
 #include "launcher/commands.h"
 
 namespace some::launcher {
 
 namespace {
-
-// Coarse kind of a tensor by its global name, for the summary.
-std::string kind_of(const std::string& name) {
-  if (name.rfind("optim.", 0) == 0) return "optimizer state";
-  if (name.rfind("rng.", 0) == 0) return "RNG state";
-  if (name.find(".some.experts.") != std::string::npos) return "frozen experts";
-  if (name.find(".experts.") != std::string::npos) return "trainable experts";
-  if (name.ends_with(".some.keys") || name.ends_with(".some.usage")) return "key stores and usage";
-  return "trainable weights";
-}
 
 void print_info(const std::string& path, bool list_tensors) {
   checkpoints::CheckpointReader reader(path, /*verify=*/true);
@@ -43,7 +34,7 @@ void print_info(const std::string& path, bool list_tensors) {
   for (const auto& [name, r] : m.tensors) {
     int64_t n = 1;
     for (auto s : r.shape) n *= s;
-    auto& k = kinds[kind_of(name)];
+    auto& k = kinds[std::string(model::names::describe(model::names::kind(name)))];
     k.first += 1;
     const auto bytes = n * static_cast<int64_t>(c10::elementSize(checkpoints::dtype_from_name(r.dtype)));
     k.second += bytes;

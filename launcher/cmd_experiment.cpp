@@ -1,6 +1,6 @@
 // `some experiment claims [--out DIR] [--scale tiny|small] [--data DIR] [--dry-run]`: the seeds'
 // three claims (reservoir, composition, forgetting; seeds 002 / 004, docs/design.md §10) as one resumable
-// experiment. tools/claims.py of this source tree plans the runs and writes OUT/report.md; every
+// experiment. tools/some_tools/claims of this source tree plans the runs and writes OUT/report.md; every
 // training and evaluation it starts is a child process of this very executable (/proc/self/exe),
 // so the report always describes the binary that was asked for. The interpreter is SOME_PYTHON
 // from the environment, else the venv Python this binary was configured with (as `some report`).
@@ -24,7 +24,7 @@ void add_claims_command(CLI::App& experiment) {
   auto args = std::make_shared<Args>();
   auto* cmd = experiment.add_subcommand(
       "claims", "The seeds' claims A (reservoir), B (composition), C (forgetting) at equal active parameters: "
-                "trains, evaluates, writes OUT/report.md (tools/claims.py)");
+                "trains, evaluates, writes OUT/report.md (some_tools.claims)");
   cmd->add_option("--out", args->out, "output directory: one run directory per run, report.md, plots")
       ->capture_default_str();
   cmd->add_option("--scale", args->scale, "tiny (about 2-3 minutes, for tests) or small (under an hour on 2 cores)")
@@ -36,7 +36,7 @@ void add_claims_command(CLI::App& experiment) {
     std::vector<std::string> argv = {"--some", self_executable(), "--out", args->out, "--scale", args->scale};
     if (!args->data.empty()) argv.insert(argv.end(), {"--data", args->data});
     if (args->dry_run) argv.emplace_back("--dry-run");
-    run_python_tool("some experiment", "claims.py", argv);
+    run_python_tool("some experiment", "claims", argv);
   });
 }
 

@@ -18,6 +18,7 @@
 #include "parallel/mpi_communicator.h"
 #include "parallel/parallel_state.h"
 #include "src/train/generate.h"
+#include "src/train/memory_estimate.h"
 #include "src/train/trainer.h"
 
 namespace fs = std::filesystem;
@@ -77,6 +78,9 @@ void run_train(const TrainArgs& args) {
   SOME_REQUIRE(chosen == resume.value_or(""), Error, "rank {} would resume from '{}' but rank 0 from '{}'",
                parallel.rank(), resume.value_or("(nothing)"), chosen);
   auto meta = ensure_dataset(cfg.data_dir, &world);
+  // A model that cannot fit is refused here, with the numbers, not by the allocator later.
+  train::check_memory(train::estimate_memory(model_options(cfg, meta), cfg.train, cfg.parallel.expert_parallel),
+                      train::available_memory(device, local_ranks()));
 
   // --resume auto continues in its own run directory; anything else starts a new one.
   const auto run_dir = make_run_dir(args.run_dir, &world, /*allow_existing=*/args.resume == "auto");

@@ -166,9 +166,11 @@ void set_double(const Entry& e, double v, const std::string& source) {
 
 void set_string(const Entry& e, const std::string& v, const std::string& source) {
   auto* s = std::get_if<std::string*>(&e.target);
-  if (!s) reject(e, "\"" + v + "\"", source);
+  // Quoted and escaped: a TOML string may hold line breaks, and an error stays one line.
+  const std::string shown = fmt::format("{:?}", v);
+  if (!s) reject(e, shown, source);
   if (!e.choices.empty() && std::find(e.choices.begin(), e.choices.end(), v) == e.choices.end()) {
-    reject(e, "\"" + v + "\"", source);
+    reject(e, shown, source);
   }
   **s = v;
 }

@@ -14,6 +14,7 @@
 #include "common/logging.h"
 #include "data/prepare.h"
 #include "parallel/mpi_communicator.h"
+#include "src/model/tensor_names.h"
 
 namespace fs = std::filesystem;
 
@@ -156,11 +157,11 @@ void load_expert_library(model::Transformer& model, const Config& cfg, parallel:
     auto up = reader.read(fmt::format("layers.{}.dense.up.weight", l));      // (d_ff, d)
     auto down = reader.read(fmt::format("layers.{}.dense.down.weight", l));  // (d, d_ff)
     for (int64_t i = 0; i < E; ++i) {
-      auto w_down = state.find(fmt::format("layers.{}.some.experts.{}.w_down", l, i));
+      auto w_down = state.find(model::names::expert(l, "some", i, "w_down"));
       if (w_down == state.end()) continue;  // another rank's expert
       const int64_t first = slices ? i * h : 0;
       w_down->second.copy_(up.narrow(0, first, h));                                       // (h, d)
-      state.at(fmt::format("layers.{}.some.experts.{}.w_up", l, i)).copy_(down.narrow(1, first, h));  // (d, h)
+      state.at(model::names::expert(l, "some", i, "w_up")).copy_(down.narrow(1, first, h));  // (d, h)
     }
   }
   log::get("train")->info("expert library from {}: {} of its {}-wide FFNs into {} SoME layer(s) of {} experts", reader.dir(),

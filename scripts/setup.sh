@@ -43,6 +43,11 @@ if ! .venv/bin/python -c "import importlib.metadata as m; m.version('nvidia-nccl
   .venv/bin/pip install -q --disable-pip-version-check nvidia-nccl-cu13
 fi
 
+step "ruff in the venv (the CTest python.ruff lints every Python file with pyproject.toml's rules)"
+if ! .venv/bin/python -c "import importlib.metadata as m; assert m.version('ruff') == '0.17.6'" 2>/dev/null; then
+  .venv/bin/pip install -q --disable-pip-version-check ruff==0.17.6
+fi
+
 step "configure (build/, ${SOME_BUILD_TYPE:-Release}, LibTorch from ${LIBTORCH_DIR:-the venv wheel})"
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE="${SOME_BUILD_TYPE:-Release}" \
       -DCMAKE_PREFIX_PATH="$TORCH_PREFIX" -DLIBTORCH_DIR="${LIBTORCH_DIR:-}" >/dev/null

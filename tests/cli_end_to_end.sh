@@ -91,13 +91,22 @@ set +e
 set -e
 [ $rc -ne 0 ] || fail "missing dataset did not fail"
 grep -q "$T/nowhere" "$T/err" || fail "missing dataset error does not name the directory"
-# An error raised inside LibTorch (here its allocator: a 51 GB attention matrix) is one line, not
-# a C++ backtrace.
+# A model too large for the machine is refused before it is built: one line with the estimate.
 set +e
 "$SOME" train --config configs/tiny.toml --data "$T/data" --set model.d_model=65536 --set train.max_steps=1 \
         --run-dir "$T/too-big" > "$T/out" 2> "$T/err"; rc=$?
 set -e
-[ $rc -eq 1 ] || fail "an impossible model exited $rc, not 1"
-grep -q "LibTorch: .*allocate" "$T/out" "$T/err" || fail "no one-line LibTorch error: $(tail -3 "$T/err")"
+[ $rc -eq 2 ] || fail "an impossible model exited $rc, not 2 (a config error)"
+grep -q "config error: model needs about .* GiB available" "$T/out" "$T/err" || fail "no one-line memory refusal: $(tail -3 "$T/err")"
+! grep -q "frame #" "$T/out" "$T/err" || fail "the refusal printed a backtrace"
+[ ! -e "$T/too-big" ] || fail "the refused run left a run directory"
+# An error raised inside LibTorch (a failing TORCH_CHECK at step 1, SOME_INJECT_TORCH_ERROR) is one
+# line, not a C++ backtrace — even with TORCH_SHOW_CPP_STACKTRACES, which puts one into what().
+set +e
+SOME_INJECT_TORCH_ERROR=0:1 TORCH_SHOW_CPP_STACKTRACES=1 "$SOME" train --config configs/tiny.toml --data "$T/data" \
+        --set train.max_steps=2 --run-dir "$T/torch-error" > "$T/out" 2> "$T/err"; rc=$?
+set -e
+[ $rc -eq 1 ] || fail "a LibTorch error exited $rc, not 1"
+grep -q "LibTorch: injected LibTorch error on rank 0 at step 1" "$T/out" "$T/err" || fail "no one-line LibTorch error: $(tail -3 "$T/err")"
 ! grep -q "frame #" "$T/out" "$T/err" || fail "the LibTorch error printed its backtrace"
 echo "cli end to end: ok"

@@ -8,15 +8,18 @@
 #include <fstream>
 #include <numeric>
 #include <set>
+#include <sstream>
 #include <string>
 #include <vector>
 
 #include <gtest/gtest.h>
 #include <hdf5.h>
 #include <nlohmann/json.hpp>
+#include <spdlog/sinks/ostream_sink.h>
 
 #include "common/errors.h"
 #include "common/h5.h"
+#include "common/logging.h"
 #include "common/sha256.h"
 #include "data/batch_sampler.h"
 #include "data/dataset.h"
@@ -144,6 +147,24 @@ inline MixedInputs write_mixed_inputs(const TempDir& dir) {
 inline bool contains(const std::string& haystack, const std::string& needle) {
   return haystack.find(needle) != std::string::npos;
 }
+
+// What one component's logger writes while this object lives (its console output continues).
+class CapturedLog {
+ public:
+  explicit CapturedLog(const std::string& component)
+      : logger_(some::log::get(component)), sink_(std::make_shared<spdlog::sinks::ostream_sink_mt>(out_)) {
+    logger_->sinks().push_back(sink_);
+  }
+  ~CapturedLog() { std::erase(logger_->sinks(), sink_); }
+  CapturedLog(const CapturedLog&) = delete;
+  CapturedLog& operator=(const CapturedLog&) = delete;
+  std::string text() const { return out_.str(); }
+
+ private:
+  std::ostringstream out_;
+  std::shared_ptr<spdlog::logger> logger_;
+  spdlog::sink_ptr sink_;
+};
 
 // Runs f, expecting a DataError whose message contains every needle.
 template <class F>

@@ -7,6 +7,7 @@
 #include <torch/torch.h>
 
 #include "src/model/baselines.h"
+#include "src/model/tensor_names.h"
 #include "src/model/transformer.h"
 
 using namespace some::model;
@@ -36,12 +37,12 @@ torch::Tensor expert_out(ExpertShard& shard, int64_t e, const torch::Tensor& x) 
 TEST(MoEGate, TopKOfSoftmaxWithRenormalisedGates) {
   MoELayer layer(moe_options(), 0);
   torch::NoGradGuard no_grad;
-  layer.gate->weight.copy_(torch::tensor({{1.0f, 0.0f}, {0.0f, 1.0f}, {1.0f, 1.0f}}));  // (E, d)
+  layer.gate_router().gate->weight.copy_(torch::tensor({{1.0f, 0.0f}, {0.0f, 1.0f}, {1.0f, 1.0f}}));  // (E, d)
   auto x = torch::tensor({{1.0f, 2.0f}, {-1.0f, 0.0f}});  // logits (1, 2, 3) and (-1, 0, -1)
   auto y = layer.forward(x);
   // Token 0 picks experts 2 then 1; gates e^3 / (e^3 + e^2) = 1 / (1 + e^-1) and the rest.
   // Token 1 picks 1, then 0 (tie of experts 0 and 2 goes to the lower index); gates 1/(1+e^-1).
-  EXPECT_TRUE(torch::equal(layer.last_indices(), torch::tensor({{2, 1}, {1, 0}}, torch::kLong)));
+  EXPECT_TRUE(torch::equal(layer.last_routing().indices, torch::tensor({{2, 1}, {1, 0}}, torch::kLong)));
   const double g = 1.0 / (1.0 + std::exp(-1.0));
   auto expected0 = g * expert_out(layer.experts(), 2, x[0]) + (1 - g) * expert_out(layer.experts(), 1, x[0]);
   auto expected1 = g * expert_out(layer.experts(), 1, x[1]) + (1 - g) * expert_out(layer.experts(), 0, x[1]);
@@ -55,7 +56,7 @@ TEST(MoEGate, SwitchAuxLossByHand) {
   MoELayer layer(o, 0);
   {
     torch::NoGradGuard no_grad;
-    layer.gate->weight.copy_(torch::tensor({{1.0f, 0.0f}, {0.0f, 1.0f}, {1.0f, 1.0f}}));
+    layer.gate_router().gate->weight.copy_(torch::tensor({{1.0f, 0.0f}, {0.0f, 1.0f}, {1.0f, 1.0f}}));
   }
   auto x = torch::tensor({{1.0f, 2.0f}, {-1.0f, 0.0f}});
   layer.collect_stats = true;
@@ -76,7 +77,7 @@ TEST(MoEGate, SwitchAuxLossByHand) {
   EXPECT_NEAR(layer.aux_loss().item<double>(), expected, 1e-6);
   // Its gradient reaches the gate, and the load counts the slots.
   layer.aux_loss().backward();
-  EXPECT_GT(layer.gate->weight.grad().abs().sum().item<double>(), 0);
+  EXPECT_GT(layer.gate_router().gate->weight.grad().abs().sum().item<double>(), 0);
   EXPECT_TRUE(torch::equal(layer.load(), torch::tensor({1.0f, 2.0f, 1.0f})));
 }
 
@@ -85,7 +86,7 @@ TEST(MoEGate, AuxLossIsItsWeightWhenTheGateIsUniformAndAbsentInEval) {
   o.moe.aux_loss = 0.25;
   MoELayer layer(o, 0);
   torch::NoGradGuard no_grad;
-  layer.gate->weight.zero_();  // p = 1/E everywhere; ties select experts 0 and 1
+  layer.gate_router().gate->weight.zero_();  // p = 1/E everywhere; ties select experts 0 and 1
   layer.collect_stats = true;
   layer.forward(torch::randn({5, 2}));
   // f = (1/2, 1/2, 0), P = 1/3: E * sum f P = 3 * (1/3) = 1, times the weight.
@@ -101,19 +102,19 @@ TEST(MoEGate, BiasSteersSelectionNotGatesAndMovesTowardsBalance) {
   o.moe.bias_rate = 0.125;
   MoELayer layer(o, 0);
   torch::NoGradGuard no_grad;
-  layer.gate->weight.copy_(torch::tensor({{1.0f, 0.0f}, {0.0f, 1.0f}, {1.0f, 1.0f}}));
-  layer.bias.copy_(torch::tensor({10.0f, 0.0f, 0.0f}));
+  layer.gate_router().gate->weight.copy_(torch::tensor({{1.0f, 0.0f}, {0.0f, 1.0f}, {1.0f, 1.0f}}));
+  layer.gate_router().bias.copy_(torch::tensor({10.0f, 0.0f, 0.0f}));
   auto x = torch::tensor({{1.0f, 2.0f}});  // logits (1, 2, 3): without the bias experts 2, 1
   layer.collect_stats = true;
   auto y = layer.forward(x);
-  EXPECT_TRUE(torch::equal(layer.last_indices(), torch::tensor({{0, 2}}, torch::kLong)));
+  EXPECT_TRUE(torch::equal(layer.last_routing().indices, torch::tensor({{0, 2}}, torch::kLong)));
   // Gates from p alone: e^1 / (e^1 + e^3) for expert 0.
   const double g0 = 1.0 / (1.0 + std::exp(2.0));
   auto expected = g0 * expert_out(layer.experts(), 0, x[0]) + (1 - g0) * expert_out(layer.experts(), 2, x[0]);
   EXPECT_TRUE(torch::allclose(y[0], expected, 1e-5, 1e-6));
   // Load (1, 0, 1), mean 2/3: b_0 and b_2 go down by the rate, b_1 up.
-  layer.after_step();
-  EXPECT_TRUE(torch::allclose(layer.bias, torch::tensor({10.0f - 0.125f, 0.125f, -0.125f})));
+  layer.after_step(/*step=*/1, /*seed=*/0, /*world=*/nullptr);
+  EXPECT_TRUE(torch::allclose(layer.gate_router().bias, torch::tensor({10.0f - 0.125f, 0.125f, -0.125f})));
   EXPECT_EQ(layer.load().sum().item<double>(), 0.0);  // restarts after every step
 }
 
@@ -168,10 +169,10 @@ TEST(BaselineExperts, TrainableShardedNamesAndCounts) {
   auto moments = model->split_experts({{"layers.0.moe.experts.w_up", torch::zeros({3, 8, 4})}});
   EXPECT_EQ(moments.size(), 3u);
   EXPECT_EQ(moments.at("layers.0.moe.experts.1.w_up").sizes(), (std::vector<int64_t>{8, 4}));
-  EXPECT_TRUE(is_expert_tensor("optim.exp_avg.layers.0.moe.experts.1.w_up"));
-  EXPECT_FALSE(is_expert_tensor("optim.step.layers.0.moe.experts.w_up"));
-  EXPECT_FALSE(is_frozen_expert_tensor("layers.0.moe.experts.1.w_up"));
-  EXPECT_TRUE(is_frozen_expert_tensor("layers.0.some.experts.1.w_up"));
+  EXPECT_TRUE(names::is_sharded("optim.exp_avg.layers.0.moe.experts.1.w_up"));
+  EXPECT_FALSE(names::is_sharded("optim.step.layers.0.moe.experts.w_up"));
+  EXPECT_FALSE(names::is_frozen_expert("layers.0.moe.experts.1.w_up"));
+  EXPECT_TRUE(names::is_frozen_expert("layers.0.some.experts.1.w_up"));
   // Every expert's weights count as trainable, exactly once.
   int64_t trainable = 0;
   for (auto& p : model->parameters()) trainable += p.numel();

@@ -4,11 +4,13 @@
 #include <fstream>
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
 #include "checkpoints/checkpoint.h"
 #include "common/errors.h"
 #include "parallel/communicator.h"
+#include "src/model/tensor_names.h"
 
 using namespace some;
 namespace fs = std::filesystem;
@@ -200,4 +202,59 @@ TEST(Checkpoint, ManifestErrorsNameTheFileAndKey) {
   } catch (const DataError& e) {
     EXPECT_NE(std::string(e.what()).find("is not valid JSON"), std::string::npos) << e.what();
   }
+}
+
+// A manifest whose shape disagrees with the file's dataset (same bytes, other shape): `some
+// checkpoint convert` and resume name the tensor instead of failing in a broadcast.
+TEST(Checkpoint, ManifestShapeDisagreeingWithTheFileNamesTheTensor) {
+  TempDir tmp;
+  parallel::LocalCommunicator comm;
+  const auto dir = checkpoints::save_checkpoint(tmp.str(), info_at(1), sample_tensors(0), comm, 0);
+  const auto manifest_path = dir + "/manifest.json";
+  auto manifest = nlohmann::json::parse(std::ifstream(manifest_path));
+  manifest["tensors"]["layers.0.some.keys"]["shape"] = {4, 3};  // stored as (3, 4)
+  std::ofstream(manifest_path) << manifest.dump();
+  checkpoints::CheckpointReader reader(dir);
+  try {
+    checkpoints::consolidate(reader, tmp.str() + "/all.h5");
+    FAIL() << "a shape the file does not hold was accepted";
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("tensor 'layers.0.some.keys' in 'rank_00000.h5' has shape [3, 4], its manifest says [4, 3]"),
+              std::string::npos) << e.what();
+  }
+}
+
+// The naming contract (src/model/tensor_names.h) every writer and reader of global names uses.
+TEST(TensorNames, BuildParseAndClassify) {
+  namespace names = some::model::names;
+  EXPECT_EQ(names::expert(3, "some", 17, "w_down"), "layers.3.some.experts.17.w_down");
+  EXPECT_EQ(names::optimizer_state("exp_avg_sq", "layers.0.attn.qkv.weight"), "optim.exp_avg_sq.layers.0.attn.qkv.weight");
+  auto stacked = names::parse_stacked_experts("layers.12.moe.experts.w_up");
+  ASSERT_TRUE(stacked);
+  EXPECT_EQ(stacked->prefix, "layers.12.moe.experts.");
+  EXPECT_EQ(stacked->layer, 12);
+  EXPECT_EQ(stacked->matrix, "w_up");
+  for (const char* not_stacked : {"layers.1.moe.experts.2.w_up", "layers.x.moe.experts.w_up", "layers.1.moe.experts.bias",
+                                  "optim.exp_avg.layers.1.moe.experts.w_up"}) {
+    EXPECT_FALSE(names::parse_stacked_experts(not_stacked)) << not_stacked;
+  }
+  using K = names::Kind;
+  const std::pair<const char*, K> cases[] = {
+      {"layers.3.some.experts.17.w_down", K::kFrozenExpert},   {"layers.3.moe.experts.1.w_up", K::kTrainableExpert},
+      {"layers.3.some.keys", K::kKeyStore},                     {"layers.3.some.usage", K::kKeyStore},
+      {"layers.3.some.query.0.weight", K::kTrainableWeight},    {"layers.3.moe.bias", K::kTrainableWeight},
+      {"optim.exp_avg.layers.3.moe.experts.1.w_up", K::kOptimizerState}, {"rng.cpu", K::kRngState},
+      {"tok_emb.weight", K::kTrainableWeight}};
+  for (auto [name, kind] : cases) EXPECT_EQ(names::kind(name), kind) << name;
+  // Sharded: one expert's tensors and their moments; not the stacked parameters' step counters.
+  EXPECT_TRUE(names::is_sharded("layers.3.moe.experts.1.w_up"));
+  EXPECT_TRUE(names::is_sharded("optim.exp_avg_sq.layers.3.moe.experts.1.w_up"));
+  EXPECT_FALSE(names::is_sharded("optim.step.layers.3.moe.experts.w_up"));
+  EXPECT_FALSE(names::is_sharded("layers.3.some.keys"));
+  EXPECT_TRUE(names::is_expert("layers.3.moe.experts.w_up"));
+  EXPECT_FALSE(names::is_expert("optim.exp_avg.layers.3.moe.experts.1.w_up"));  // state, not weights
+  EXPECT_TRUE(names::is_query_network("layers.0.some.query.2.bias"));
+  EXPECT_FALSE(names::is_query_network("layers.0.attn.query.weight"));
+  EXPECT_TRUE(names::is_recomputed("layers.0.attn.rope_cos"));
+  EXPECT_FALSE(names::is_recomputed("layers.0.attn.proj.weight"));
 }

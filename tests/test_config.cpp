@@ -1,6 +1,9 @@
 // Config errors name the key, the value and what is allowed; the resolved TOML reads back.
 #include <filesystem>
 #include <fstream>
+#include <random>
+#include <regex>
+#include <sstream>
 
 #include <gtest/gtest.h>
 
@@ -124,4 +127,91 @@ TEST(Config, RenamedKeyStillReads) {
   const auto written = launcher::to_toml(cfg);  // a run's config.toml: the new name only
   EXPECT_EQ(written.find("some_layers"), std::string::npos);
   EXPECT_EQ(launcher::load_config_text(written, "config.toml", {}).model.routed_layers, "every_other");
+}
+
+// Mutated copies of configs/default.toml, as a user's slip or a damaged file makes them: each
+// must load, or fail with a ConfigError of one line naming the file or a key; never another
+// exception type, never a crash.
+TEST(Config, FuzzedDefaultConfigIsLoadedOrNamed) {
+  std::ifstream in(std::string(SOME_SOURCE_DIR) + "/configs/default.toml");
+  const std::string original{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  std::vector<std::string> lines;
+  std::istringstream split(original);
+  for (std::string line; std::getline(split, line);) lines.push_back(line);
+  std::vector<size_t> assignments;  // indices of the `key = value` lines
+  for (size_t i = 0; i < lines.size(); ++i) {
+    if (lines[i].find(" = ") != std::string::npos && lines[i][0] != '#') assignments.push_back(i);
+  }
+  ASSERT_GE(assignments.size(), 20u);
+  const std::vector<std::string> odd_values = {
+      "\"text\"", "true", "1.5", "[1, 2]", "{ a = 1 }", "1979-05-27T07:32:00Z", "-3", "nan", "inf", "-inf",
+      "9223372036854775807", "-9223372036854775808", "99999999999999999999", "1e308", "-1e308", "0", "0x10",
+      "\"\"", "\"\xff\xfe\"", "'''multi\nline'''"};
+  auto value_of = [](const std::string& line) { return line.substr(line.find(" = ") + 3); };
+  auto key_of = [](const std::string& line) { return line.substr(0, line.find(" = ")); };
+  auto join = [](const std::vector<std::string>& ls) {
+    std::string out;
+    for (const auto& l : ls) out += l + "\n";
+    return out;
+  };
+  const std::regex kKey(R"((model|router|expert|gravity|moe|optim|train|parallel|data)\.[a-z_]+)");
+
+  std::mt19937_64 rng(11);
+  auto pick = [&](size_t n) { return static_cast<size_t>(rng() % n); };
+  int loaded = 0, named = 0;
+  for (int i = 0; i < 200; ++i) {
+    std::string text;
+    auto ls = lines;
+    switch (i % 8) {
+      case 0:  // a flipped byte
+        text = original;
+        text[pick(text.size())] ^= static_cast<char>(1 + pick(255));
+        break;
+      case 1:  // a deleted line
+        ls.erase(ls.begin() + static_cast<long>(pick(ls.size())));
+        text = join(ls);
+        break;
+      case 2: {  // two values swapped
+        size_t a = assignments[pick(assignments.size())], b = assignments[pick(assignments.size())];
+        ls[a] = key_of(lines[a]) + " = " + value_of(lines[b]);
+        ls[b] = key_of(lines[b]) + " = " + value_of(lines[a]);
+        text = join(ls);
+        break;
+      }
+      case 3:
+      case 4: {  // a value of another type, or a huge or odd number
+        size_t a = assignments[pick(assignments.size())];
+        ls[a] = key_of(lines[a]) + " = " + odd_values[pick(odd_values.size())];
+        text = join(ls);
+        break;
+      }
+      case 5:  // a duplicated line
+        ls.insert(ls.begin() + static_cast<long>(pick(ls.size())), ls[pick(ls.size())]);
+        text = join(ls);
+        break;
+      case 6:  // cut short
+        text = original.substr(0, pick(original.size()));
+        break;
+      default: {  // a few random bytes inserted
+        text = original;
+        std::string junk;
+        for (size_t n = 1 + pick(6); n > 0; --n) junk += static_cast<char>(pick(256));
+        text.insert(pick(text.size()), junk);
+      }
+    }
+    const std::string path = write_toml(text);
+    try {
+      launcher::load_config(path, {});
+      ++loaded;
+    } catch (const ConfigError& e) {
+      const std::string msg = e.what();
+      EXPECT_TRUE(msg.find(path) != std::string::npos || std::regex_search(msg, kKey))
+          << "case " << i << ": the error names neither the file nor a key: " << msg;
+      EXPECT_EQ(msg.find('\n'), std::string::npos) << "case " << i << ": not one line: " << msg;
+      ++named;
+    }  // anything else (a toml:: or std:: exception) escapes and fails the test
+    std::filesystem::remove(path);
+  }
+  std::printf("[ config fuzz ] 200 mutated configs/default.toml: %d loaded, %d named ConfigErrors\n", loaded, named);
+  EXPECT_GT(named, 100);
 }

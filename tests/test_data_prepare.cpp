@@ -1,4 +1,6 @@
 // Tests of the data library: SHA-256, tokenizer, document reader, prepare.
+#include <random>
+
 #include "data_test_util.h"
 
 // ---- sha256 -----------------------------------------------------------------------------
@@ -127,6 +129,30 @@ TEST(Documents, MissingAndUnsupportedInputs) {
   expect_data_error([&] { list_sources({dir / "empty"}); }, {"empty"});
 }
 
+TEST(Documents, TextBytesTellBinaryFromText) {
+  TextBytes text;
+  text.add("plain ASCII, then caf\xC3\xA9, \xE2\x82\xAC and \xF0\x9F\x98\x80");  // é, €, an emoji
+  EXPECT_EQ(text.nul, 0u);
+  EXPECT_EQ(text.invalid_utf8, 0u);
+  EXPECT_FALSE(text.looks_binary());
+
+  // Latin-1 (a lone 0xE9), a stray continuation byte, an overlong '/', a surrogate, a cut
+  // sequence at the end: one invalid byte each, except the 2-byte overlong form (both bytes).
+  TextBytes bad;
+  bad.add("caf\xE9 \x80 \xC0\xAF \xED\xA0\x80 \xE2\x82");
+  EXPECT_EQ(bad.invalid_utf8, 1u + 1 + 2 + 3 + 2);
+  EXPECT_TRUE(bad.looks_binary());
+
+  TextBytes mostly;  // one stray byte in 200: under the 1% a warning needs
+  mostly.add(std::string(199, 'a') + "\xFF");
+  EXPECT_EQ(mostly.invalid_utf8, 1u);
+  EXPECT_FALSE(mostly.looks_binary());
+  TextBytes nul;  // but one NUL byte is enough
+  nul.add(std::string(1000, 'a') + std::string(1, '\0'));
+  EXPECT_EQ(nul.nul, 1u);
+  EXPECT_TRUE(nul.looks_binary());
+}
+
 TEST(Documents, DefaultCorpusIsKjvByChapter) {
   if (std::system("command -v bible >/dev/null 2>&1") != 0) GTEST_SKIP() << "bible-kjv not installed";
   TempDir dir;
@@ -250,6 +276,30 @@ TEST(Prepare, InputWithoutTextIsAnError) {
   o.vocab_size = 300;
   expect_data_error([&] { prepare_dataset(o); }, {"blank.txt"});
   EXPECT_FALSE(fs::exists(dir / "out/meta.json"));
+}
+
+// A binary file named .txt is tokenized as text, but with a warning naming it and its counts;
+// the text beside it is not named.
+TEST(Prepare, BinaryFileWithATextNameIsNamedInAWarning) {
+  TempDir dir;
+  write_corpus(dir, 60);
+  std::string binary;
+  std::mt19937 rng(7);
+  for (int i = 0; i < 4096; ++i) binary += static_cast<char>(rng() % 256);
+  binary[100] = '\0';  // at least one NUL, whatever the generator gives
+  write_file(dir / "weights.txt", binary);
+  PrepareOptions o;
+  o.inputs = {dir / "corpus.txt", dir / "weights.txt"};
+  o.out_dir = dir / "out";
+  o.vocab_size = 400;
+  CapturedLog log("data");
+  prepare_dataset(o);
+  EXPECT_TRUE(fs::exists(dir / "out/meta.json"));
+  const std::string text = log.text();
+  EXPECT_TRUE(contains(text, "weights.txt' does not look like text")) << text;
+  EXPECT_TRUE(contains(text, "NUL byte(s)")) << text;
+  EXPECT_TRUE(contains(text, "% of its bytes not UTF-8")) << text;
+  EXPECT_FALSE(contains(text, "corpus.txt' does not look like text")) << text;
 }
 
 TEST(Prepare, TwoDocumentsGiveOneToEachSplit) {

@@ -1,4 +1,6 @@
 // Tests of the data library: reading shards (TokenSplit) and the samplers.
+#include <random>
+
 #include "data_test_util.h"
 
 // ---- reading shards ---------------------------------------------------------------------
@@ -148,6 +150,146 @@ TEST(TokenSplit, TokenIdOutsideTheVocabularyIsNamed) {
   split.read(0, 50, buf.data());  // the first shard: intact
   split.read(58, 20, buf.data());  // past the damaged token
   expect_data_error([&] { split.read(40, 20, buf.data()); }, {"train-00001.h5", "token 7", "id 400", "320"});
+}
+
+// ---- damaged shards: checksums ------------------------------------------------------------
+
+namespace {
+
+// Where the first chunk of a shard's tokens lies in the file: [offset, offset + size).
+std::pair<uint64_t, uint64_t> first_chunk(const std::string& shard) {
+  auto f = h5::open_file(shard);
+  h5::Id dset(H5Dopen2(f, "/tokens", H5P_DEFAULT), H5Dclose);
+  h5::Id space(H5Dget_space(dset), H5Sclose);
+  hsize_t offset[1] = {0}, size = 0;
+  unsigned filter_mask = 0;
+  haddr_t addr = 0;
+  EXPECT_GE(H5Dget_chunk_info(dset, space, 0, offset, &filter_mask, &addr, &size), 0) << shard;
+  return {addr, size};
+}
+
+void flip_byte(const std::string& path, uint64_t at, uint8_t mask) {
+  std::string bytes = read_file(path);
+  ASSERT_LT(at, bytes.size()) << path;
+  bytes[at] = static_cast<char>(bytes[at] ^ mask);
+  write_file(path, bytes);
+}
+
+// The train split read whole, or the DataError that reading it gave.
+struct ReadOutcome {
+  std::vector<int32_t> tokens;
+  std::string error;
+};
+ReadOutcome read_train(const std::string& dir) {
+  ReadOutcome r;
+  try {
+    TokenSplit split(read_meta(dir), "train");
+    r.tokens.resize(static_cast<size_t>(split.num_tokens()));
+    split.read(0, split.num_tokens(), r.tokens.data());
+  } catch (const DataError& e) {
+    r.error = e.what();
+    if (std::getenv("SOME_TEST_SHOW_ERRORS")) std::fprintf(stderr, "DataError: %s\n", e.what());
+  }
+  return r;
+}
+
+// Rewrites a shard as shards were written before they carried checksums (HDF5's default file
+// format, no Fletcher-32 filter), with the same tokens and attributes.
+void rewrite_without_checksums(const std::string& shard) {
+  std::vector<uint32_t> tokens;
+  int64_t version, vocab, n;
+  std::string sha;
+  {
+    auto f = h5::open_file(shard);
+    version = h5::read_attr_i64(f, "format_version", shard);
+    vocab = h5::read_attr_i64(f, "vocab_size", shard);
+    n = h5::read_attr_i64(f, "num_tokens", shard);
+    sha = h5::read_attr_str(f, "tokenizer_sha256", shard);
+    h5::Id dset(H5Dopen2(f, "/tokens", H5P_DEFAULT), H5Dclose);
+    tokens.resize(static_cast<size_t>(n));
+    ASSERT_GE(H5Dread(dset, H5T_NATIVE_UINT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, tokens.data()), 0);
+  }
+  auto f = h5::create_file(shard);
+  hsize_t dims[1] = {static_cast<hsize_t>(n)}, maxdims[1] = {H5S_UNLIMITED}, chunk[1] = {64};
+  h5::Id space(H5Screate_simple(1, dims, maxdims), H5Sclose);
+  h5::Id dcpl(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
+  ASSERT_GE(H5Pset_chunk(dcpl, 1, chunk), 0);
+  h5::Id dset(H5Dcreate2(f, "tokens", H5T_STD_U16LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT), H5Dclose);
+  ASSERT_GE(H5Dwrite(dset, H5T_NATIVE_UINT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, tokens.data()), 0);
+  h5::write_attr_i64(f, "format_version", version);
+  h5::write_attr_i64(f, "vocab_size", vocab);
+  h5::write_attr_i64(f, "num_tokens", n);
+  h5::write_attr_str(f, "tokenizer_sha256", sha);
+}
+
+}  // namespace
+
+TEST(TokenSplit, DamagedTokenBytesAreANamedChecksumError) {
+  TempDir tmp;
+  auto d = make_small_dataset(tmp, 50);
+  const std::string shard = d.dir + "/train-00001.h5";
+  auto [addr, size] = first_chunk(shard);
+  ASSERT_EQ(size, 50u * 2 + 4);  // 50 uint16 tokens in one chunk, and its Fletcher-32 checksum
+  // Token 20 of the shard goes from its id to another id inside the vocabulary: without a
+  // checksum this would be read as a plausible token.
+  flip_byte(shard, addr + 2 * 20, 0x01);
+  auto meta = read_meta(d.dir);
+  TokenSplit split(meta, "train");  // the metadata is intact: opening is fine
+  std::vector<int32_t> buf(50);
+  split.read(0, 50, buf.data());    // the first shard: intact
+  expect_data_error([&] { split.read(60, 30, buf.data()); },
+                    {"train-00001.h5", "damaged", "checksum failed", "tokens [10, 40)"});
+}
+
+// Single flipped bytes anywhere in a shard's first 4 KiB (its metadata, and here its tokens
+// too) and in its token chunk: each must read as the same tokens (the byte was unused) or be a
+// DataError naming the shard; never other tokens, never a crash.
+TEST(TokenSplit, FlippedBytesAreNamedOrHarmless) {
+  TempDir tmp;
+  auto d = make_small_dataset(tmp, 1 << 20);  // one shard
+  const std::string shard = d.dir + "/train-00000.h5";
+  const std::string pristine = read_file(shard);
+  auto [addr, size] = first_chunk(shard);
+  ASSERT_EQ(read_train(d.dir).tokens, d.stream);
+
+  std::mt19937_64 rng(20261128);
+  const uint64_t head = std::min<uint64_t>(4096, pristine.size());
+  int named[2] = {0, 0}, harmless[2] = {0, 0};  // [in metadata, in the token chunk]
+  for (int i = 0; i < 48; ++i) {
+    // Two thirds anywhere in the first 4 KiB, one third inside the token chunk.
+    uint64_t at = i % 3 != 2 ? rng() % head : addr + rng() % size;
+    auto mask = static_cast<uint8_t>(1 + rng() % 255);
+    write_file(shard, pristine);
+    flip_byte(shard, at, mask);
+    auto r = read_train(d.dir);
+    const int region = at >= addr && at < addr + size;
+    if (!r.error.empty()) {
+      EXPECT_TRUE(contains(r.error, "train-00000.h5")) << "byte " << at << ": " << r.error;
+      ++named[region];
+    } else {
+      EXPECT_EQ(r.tokens, d.stream) << "byte " << at << " ^ " << int{mask} << " was read as other tokens";
+      ++harmless[region];
+    }
+  }
+  std::printf("[ shard fuzz ] %zu-byte shard, token chunk at [%llu, %llu): metadata flips %d named, %d "
+              "harmless; token flips %d named, %d harmless\n",
+              pristine.size(), static_cast<unsigned long long>(addr), static_cast<unsigned long long>(addr + size),
+              named[0], harmless[0], named[1], harmless[1]);
+  EXPECT_EQ(harmless[1], 0);  // the checksum covers every byte of the chunk
+  EXPECT_GE(named[1], 16);
+}
+
+TEST(TokenSplit, ShardsWithoutChecksumsStillRead) {
+  TempDir tmp;
+  auto d = make_small_dataset(tmp, 50);
+  rewrite_without_checksums(d.dir + "/train-00002.h5");
+  CapturedLog log("data");
+  auto r = read_train(d.dir);
+  ASSERT_EQ(r.error, "");
+  EXPECT_EQ(r.tokens, d.stream);
+  EXPECT_TRUE(contains(log.text(), "1 of")) << log.text();
+  EXPECT_TRUE(contains(log.text(), "train-00002.h5")) << log.text();
+  EXPECT_TRUE(contains(log.text(), "no checksums")) << log.text();
 }
 
 // ---- samplers ---------------------------------------------------------------------------

@@ -23,7 +23,7 @@ struct Example {
   Example() {
     Routing r;
     r.indices = torch::tensor({0, 1, 0, 1, 1, 2}, torch::kLong).view({3, 2});
-    r.qhat = torch::tensor({0.6f, 0.8f, 1.f, 0.f, 0.f, 1.f}).view({3, 2});
+    r.queries = torch::tensor({0.6f, 0.8f, 1.f, 0.f, 0.f, 1.f}).view({3, 2});
     r.scores = torch::zeros({3, 2});
     stats.add(r);
   }
@@ -158,7 +158,7 @@ TEST(GravityStats, PeerSumEqualsCTimesK) {
   auto scores = torch::randn({N, E});
   Routing r;
   r.indices = std::get<1>(scores.topk(k, 1));
-  r.qhat = torch::randn({N, d});
+  r.queries = torch::randn({N, d});
   r.scores = torch::zeros({N, k});
   GravityStats stats(E, d, torch::TensorOptions());
   stats.add(r);

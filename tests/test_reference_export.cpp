@@ -12,26 +12,16 @@
 
 using namespace some;
 
-TEST(Reference, ExportSoMEForwardBackwardAndKeyUpdate) {
-  torch::manual_seed(11);
-  model::ModelOptions o;
-  o.d_model = 16;
-  o.num_experts = 6;
-  o.top_k = 3;
-  o.d_expert = 8;
-  o.router.temperature = 0.2;
-  o.router.logit_clamp = 1.5;  // some gate logits are clamped
-  o.gravity.alpha = 0.1;
-  o.gravity.beta = 0.05;
-  o.gravity.delta = 0.5;
-  o.gravity.repulsion = 0.01;
-  o.gravity.ema_decay = 0.9;
-  o.gravity.decay_percentile = 25;
-  o.gravity.max_key_norm = 0.97;
+namespace {
+// One SoME layer step — forward, backward, Knowledge Gravity — from `usage_before`, with every
+// input, weight, hyper-parameter and result written to `path`. Returns the decayed keys' mask
+// as the reference must find it: usage at or below the percentile and below the maximum.
+torch::Tensor export_some_step(const model::ModelOptions& o, const torch::Tensor& usage_before, int64_t tokens,
+                               const std::string& path, checkpoints::TensorMap* written = nullptr) {
   model::SoMELayer layer(o, 3);
   {
     torch::NoGradGuard no_grad;
-    layer.key_store()->usage().copy_(torch::rand({6}));  // non-trivial inertia
+    layer.key_store()->usage().copy_(usage_before);
   }
   checkpoints::TensorMap out;
   for (auto& p : layer.named_parameters()) out["param." + p.key()] = p.value().clone();
@@ -40,11 +30,17 @@ TEST(Reference, ExportSoMEForwardBackwardAndKeyUpdate) {
   out["w_down"] = layer.experts()->w_down;
   out["w_up"] = layer.experts()->w_up;
 
-  auto x = torch::randn({24, 16}, torch::requires_grad());
-  auto w_out = torch::randn({24, 16});
+  auto x = torch::randn({tokens, o.d_model}, torch::requires_grad());
+  auto w_out = torch::randn({tokens, o.d_model});
   layer.collect_stats = true;
   auto y = layer.forward(x);
   (y * w_out).sum().backward();
+  torch::Tensor decayed;  // the update's own mask, from copies: apply_gravity below does the real update
+  {
+    const auto& s = layer.key_store()->stats();
+    auto keys = layer.key_store()->keys().clone(), usage = layer.key_store()->usage().clone();
+    decayed = model::knowledge_gravity(keys, usage, s.n(), s.S(), s.C(), o.top_k, o.gravity);
+  }
   layer.key_store()->apply_gravity(0);
 
   out["x"] = x.detach();
@@ -62,10 +58,51 @@ TEST(Reference, ExportSoMEForwardBackwardAndKeyUpdate) {
            {"ema_decay", g.ema_decay}, {"decay_percentile", g.decay_percentile}, {"max_key_norm", g.max_key_norm}}) {
     out[std::string("hparam.") + name] = torch::tensor(v, torch::kFloat64);
   }
-  const char* path = std::getenv("SOME_REFERENCE_IO");
-  checkpoints::write_tensors(path ? path : "reference_io.h5", out);
-  // Sanity: the layer really routed to several experts and clamped some logits.
-  EXPECT_GT((torch::bincount(layer.last_routing().indices.flatten()) > 0).sum().item<int64_t>(), 3);
+  checkpoints::write_tensors(path, out);
+  if (written) *written = out;
+  return decayed;
+}
+
+model::ModelOptions reference_options() {
+  model::ModelOptions o;
+  o.d_model = 16;
+  o.num_experts = 6;
+  o.top_k = 3;
+  o.d_expert = 8;
+  o.router.temperature = 0.2;
+  o.router.logit_clamp = 1.5;  // some gate logits are clamped
+  o.gravity.alpha = 0.1;
+  o.gravity.beta = 0.05;
+  o.gravity.delta = 0.5;
+  o.gravity.repulsion = 0.01;
+  o.gravity.ema_decay = 0.9;
+  o.gravity.decay_percentile = 25;
+  o.gravity.max_key_norm = 0.97;
+  return o;
+}
+}  // namespace
+
+TEST(Reference, ExportSoMEForwardBackwardAndKeyUpdate) {
+  torch::manual_seed(11);
+  const auto o = reference_options();
+  checkpoints::TensorMap out;
+  export_some_step(o, torch::rand({o.num_experts}), 24, "reference_io.h5", &out);  // non-trivial inertia
+  // Sanity: the layer really routed to several experts (the script checks clamped logits).
+  EXPECT_GT((torch::bincount(out["indices"].flatten()) > 0).sum().item<int64_t>(), 3);
+}
+
+// Ties at the decay percentile: ten experts with equal usage, three tokens routed to one each, so
+// at least seven unused experts tie at the bottom — which is also the 25th percentile. The rule
+// (docs/design.md §3) decays every one of them; a reference that compares `usage < quantile`
+// decays none and fails.
+TEST(Reference, ExportSoMEDecayTiesAtThePercentile) {
+  torch::manual_seed(13);
+  auto o = reference_options();
+  o.num_experts = 10;
+  o.top_k = 1;
+  auto decayed = export_some_step(o, torch::ones({o.num_experts}), 3, "reference_io_ties.h5");
+  EXPECT_GE(decayed.sum().item<int64_t>(), 7) << decayed;
+  EXPECT_FALSE(decayed.all().item<bool>());
 }
 
 // The MoE baseline (docs/design.md §10): gate, top-k of the softmax, renormalised gates, Switch auxiliary
@@ -81,7 +118,7 @@ TEST(Reference, ExportMoEForwardBackward) {
   o.moe.aux_loss = 0.1;
   model::MoELayer layer(o, 1);
   checkpoints::TensorMap out;
-  out["gate"] = layer.gate->weight.detach().clone();
+  out["gate"] = layer.gate_router().gate->weight.detach().clone();
   out["w_down"] = layer.experts()->w_down.detach().clone();
   out["w_up"] = layer.experts()->w_up.detach().clone();
   auto x = torch::randn({24, 16}, torch::requires_grad());
@@ -94,14 +131,14 @@ TEST(Reference, ExportMoEForwardBackward) {
   out["w_out"] = w_out;
   out["y"] = y.detach();
   out["aux_loss"] = aux.detach();
-  out["indices"] = layer.last_indices();
+  out["indices"] = layer.last_routing().indices;
   out["x_grad"] = x.grad();
-  out["grad.gate"] = layer.gate->weight.grad();
+  out["grad.gate"] = layer.gate_router().gate->weight.grad();
   out["grad.w_down"] = layer.experts()->w_down.grad();
   out["grad.w_up"] = layer.experts()->w_up.grad();
   out["hparam.top_k"] = torch::tensor(static_cast<double>(o.top_k), torch::kFloat64);
   out["hparam.aux_loss"] = torch::tensor(o.moe.aux_loss, torch::kFloat64);
   const char* path = std::getenv("SOME_MOE_REFERENCE_IO");
   checkpoints::write_tensors(path ? path : "moe_reference_io.h5", out);
-  EXPECT_GT((torch::bincount(layer.last_indices().flatten()) > 0).sum().item<int64_t>(), 3);
+  EXPECT_GT((torch::bincount(layer.last_routing().indices.flatten()) > 0).sum().item<int64_t>(), 3);
 }

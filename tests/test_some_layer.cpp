@@ -31,8 +31,8 @@ TEST(Routing, TopKMatchesSortedScoresAndGatesSumToOne) {
   RouterOptions r;
   r.temperature = 0.5;
   auto q = torch::randn({40, 8}), keys = torch::randn({10, 8});
-  auto routing = route(q, keys, 3, r);
-  auto scores = routing_scores(q, keys, true);
+  auto routing = route(q, keys, 3, ScoreFunction::kCosine, r);
+  auto scores = routing_scores(q, keys, ScoreFunction::kCosine);
   auto expected = std::get<1>(scores.topk(3, 1));
   EXPECT_TRUE(torch::equal(routing.indices, expected));
   EXPECT_TRUE(torch::allclose(routing.gates.sum(1), torch::ones({40}), 0, 1e-6));
@@ -46,7 +46,7 @@ TEST(Routing, TiesGoToTheLowerIndex) {
   RouterOptions r;
   auto keys = torch::tensor({0.f, 1.f, 1.f, 0.f, 1.f, 0.f, 1.f, 0.f}).view({4, 2});  // 1, 2, 3 equal
   auto q = torch::tensor({1.f, 0.f}).view({1, 2});
-  auto routing = route(q, keys, 2, r);
+  auto routing = route(q, keys, 2, ScoreFunction::kCosine, r);
   EXPECT_EQ(routing.indices[0][0].item<int64_t>(), 1);
   EXPECT_EQ(routing.indices[0][1].item<int64_t>(), 2);
 }
@@ -57,18 +57,17 @@ TEST(Routing, LogitClampBoundsTheGateLogits) {
   r.logit_clamp = 2.0;
   auto keys = torch::tensor({1.f, 0.f, 0.f, 1.f}).view({2, 2});
   auto q = torch::tensor({1.f, 0.f}).view({1, 2});  // scores (1, 0) -> logits clamp to (2, 0)
-  auto routing = route(q, keys, 2, r);
+  auto routing = route(q, keys, 2, ScoreFunction::kCosine, r);
   auto expected = torch::softmax(torch::tensor({2.f, 0.f}), 0);
   EXPECT_TRUE(torch::allclose(routing.gates[0], expected, 0, 1e-6));
 }
 
 TEST(Routing, DotScoresAreRawProducts) {
   RouterOptions r;
-  r.score = "dot";
   auto keys = torch::tensor({2.f, 0.f, 0.f, 1.f}).view({2, 2});
   auto q = torch::tensor({1.f, 3.f}).view({1, 2});
-  EXPECT_TRUE(torch::allclose(routing_scores(q, keys, false), torch::tensor({2.f, 3.f}).view({1, 2})));
-  EXPECT_EQ(route(q, keys, 1, r).indices[0][0].item<int64_t>(), 1);
+  EXPECT_TRUE(torch::allclose(routing_scores(q, keys, ScoreFunction::kDot), torch::tensor({2.f, 3.f}).view({1, 2})));
+  EXPECT_EQ(route(q, keys, 1, ScoreFunction::kDot, r).indices[0][0].item<int64_t>(), 1);
 }
 
 TEST(Experts, GroupedEqualsNaiveIncludingEmptyExperts) {
@@ -217,6 +216,6 @@ TEST(SoMELayer, CapacityDropsTheOverflowInTokenOrder) {
     }
   }
   EXPECT_GT(dropped, 0) << "the example must overflow some expert";
-  EXPECT_EQ(layer.dropped_slots, dropped);
+  EXPECT_EQ(layer.dropped_slots(), dropped);
   EXPECT_TRUE(torch::allclose(y, expected, 1e-5, 1e-6));
 }

@@ -49,7 +49,7 @@ def tests_from_junit(path):
 def step_losses(run_dir):
     """step -> training loss of a run's metrics.jsonl (the per-step lines, not events)."""
     lines = read_jsonl(os.path.join(run_dir, "metrics.jsonl"))
-    return {l["step"]: l["loss"] for l in lines if "event" not in l and "loss" in l}
+    return {line["step"]: line["loss"] for line in lines if "event" not in line and "loss" in line}
 
 
 def max_rel_diff(run, reference):
@@ -74,23 +74,23 @@ def parity(work_dir, device):
 
 def train(metrics_path, gpu):
     lines = read_jsonl(metrics_path)
-    steps = [l for l in lines if "event" not in l and "step" in l]
-    done = next((l for l in lines if l.get("event") == "done"), None)
+    steps = [line for line in lines if "event" not in line and "step" in line]
+    done = next((line for line in lines if line.get("event") == "done"), None)
     if not steps or done is None:
         raise ValueError(f"{metrics_path}: no finished run (step lines: {len(steps)}, done line: {done is not None})")
     # Throughput of the logged windows after the first one (compilation, allocator warm-up), and
     # of the whole run (its final eval and checkpoint included).
-    windows = [l["tokens_per_s"] for l in steps[1:]] or [steps[0]["tokens_per_s"]]
+    windows = [line["tokens_per_s"] for line in steps[1:]] or [steps[0]["tokens_per_s"]]
     tok_s = sum(windows) / len(windows)
     flops = done.get("model_flops_per_token")
     out = {"steps": done["step"], "tokens_per_s": tok_s, "tokens_per_s_whole_run": done["tokens_per_s"],
            "loss_first": steps[0]["loss"], "loss_last": steps[-1]["loss"], "val_ppl": done.get("val_ppl"),
            "model_flops_per_token": flops, "mfu": None,
-           "peak_memory_gib": max((l.get("peak_memory_gib", 0.0) for l in steps), default=0.0) if gpu else None}
+           "peak_memory_gib": max((line.get("peak_memory_gib", 0.0) for line in steps), default=0.0) if gpu else None}
     if gpu and flops:
         out["mfu"] = flops * tok_s / H100_BF16_PEAK_FLOPS
         out["mfu_basis"] = "989 TFLOP/s (H100 dense bf16)"
-    if not all(math.isfinite(l["loss"]) for l in steps):
+    if not all(math.isfinite(line["loss"]) for line in steps):
         raise ValueError("non-finite loss in the 150M run")
     return out
 

@@ -12,7 +12,7 @@ namespace some::model {
 ExpertShardImpl::ExpertShardImpl(int64_t layer, int64_t first, int64_t count, int64_t d_model,
                                  int64_t d_expert, const ExpertOptions& opts, uint64_t seed, Kind kind,
                                  int64_t n_layers)
-    : first_expert(first), activation_(opts.activation), kind_(kind) {
+    : first_expert(first), activation_(parse_activation(opts.activation)), kind_(kind) {
   torch::NoGradGuard no_grad;
   auto down = torch::empty({count, d_expert, d_model});
   auto up = torch::empty({count, d_model, d_expert});

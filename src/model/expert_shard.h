@@ -10,6 +10,7 @@
 
 #include <torch/torch.h>
 
+#include "src/model/feed_forward.h"
 #include "src/model/options.h"
 
 namespace some::model {
@@ -38,7 +39,7 @@ class ExpertShardImpl : public torch::nn::Module {
   int64_t first_expert;
 
  private:
-  std::string activation_;
+  Activation activation_;
   Kind kind_;
 };
 TORCH_MODULE(ExpertShard);

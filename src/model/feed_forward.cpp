@@ -4,15 +4,24 @@
 
 namespace some::model {
 
-torch::Tensor activate(const torch::Tensor& x, const std::string& activation) {
-  if (activation == "gelu") return torch::gelu(x);
-  if (activation == "silu") return torch::silu(x);
-  if (activation == "relu") return torch::relu(x);
-  throw ConfigError("expert.activation = '" + activation + "' is not one of gelu, silu, relu");
+Activation parse_activation(const std::string& name) {
+  if (name == "gelu") return Activation::kGelu;
+  if (name == "silu") return Activation::kSilu;
+  if (name == "relu") return Activation::kRelu;
+  throw ConfigError("expert.activation = '" + name + "' is not one of gelu, silu, relu");
 }
 
-DenseFFN::DenseFFN(int64_t d_model, int64_t d_ff, std::string activation)
-    : d_model_(d_model), d_ff_(d_ff), activation_(std::move(activation)) {
+torch::Tensor activate(const torch::Tensor& x, Activation activation) {
+  switch (activation) {
+    case Activation::kGelu: return torch::gelu(x);
+    case Activation::kSilu: return torch::silu(x);
+    case Activation::kRelu: return torch::relu(x);
+  }
+  return x;  // unreachable: every enumerator is handled above
+}
+
+DenseFFN::DenseFFN(int64_t d_model, int64_t d_ff, const std::string& activation)
+    : d_model_(d_model), d_ff_(d_ff), activation_(parse_activation(activation)) {
   up_ = register_module("up", torch::nn::Linear(torch::nn::LinearOptions(d_model, d_ff).bias(false)));
   down_ = register_module("down", torch::nn::Linear(torch::nn::LinearOptions(d_ff, d_model).bias(false)));
 }

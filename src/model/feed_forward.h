@@ -11,29 +11,29 @@
 
 namespace some::model {
 
-class KeyStore;
-
 class FeedForward : public torch::nn::Module {
  public:
   virtual torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& token_ids = {}) = 0;  // (N, d) -> (N, d)
-  virtual KeyStore* key_store() { return nullptr; }           // SoME layers only
   // Multiply-adds per token of forward, and of backward (frozen weights need no weight grad).
   virtual double forward_flops_per_token() const = 0;
   virtual double backward_flops_per_token() const = 0;
 };
 
-torch::Tensor activate(const torch::Tensor& x, const std::string& activation);
+// expert.activation, parsed once when a layer is built (not at every forward).
+enum class Activation { kGelu, kSilu, kRelu };
+Activation parse_activation(const std::string& name);  // ConfigError naming the key otherwise
+torch::Tensor activate(const torch::Tensor& x, Activation activation);
 
 class DenseFFN final : public FeedForward {
  public:
-  DenseFFN(int64_t d_model, int64_t d_ff, std::string activation);
+  DenseFFN(int64_t d_model, int64_t d_ff, const std::string& activation);
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& token_ids = {}) override;
   double forward_flops_per_token() const override { return 2.0 * 2 * d_model_ * d_ff_; }
   double backward_flops_per_token() const override { return 2 * forward_flops_per_token(); }
 
  private:
   int64_t d_model_, d_ff_;
-  std::string activation_;
+  Activation activation_;
   torch::nn::Linear up_{nullptr}, down_{nullptr};
 };
 

@@ -4,28 +4,13 @@
 
 #include "common/check.h"
 #include "common/errors.h"
+#include "common/random.h"
 
 namespace some::model {
 
-namespace {
-uint64_t splitmix64(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
-}  // namespace
-
-uint64_t seeded_hash(uint64_t seed, int64_t layer, int64_t a, int64_t b) {
-  uint64_t h = splitmix64(seed);
-  h = splitmix64(h ^ static_cast<uint64_t>(layer));
-  h = splitmix64(h ^ static_cast<uint64_t>(a));
-  return splitmix64(h ^ static_cast<uint64_t>(b));
-}
-
 at::Generator seeded_generator(uint64_t seed, int64_t layer, int64_t expert, InitStream stream) {
   return at::make_generator<at::CPUGeneratorImpl>(
-      seeded_hash(seed, layer, expert, static_cast<int64_t>(stream)));
+      hash_u64(seed, static_cast<uint64_t>(layer), static_cast<uint64_t>(expert), static_cast<uint64_t>(stream)));
 }
 
 torch::Tensor init_expert_matrix(int64_t rows, int64_t cols, const std::string& method,

@@ -11,9 +11,8 @@ namespace some::model {
 
 enum class InitStream : uint64_t { kExpertDown = 1, kExpertUp = 2, kKey = 3, kDense = 4 };
 
+// A generator seeded by hash_u64(seed, layer, expert, stream) (common/random.h).
 at::Generator seeded_generator(uint64_t seed, int64_t layer, int64_t expert, InitStream stream);
-// A 64-bit hash of (seed, layer, a, b) (splitmix64 chained): fixed pseudo-random choices.
-uint64_t seeded_hash(uint64_t seed, int64_t layer, int64_t a, int64_t b);
 
 // One weight matrix (rows, cols) = (fan_out, fan_in) by expert.init: default | orthogonal | sparse.
 torch::Tensor init_expert_matrix(int64_t rows, int64_t cols, const std::string& method,

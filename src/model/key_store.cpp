@@ -27,8 +27,8 @@ void GravityStats::add(const Routing& r) {
   n_.index_add_(0, flat_idx, torch::ones({flat_idx.size(0)}, n_.options()));
   // S_i += sum of the normalised queries of the tokens that selected i (routers without
   // queries, the baselines, count selections and co-activations only).
-  if (r.qhat.defined()) {
-    auto q_rep = r.qhat.unsqueeze(1).expand({-1, k, -1}).reshape({-1, d_});   // (N*k, d)
+  if (r.queries.defined()) {
+    auto q_rep = r.queries.unsqueeze(1).expand({-1, k, -1}).reshape({-1, d_});   // (N*k, d)
     S_.index_add_(0, flat_idx, q_rep);
   }
   if (k > 1) {
@@ -44,28 +44,32 @@ void GravityStats::add(const Routing& r) {
   }
 }
 
-Tensor routing_scores(const Tensor& q, const Tensor& keys, bool cosine) {
-  if (!cosine) return torch::matmul(q, keys.t());
+ScoreFunction parse_score_function(const std::string& name) {
+  if (name == "cosine") return ScoreFunction::kCosine;
+  if (name == "dot") return ScoreFunction::kDot;
+  throw ConfigError("router.score = '" + name + "' is not one of cosine, dot");
+}
+
+Tensor routing_scores(const Tensor& q, const Tensor& keys, ScoreFunction score) {
+  if (score == ScoreFunction::kDot) return torch::matmul(q, keys.t());
   auto qn = F::normalize(q, F::NormalizeFuncOptions().dim(-1).eps(1e-12));
   auto kn = F::normalize(keys, F::NormalizeFuncOptions().dim(-1).eps(1e-12));
   return torch::matmul(qn, kn.t());
 }
 
-Routing route(const Tensor& q, const Tensor& keys, int64_t top_k, const RouterOptions& r) {
+Routing route(const Tensor& q, const Tensor& keys, int64_t top_k, ScoreFunction score, const RouterOptions& r) {
   // Routing runs in fp32 whatever autocast says: keys and statistics stay fp32 (docs/design.md §3).
   c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
   auto q32 = q.to(torch::kFloat32);
-  auto scores = routing_scores(q32, keys, r.score == "cosine");              // (N, E)
-  // A stable descending sort keeps the lower index first among equal scores.
-  auto sorted = std::get<1>(scores.detach().sort(/*stable=*/std::optional<bool>(true), /*dim=*/-1, /*descending=*/true));
-  auto indices = sorted.narrow(1, 0, top_k).contiguous();                   // (N, k)
+  auto scores = routing_scores(q32, keys, score);                            // (N, E)
+  auto indices = stable_top_k(scores.detach(), top_k);                       // (N, k)
   auto selected = scores.gather(1, indices);                                 // (N, k)
   auto logits = (selected / r.temperature).clamp(-r.logit_clamp, r.logit_clamp);
   Routing out;
   out.indices = indices;
   out.gates = torch::softmax(logits, -1);
   out.scores = selected.detach();
-  out.qhat = F::normalize(q32.detach(), F::NormalizeFuncOptions().dim(-1).eps(1e-12));
+  out.queries = F::normalize(q32.detach(), F::NormalizeFuncOptions().dim(-1).eps(1e-12));
   return out;
 }
 
@@ -126,26 +130,31 @@ Tensor knowledge_gravity(Tensor& keys, Tensor& usage, const Tensor& n, const Ten
 KeyStore::KeyStore(Tensor keys, Tensor usage, int64_t top_k, RouterOptions router,
                    GravityOptions gravity)
     : keys_(std::move(keys)), usage_(std::move(usage)), top_k_(top_k), router_(std::move(router)),
-      gravity_(std::move(gravity)) {}
+      score_(parse_score_function(router_.score)), gravity_(std::move(gravity)) {}
 
-Routing KeyStore::route(const Tensor& q) const { return model::route(q, keys_, top_k_, router_); }
+Routing KeyStore::route(const Tensor& q) const { return model::route(q, keys_, top_k_, score_, router_); }
 
 GravityStats& KeyStore::stats() {
   if (!stats_ || stats_->flat().device() != keys_.device()) {
     stats_.emplace(keys_.size(0), keys_.size(1), keys_.options());
+    top1_sum_ = torch::zeros({1}, keys_.options().dtype(torch::kFloat32));
   }
   return *stats_;
+}
+
+Tensor& KeyStore::top1_sum() {
+  stats();
+  return top1_sum_;
 }
 
 void KeyStore::accumulate(const Routing& r) {
   torch::NoGradGuard no_grad;
   stats().add(r);
-  auto top1 = r.scores.select(1, 0).sum();
-  top1_sum_ = top1_sum_.defined() ? top1_sum_ + top1 : top1;
+  top1_sum_.add_(r.scores.select(1, 0).sum());
   if (gravity_.restart_below > 0) {
     // An evenly strided subset of every micro-batch: deterministic, bounded, and every
     // micro-batch of the step is represented equally.
-    auto q = r.qhat, top1 = r.indices.select(1, 0);
+    auto q = r.queries, top1 = r.indices.select(1, 0);
     const auto stride = std::max<int64_t>(1, q.size(0) / kRestartPool);
     q = q.slice(0, 0, q.size(0), stride);
     top1 = top1.slice(0, 0, top1.size(0), stride);
@@ -155,7 +164,7 @@ void KeyStore::accumulate(const Routing& r) {
 }
 
 double KeyStore::mean_top1_score() const {
-  if (!stats_ || !top1_sum_.defined()) return 0.0;
+  if (!stats_) return 0.0;
   double selections = stats_->n().sum().item<double>();
   return selections > 0 ? top1_sum_.item<double>() * static_cast<double>(top_k_) / selections : 0.0;
 }
@@ -185,7 +194,7 @@ void KeyStore::apply_gravity(uint64_t restart_seed, parallel::Communicator* worl
     }
   }
   s.zero();
-  top1_sum_ = Tensor();
+  top1_sum_.zero_();
   pool_q_ = Tensor();
   pool_top1_ = Tensor();
 }

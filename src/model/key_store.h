@@ -10,16 +10,9 @@
 
 #include "parallel/communicator.h"
 #include "src/model/options.h"
+#include "src/model/router.h"
 
 namespace some::model {
-
-// What routing decided for N tokens.
-struct Routing {
-  torch::Tensor indices;  // (N, k) int64, selected experts, best first
-  torch::Tensor gates;    // (N, k) softmax over the clamped selected scores; carries grad to q
-  torch::Tensor scores;   // (N, k) selected scores (detached)
-  torch::Tensor qhat;     // (N, d) fp32 normalised queries, detached (what the keys are pulled to)
-};
 
 // The statistics Knowledge Gravity consumes, summed over every token of an optimizer step
 // (docs/design.md §3). n, S and C are views into one flat fp32 buffer so that a multi-rank run reduces
@@ -27,7 +20,7 @@ struct Routing {
 class GravityStats {
  public:
   GravityStats(int64_t E, int64_t d, torch::TensorOptions opts);
-  void add(const Routing& r);  // no grad; counts each token once (S only when r.qhat is defined)
+  void add(const Routing& r);  // no grad; counts each token once (S only when r.queries is defined)
   void zero() { flat_.zero_(); }
   torch::Tensor& flat() { return flat_; }   // (E + E*d + E*E,) the allreduce buffer
   const torch::Tensor& n() const { return n_; }   // (E,)   selections
@@ -47,11 +40,16 @@ torch::Tensor knowledge_gravity(torch::Tensor& keys, torch::Tensor& usage, const
                                 const torch::Tensor& S, const torch::Tensor& C, int64_t top_k,
                                 const GravityOptions& g);
 
-// Scores (N, E) of queries q (N, d) against keys (E, d): cosine or dot (router.score).
-torch::Tensor routing_scores(const torch::Tensor& q, const torch::Tensor& keys, bool cosine);
+// router.score, parsed once when the key store is built (not at every forward).
+enum class ScoreFunction { kCosine, kDot };
+ScoreFunction parse_score_function(const std::string& name);  // ConfigError naming the key otherwise
 
-// Top-k with ties broken towards the lower expert index, gates = softmax(clamp(s / tau, -c, c)).
-Routing route(const torch::Tensor& q, const torch::Tensor& keys, int64_t top_k,
+// Scores (N, E) of queries q (N, d) against keys (E, d).
+torch::Tensor routing_scores(const torch::Tensor& q, const torch::Tensor& keys, ScoreFunction score);
+
+// Top-k of the scores (stable_top_k), gates = softmax(clamp(s / tau, -c, c)) with
+// tau = router.temperature and c = router.logit_clamp.
+Routing route(const torch::Tensor& q, const torch::Tensor& keys, int64_t top_k, ScoreFunction score,
               const RouterOptions& r);
 
 // Owns the keys and usage of one layer (the tensors are registered as buffers by the layer
@@ -64,13 +62,15 @@ class KeyStore {
 
   Routing route(const torch::Tensor& q) const;        // q (N, d) -> routing of N tokens
   void accumulate(const Routing& r);                   // adds to this step's statistics
-  GravityStats& stats();                               // for the cross-rank allreduce
+  GravityStats& stats();                               // this step's n, S, C
+  torch::Tensor& top1_sum();                           // (1,) sum of this step's top-1 scores
   // Applies Knowledge Gravity with this step's (already reduced) statistics, then clears them.
   // `restart_seed` and the restart pool gathered over `world` (null: one process) make the
   // dead-key restart identical on every rank.
   void apply_gravity(uint64_t restart_seed, parallel::Communicator* world = nullptr);
 
-  // Mean top-1 score of the tokens accumulated this step (before apply_gravity clears it).
+  // Mean top-1 score of the tokens accumulated this step (before apply_gravity clears it); over
+  // the global batch once stats() and top1_sum() are summed over the ranks.
   double mean_top1_score() const;
 
   const torch::Tensor& keys() const { return keys_; }
@@ -80,9 +80,10 @@ class KeyStore {
   torch::Tensor keys_, usage_;   // (E, d), (E,) fp32
   int64_t top_k_;
   RouterOptions router_;
+  ScoreFunction score_;
   GravityOptions gravity_;
   std::optional<GravityStats> stats_;
-  torch::Tensor top1_sum_;  // () sum of top-1 scores this step, for the log line
+  torch::Tensor top1_sum_;  // (1,) sum of top-1 scores this step, for the log line
   // About kRestartPool normalised queries per micro-batch of this step with their top-1 expert:
   // the pool a dead key is re-seeded from (gravity.restart_below).
   static constexpr int64_t kRestartPool = 256;

@@ -6,7 +6,7 @@ namespace some::model {
 
 RoutedFFN::RoutedFFN(const ModelOptions& opts, int64_t layer, const parallel::ParallelState* parallel,
                      ExpertShardImpl::Kind kind)
-    : opts_(opts) {
+    : opts_(opts), layer_(layer) {
   const auto E = opts.num_experts;
   // This rank's contiguous share of the experts (docs/design.md §5).
   const int64_t first = parallel ? parallel->first_local_expert(E) : 0;
@@ -14,6 +14,7 @@ RoutedFFN::RoutedFFN(const ModelOptions& opts, int64_t layer, const parallel::Pa
   experts_ = register_module("experts", ExpertShard(layer, first, local, opts.d_model, opts.d_expert, opts.expert,
                                                     opts.seed, kind, opts.n_layers));
   load_ = torch::zeros({E});
+  dropped_ = torch::zeros({1});
   if (parallel && parallel->ep_size() > 1) {
     dispatcher_ = std::make_unique<parallel::AllToAllTokenDispatcher>(E, parallel->ep());
   } else {
@@ -21,11 +22,18 @@ RoutedFFN::RoutedFFN(const ModelOptions& opts, int64_t layer, const parallel::Pa
   }
 }
 
+torch::Tensor RoutedFFN::forward(const torch::Tensor& x, const torch::Tensor& token_ids) {
+  last_ = router_->route(x, token_ids, collect_stats);                  // (N, k) indices, gates
+  return mix(x, last_.indices, last_.gates);                             // (N, d)
+}
+
 torch::Tensor RoutedFFN::mix(const torch::Tensor& x, const torch::Tensor& indices, const torch::Tensor& gates) {
-  last_indices_ = indices;
   if (collect_stats) {
     torch::NoGradGuard no_grad;
-    if (load_.device() != indices.device()) load_ = load_.to(indices.device());
+    if (load_.device() != indices.device()) {
+      load_ = load_.to(indices.device());
+      dropped_ = dropped_.to(indices.device());
+    }
     load_.index_add_(0, indices.reshape({-1}), torch::ones({indices.numel()}, load_.options()));
   }
   auto [expert_in, plan] = dispatcher_->dispatch(x, indices);           // (N*k, d) by expert
@@ -46,23 +54,37 @@ torch::Tensor RoutedFFN::compute_experts(const torch::Tensor& expert_in, const p
     dropped += count - kept;
     offset += count;
   }
-  if (collect_stats) dropped_slots += dropped;
+  if (collect_stats && dropped > 0) dropped_.add_(static_cast<double>(dropped));
   if (dropped == 0) return experts_->forward(expert_in, plan.expert_counts);
   auto rows = torch::tensor(kept_rows, torch::dtype(torch::kLong).device(expert_in.device()));
   auto kept_out = experts_->forward(expert_in.index_select(0, rows), kept_counts);    // (R_kept, d)
   return torch::zeros_like(expert_in).index_copy(0, rows, kept_out);                  // (R, d)
 }
 
+void RoutedFFN::step_statistics(std::vector<torch::Tensor>& out) {
+  out.push_back(load_);
+  out.push_back(dropped_);
+  router_->step_statistics(out);
+}
+
+void RoutedFFN::after_step(int64_t step, uint64_t seed, parallel::Communicator* world) {
+  router_->after_step({layer_, step, seed, &load_, world});
+  load_.zero_();
+  dropped_.zero_();
+}
+
+int64_t RoutedFFN::dropped_slots() const { return static_cast<int64_t>(dropped_.item<double>()); }
+
 double RoutedFFN::forward_flops_per_token() const {
   const double d = opts_.d_model, k = opts_.top_k, h = opts_.d_expert;
-  return router_forward_flops() + k * 2 * (2 * d * h);
+  return router_->forward_flops() + k * 2 * (2 * d * h);
 }
 
 double RoutedFFN::backward_flops_per_token() const {
   const double d = opts_.d_model, k = opts_.top_k, h = opts_.d_expert;
   // Input gradients always; weight gradients only for trainable experts.
   const double experts = k * 2 * (2 * d * h) * (experts_->trainable() ? 2 : 1);
-  return router_backward_flops() + experts;
+  return router_->backward_flops() + experts;
 }
 
 }  // namespace some::model

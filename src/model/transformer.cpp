@@ -1,13 +1,14 @@
 #include "src/model/transformer.h"
 
 #include <cmath>
-#include <regex>
 
 #include "common/check.h"
 #include "common/errors.h"
+#include "parallel/communicator.h"
 #include "src/model/baselines.h"
 #include "src/model/init.h"
 #include "src/model/some_layer.h"
+#include "src/model/tensor_names.h"
 
 namespace some::model {
 
@@ -60,8 +61,8 @@ TransformerImpl::TransformerImpl(const ModelOptions& opts, const parallel::Paral
   for (auto& p : params) {
     const auto& name = p.key();
     auto& w = p.value();
-    if (name.find(".experts.") != std::string::npos) continue;  // per expert, by ExpertShard
-    if (name.find(".query.") != std::string::npos) {
+    if (names::is_expert(name)) continue;  // per expert, by ExpertShard
+    if (names::is_query_network(name)) {
       // fan_in of the Linear this tensor belongs to (a bias shares its weight's).
       const auto weight = name.ends_with(".bias") ? name.substr(0, name.size() - 4) + "weight" : name;
       const double bound = 1.0 / std::sqrt(static_cast<double>(params[weight].size(1)));
@@ -109,6 +110,35 @@ void TransformerImpl::set_collect_stats(bool on) {
   for (auto* layer : routed_layers()) layer->collect_stats = on;
 }
 
+StepRouting TransformerImpl::after_step(int64_t step, uint64_t seed, parallel::Communicator& world, bool report) {
+  torch::NoGradGuard no_grad;
+  auto layers = routed_layers();
+  std::vector<torch::Tensor> stats;  // fp32, on the model's device
+  for (auto* layer : layers) layer->step_statistics(stats);
+  if (!stats.empty() && world.world_size() > 1) {
+    std::vector<torch::Tensor> flat;
+    for (auto& t : stats) flat.push_back(t.reshape({-1}));
+    auto buffer = torch::cat(flat);       // (sum of numel,) every layer's statistics
+    world.allreduce_sum(buffer);          // the step's one allreduce of routing state
+    int64_t offset = 0;
+    for (auto& t : stats) {
+      t.copy_(buffer.narrow(0, offset, t.numel()).view_as(t));
+      offset += t.numel();
+    }
+  }
+  StepRouting out;
+  if (report) {
+    for (size_t l = 0; l < layers.size(); ++l) {
+      auto* store = layers[l]->key_store();
+      out.dropped_slots += layers[l]->dropped_slots();
+      out.layers.push_back({routed_layer_indices_[l], layers[l]->load().clone(),
+                            store ? store->keys().clone() : torch::Tensor(), layers[l]->router().mean_top1_score()});
+    }
+  }
+  for (auto* layer : layers) layer->after_step(step, seed, &world);
+  return out;
+}
+
 torch::Tensor TransformerImpl::aux_loss() {
   torch::Tensor total;
   for (auto* layer : routed_layers()) {
@@ -135,7 +165,7 @@ std::map<std::string, torch::Tensor> TransformerImpl::state_tensors() {
   for (auto& p : named_parameters()) named.emplace(p.key(), p.value());
   for (auto& b : named_buffers()) {
     // Rotary tables are recomputed from the config, not state.
-    if (b.key().find("rope_") == std::string::npos) named.emplace(b.key(), b.value());
+    if (!names::is_recomputed(b.key())) named.emplace(b.key(), b.value());
   }
   return split_experts(named);
 }
@@ -143,35 +173,25 @@ std::map<std::string, torch::Tensor> TransformerImpl::state_tensors() {
 std::map<std::string, torch::Tensor> TransformerImpl::split_experts(const std::map<std::string, torch::Tensor>& by_param) {
   // Expert i of layer l is `layers.l.<ffn>.experts.i.w_down` (h, d) / `.w_up` (d, h) whichever
   // rank holds it: a view into this rank's stacked shard, so copying into it loads the shard.
-  static const std::regex stacked(R"(^(.*\blayers\.(\d+)\.\w+\.experts\.)(w_down|w_up)$)");
   std::map<std::string, torch::Tensor> out;
   for (const auto& [name, t] : by_param) {
-    std::smatch m;
-    if (!std::regex_match(name, m, stacked)) {
+    auto stacked = names::parse_stacked_experts(name);
+    if (!stacked) {
       out.emplace(name, t);
       continue;
     }
-    auto* routed = dynamic_cast<RoutedFFN*>(layers_[std::stoll(m[2])]->as<BlockImpl>()->ffn.get());
+    auto* routed = dynamic_cast<RoutedFFN*>(layers_[stacked->layer]->as<BlockImpl>()->ffn.get());
     SOME_REQUIRE(routed, Error, "'{}' names experts of a layer without them", name);
     const auto first = routed->experts()->first_expert;
-    for (int64_t i = 0; i < t.size(0); ++i) out.emplace(fmt::format("{}{}.{}", m[1].str(), first + i, m[3].str()), t[i]);
+    for (int64_t i = 0; i < t.size(0); ++i) out.emplace(fmt::format("{}{}.{}", stacked->prefix, first + i, stacked->matrix), t[i]);
   }
   return out;
-}
-
-bool is_expert_tensor(const std::string& name) {
-  static const std::regex expert(R"(\.experts\.\d+\.)");
-  return std::regex_search(name, expert);
-}
-
-bool is_frozen_expert_tensor(const std::string& name) {
-  return name.find(".some.experts.") != std::string::npos;
 }
 
 int64_t TransformerImpl::num_parameters(bool trainable_only) {
   int64_t n = 0;
   for (auto& p : named_parameters()) {
-    if (p.key().find(".experts.") == std::string::npos) n += p.value().numel();  // experts: all E below
+    if (!names::is_expert(p.key())) n += p.value().numel();  // experts: all E below
   }
   const int64_t all_experts = opts_.num_experts * 2 * opts_.d_model * opts_.d_expert;
   for (auto* layer : routed_layers()) {

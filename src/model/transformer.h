@@ -16,14 +16,27 @@
 #include "src/model/options.h"
 
 namespace some::parallel {
+class Communicator;
 class ParallelState;
 }
 
 namespace some::model {
 
-class KeyStore;
 class RoutedFFN;
 class SoMELayer;
+
+// One routed layer's routing over an optimizer step's global batch, read before the after-step
+// update (the training log line).
+struct LayerStepRouting {
+  int64_t layer = 0;
+  torch::Tensor counts;          // (E,) slots routed to each expert
+  torch::Tensor keys;            // (E, d) before Knowledge Gravity moved them; undefined: no keys
+  double mean_top1_score = 0.0;  // 0: a router without scores
+};
+struct StepRouting {
+  int64_t dropped_slots = 0;     // over all layers and ranks (model.capacity_factor > 0)
+  std::vector<LayerStepRouting> layers;
+};
 
 class BlockImpl : public torch::nn::Module {
  public:
@@ -55,6 +68,13 @@ class TransformerImpl : public torch::nn::Module {
   std::vector<RoutedFFN*> routed_layers();
   std::vector<int64_t> routed_layer_indices() const { return routed_layer_indices_; }
   void set_collect_stats(bool on);
+  // After every optimizer step, on every rank (docs/design.md §3, §5): the step's statistics of
+  // every routed layer (loads, dropped slots, the routers' own: SoME's n, S, C) packed into one
+  // buffer and summed over `world` by ONE allreduce; then each router updates itself (Knowledge
+  // Gravity, the MoE selection bias) and the statistics restart. `seed` (train.seed) and `step`
+  // seed the dead-key restart. With `report`, returns the step's routing read in between (it
+  // synchronises with the device); otherwise an empty StepRouting.
+  StepRouting after_step(int64_t step, uint64_t seed, parallel::Communicator& world, bool report);
   // Sum of the auxiliary losses of the latest training forward (MoE balancing); undefined: none.
   torch::Tensor aux_loss();
 
@@ -84,11 +104,5 @@ class TransformerImpl : public torch::nn::Module {
   std::vector<int64_t> some_layer_indices_, routed_layer_indices_;
 };
 TORCH_MODULE(Transformer);
-
-// Whether a global name is one expert's weights, or a tensor that follows them (their AdamW
-// moments): sharded over the EP group, written once per expert.
-bool is_expert_tensor(const std::string& name);
-// Whether it is a frozen library expert (never changes: may live in a shared library file).
-bool is_frozen_expert_tensor(const std::string& name);
 
 }  // namespace some::model

@@ -1,5 +1,7 @@
 #include "src/train/device.h"
 
+#include <algorithm>
+
 #ifdef SOME_WITH_CUDA
 // The CPU Torch wheel ships c10/cuda headers without the generated cuda_cmake_macros.h (see
 // parallel/nccl_communicator.cpp); a CUDA Torch has it.
@@ -9,8 +11,10 @@
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAFunctions.h>
+#include <cuda_runtime_api.h>
 #endif
 
+#include "common/check.h"
 #include "common/errors.h"
 
 namespace some::train {
@@ -45,6 +49,27 @@ int64_t peak_memory_bytes(const torch::Device& device) {
   return c10::cuda::CUDACachingAllocator::getDeviceStats(index_of(device)).allocated_bytes[0].peak;
 #else
   return 0;
+#endif
+}
+
+int64_t free_memory_bytes(const torch::Device& device) {
+  if (!device.is_cuda()) return 0;
+#ifdef SOME_WITH_CUDA
+  c10::cuda::CUDAGuard guard(index_of(device));
+  size_t free = 0, total = 0;
+  SOME_CHECK_CUDA(cudaMemGetInfo(&free, &total));
+  return static_cast<int64_t>(free);
+#else
+  throw ConfigError("a CUDA device in a build without SOME_WITH_CUDA");
+#endif
+}
+
+int device_count(const torch::Device& device) {
+  if (!device.is_cuda()) return 1;
+#ifdef SOME_WITH_CUDA
+  return std::max<int>(static_cast<int>(c10::cuda::device_count()), 1);
+#else
+  return 1;
 #endif
 }
 

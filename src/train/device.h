@@ -1,7 +1,7 @@
 #pragma once
 // The few things the trainer and the benchmarks ask of a device beyond tensors: wait for queued
-// work (CUDA runs asynchronously; a host clock measures nothing without it), and the peak of
-// the caching allocator's memory. On the CPU they are no-ops and zeros.
+// work (CUDA runs asynchronously; a host clock measures nothing without it), the peak of the
+// caching allocator's memory, and the free memory of a GPU. On the CPU they are no-ops and zeros.
 #include <cstdint>
 
 #include <torch/torch.h>
@@ -11,5 +11,7 @@ namespace some::train {
 void synchronize(const torch::Device& device);          // returns when all queued work is done
 void reset_peak_memory(const torch::Device& device);    // starts a new peak window
 int64_t peak_memory_bytes(const torch::Device& device);  // bytes allocated at the peak; 0 on CPU
+int64_t free_memory_bytes(const torch::Device& device);  // free on the GPU (cudaMemGetInfo); 0 on CPU
+int device_count(const torch::Device& device);           // GPUs visible to this process; 1 on CPU
 
 }  // namespace some::train

@@ -5,7 +5,7 @@
 #include "checkpoints/tensor_file.h"
 #include "common/logging.h"
 #include "src/model/key_store.h"
-#include "src/model/some_layer.h"
+#include "src/model/routed_ffn.h"
 
 namespace some::train {
 
@@ -53,8 +53,6 @@ EvalResult Evaluator::run(model::Transformer& model) {
   model->set_collect_stats(false);  // eval forwards never feed Knowledge Gravity
   // Every routed layer: SoME's, and the baselines' (which have no keys or scores).
   auto layers = model->routed_layers();
-  std::vector<model::SoMELayer*> some(layers.size());
-  for (size_t l = 0; l < layers.size(); ++l) some[l] = dynamic_cast<model::SoMELayer*>(layers[l]);
   const auto E = model->options().num_experts, d = model->options().d_model;
   std::vector<model::GravityStats> stats;
   std::vector<std::vector<torch::Tensor>> top1(layers.size());
@@ -73,13 +71,8 @@ EvalResult Evaluator::run(model::Transformer& model) {
     sums[0] += loss.item<double>() * static_cast<double>(n);
     sums[1] += static_cast<double>(n);
     for (size_t l = 0; l < layers.size(); ++l) {
-      model::Routing r;
-      if (some[l]) {
-        r = some[l]->last_routing();
-        sums[2 + l] += r.scores.select(1, 0).sum().item<double>();
-      } else {
-        r.indices = layers[l]->last_indices();  // no queries: counts and co-activation only
-      }
+      const auto& r = layers[l]->last_routing();  // the baselines have no queries: counts and co-activation only
+      if (layers[l]->key_store()) sums[2 + l] += r.scores.select(1, 0).sum().item<double>();
       stats[l].add(r);
       top1[l].push_back(r.indices.select(1, 0).cpu());
     }
@@ -95,7 +88,7 @@ EvalResult Evaluator::run(model::Transformer& model) {
   for (size_t l = 0; l < layers.size(); ++l) {
     LayerEvalStats s{stats[l].n().cpu().clone(), stats[l].C().cpu().clone(),
                      top1[l].empty() ? torch::empty({0}, torch::kLong) : torch::cat(top1[l])};
-    auto summary = summarize_routing(indices[l], s.counts, some[l] ? some[l]->key_store()->keys() : torch::Tensor(),
+    auto summary = summarize_routing(indices[l], s.counts, layers[l]->key_store() ? layers[l]->key_store()->keys() : torch::Tensor(),
                                      top1_score[l] / static_cast<double>(std::max<int64_t>(out.tokens, 1)));
     if (previous_top1_.size() == layers.size()) {
       // This rank's tokens changed / evaluated, summed over ranks.

@@ -15,8 +15,7 @@
 #include "common/logging.h"
 #include "common/progress.h"
 #include "common/stop_signal.h"
-#include "src/model/key_store.h"
-#include "src/model/some_layer.h"
+#include "src/model/tensor_names.h"
 #include "src/train/device.h"
 #include "src/train/lr_schedule.h"
 
@@ -26,8 +25,9 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 // Test hooks, RANK:STEP: SOME_INJECT_FAULT makes that rank throw before that step (one failing
-// rank must end the whole job); SOME_INJECT_SIGNAL delivers a stop signal to that rank during
-// that step (a preemption at an exact step).
+// rank must end the whole job), SOME_INJECT_TORCH_ERROR makes a TORCH_CHECK fail there instead
+// (how an error from inside LibTorch reaches the user); SOME_INJECT_SIGNAL delivers a stop
+// signal to that rank during that step (a preemption at an exact step).
 std::optional<std::pair<int, int64_t>> injected(const char* variable) {
   const char* spec = std::getenv(variable);
   int rank = 0;
@@ -55,6 +55,7 @@ Trainer::Trainer(model::Transformer model, OptimOptions optim, TrainOptions trai
                  parallel::ParallelState& parallel, ParallelOptions parallel_opts)
     : model_(std::move(model)), optim_(optim), train_(std::move(train)), run_dir_(std::move(run_dir)),
       parallel_(parallel), parallel_opts_(parallel_opts), device_(train_.device),
+      autocast_bf16_(train_.dtype == "bfloat16"),
       train_split_(data, "train"), sampler_(train_split_, train_.seq_len, train_.seed) {
   const auto W = parallel_.world_size();
   SOME_REQUIRE(train_.global_batch % W == 0 && (train_.global_batch / W) % train_.micro_batch == 0, ConfigError,
@@ -69,7 +70,7 @@ Trainer::Trainer(model::Transformer model, OptimOptions optim, TrainOptions trai
   {
     torch::NoGradGuard no_grad;
     for (auto& [name, tensor] : model_->state_tensors()) {
-      if (name.find(".experts.") == std::string::npos) parallel_.world().broadcast(tensor, 0);
+      if (!model::names::is_expert(name)) parallel_.world().broadcast(tensor, 0);
     }
   }
   if (train_.eval_sample_tokens > 0) tokenizer_.emplace(data::Tokenizer::load(data.tokenizer_path()));
@@ -91,7 +92,7 @@ Trainer::Trainer(model::Transformer model, OptimOptions optim, TrainOptions trai
   for (auto& p : model_->named_parameters()) {
     if (!p.value().requires_grad()) continue;
     named_params_.emplace_back(p.key(), p.value());
-    (p.key().find(".experts.") == std::string::npos ? replicated_params_ : expert_params_).push_back(p.value());
+    (model::names::is_expert(p.key()) ? expert_params_ : replicated_params_).push_back(p.value());
   }
   // Replicated parameters: gradients averaged over all W ranks. Trainable experts (the MoE and
   // hash baselines) over the W/P replicas of each expert; see finish_expert_gradients().
@@ -141,7 +142,7 @@ double Trainer::train_step(int64_t step) {
     auto t0 = now();
     torch::Tensor loss, objective;
     {
-      AutocastGuard autocast(device_, train_.dtype == "bfloat16");
+      AutocastGuard autocast(device_, autocast_bf16_);
       loss = model_->loss(batch.narrow(1, 0, train_.seq_len), batch.narrow(1, 1, train_.seq_len));
       // The MoE baseline's balancing loss is optimised but not reported as the LM loss.
       auto aux = model_->aux_loss();
@@ -182,30 +183,14 @@ double Trainer::train_step(int64_t step) {
   optimizer_->step();
   auto t3 = now();
 
-  // Knowledge Gravity: statistics of the whole global batch (one allreduce per layer's fused
-  // buffer), then the same deterministic update on every rank.
-  for (auto* layer : model_->some_layers()) {
-    auto* store = layer->key_store();
-    parallel_.world().allreduce_sum(store->stats().flat());
+  // After-step update: every layer's routing statistics summed over the global batch (one
+  // allreduce), then each router updates itself — Knowledge Gravity, the MoE selection bias.
+  const bool log_line = step % train_.log_every == 0 || step == train_.max_steps;
+  auto routing = model_->after_step(step, train_.seed, parallel_.world(), /*report=*/log_line);
+  if (log_line) {
+    pending_routing_ = train_routing_json(routing);
+    last_dropped_slots_ = routing.dropped_slots;
   }
-  // Slots dropped for capacity this step, over all layers and ranks.
-  auto dropped = torch::zeros({1}, torch::kFloat64);
-  for (auto* layer : model_->some_layers()) {
-    dropped[0] += static_cast<double>(layer->dropped_slots);
-    layer->dropped_slots = 0;
-  }
-  parallel_.world().allreduce_sum(dropped);
-  last_dropped_slots_ = static_cast<int64_t>(dropped[0].item<double>());
-  // The load of every routed layer over the global batch (the MoE bias reads it).
-  for (auto* layer : model_->routed_layers()) parallel_.world().allreduce_sum(layer->load());
-  // Routing of this step for its log line, read before the updates clear the statistics.
-  if (step % train_.log_every == 0 || step == train_.max_steps) pending_routing_ = train_routing_json();
-  int64_t l = 0;
-  for (auto* layer : model_->some_layers()) {
-    layer->key_store()->apply_gravity(train_.seed * 1000003ull + static_cast<uint64_t>(step) * 1009 + l++,
-                                      &parallel_.world());
-  }
-  for (auto* layer : model_->routed_layers()) layer->after_step();
   times_.optimizer = std::chrono::duration<double>(t3 - t2).count();
   times_.key_update = std::chrono::duration<double>(now() - t3).count();
   if (parallel_opts_.key_check_every > 0 && step % parallel_opts_.key_check_every == 0) check_key_stores(step);
@@ -271,12 +256,15 @@ TrainSummary Trainer::run() {
   int64_t window_steps = 0;
   double loss = 0, lr = 0, tok_s = 0;
   Progress progress(static_cast<double>(train_.max_steps - start_step_));
-  const auto fault = injected("SOME_INJECT_FAULT");
+  const auto fault = injected("SOME_INJECT_FAULT"), torch_error = injected("SOME_INJECT_TORCH_ERROR");
   const auto signal_at = injected("SOME_INJECT_SIGNAL");
   for (int64_t step = start_step_ + 1; step <= train_.max_steps; ++step) {
     if (fault && fault->first == parallel_.rank() && fault->second == step) {
       throw Error(fmt::format("injected fault on rank {} at step {} (SOME_INJECT_FAULT)", fault->first, step));
     }
+    const bool torch_error_now = torch_error && torch_error->first == parallel_.rank() && torch_error->second == step;
+    TORCH_CHECK(!torch_error_now, "injected LibTorch error on rank ", parallel_.rank(), " at step ", step,
+                " (SOME_INJECT_TORCH_ERROR)");
     loss = train_step(step);
     if (signal_at && signal_at->first == parallel_.rank() && signal_at->second == step) request_stop(SIGUSR1);
     lr = learning_rate(step, optim_.warmup_steps, train_.max_steps, optim_.lr, optim_.min_lr_ratio);

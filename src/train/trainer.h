@@ -1,6 +1,7 @@
 #pragma once
-// The training loop (docs/design.md §3, §4, §8): micro-batches -> forward/backward -> clip -> AdamW ->
-// LR -> key statistics allreduce -> Knowledge Gravity; periodic eval, metrics, progress.
+// The training loop (docs/design.md §3, §4, §8): micro-batches (forward, backward) -> gradient
+// reduce -> clip -> AdamW -> the model's after-step update (one allreduce of routing statistics,
+// Knowledge Gravity, MoE bias); periodic eval, metrics, checkpoints, progress.
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -71,6 +72,7 @@ class Trainer {
   parallel::ParallelState& parallel_;
   ParallelOptions parallel_opts_;
   torch::Device device_;
+  bool autocast_bf16_;               // train.dtype = "bfloat16", parsed once
   data::TokenSplit train_split_;
   data::BatchSampler sampler_;
   std::unique_ptr<Evaluator> evaluator_;
@@ -90,11 +92,11 @@ class Trainer {
   TensorBoardWriter tb_;             // rank 0 of a run with a directory; inactive elsewhere
   StepTimes times_;
   double last_grad_norm_ = 0;
-  int64_t last_dropped_slots_ = 0;  // capacity drops of the latest step, all layers and ranks
+  int64_t last_dropped_slots_ = 0;  // capacity drops of the latest log step, all layers and ranks
   nlohmann::json pending_routing_;  // routing of the latest log step's batch
 
   torch::Tensor micro_batch(int64_t step, int64_t index) const;  // (B, T+1) on device
-  nlohmann::json train_routing_json();
+  nlohmann::json train_routing_json(const model::StepRouting& routing);
   void finish_expert_gradients();  // averages trainable experts' gradients over their replicas
   double clip_gradients();         // returns the global gradient norm before clipping
   // The AdamW moments and step of every trainable parameter (`optim.exp_avg.<name>`, ...),

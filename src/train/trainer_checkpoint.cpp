@@ -10,6 +10,7 @@
 #include "common/errors.h"
 #include "common/files.h"
 #include "common/logging.h"
+#include "src/model/tensor_names.h"
 #include "src/train/lr_schedule.h"
 #include "src/train/trainer.h"
 
@@ -34,8 +35,8 @@ std::map<std::string, torch::Tensor> Trainer::optimizer_tensors() {
   }
   // Moments of trainable experts are named per expert, like the experts, so they reshard too.
   std::map<std::string, torch::Tensor> out;
-  for (auto& [name, t] : model_->split_experts(exp_avg)) out.emplace("optim.exp_avg." + name, t);
-  for (auto& [name, t] : model_->split_experts(exp_avg_sq)) out.emplace("optim.exp_avg_sq." + name, t);
+  for (auto& [name, t] : model_->split_experts(exp_avg)) out.emplace(model::names::optimizer_state("exp_avg", name), t);
+  for (auto& [name, t] : model_->split_experts(exp_avg_sq)) out.emplace(model::names::optimizer_state("exp_avg_sq", name), t);
   return out;
 }
 
@@ -44,23 +45,23 @@ std::map<std::string, torch::Tensor> Trainer::checkpoint_tensors() {
   const bool replicated_writer = parallel_.rank() == 0;
   const bool expert_writer = parallel_.ep_group() == 0;  // one copy of every expert
   for (auto& [name, t] : model_->state_tensors()) {
-    if (model::is_expert_tensor(name) ? expert_writer : replicated_writer) out.emplace(name, t);
+    if (model::names::is_sharded(name) ? expert_writer : replicated_writer) out.emplace(name, t);
   }
   for (auto& [name, t] : optimizer_tensors()) {
-    if (model::is_expert_tensor(name) ? expert_writer : replicated_writer) out.emplace(name, t);
+    if (model::names::is_sharded(name) ? expert_writer : replicated_writer) out.emplace(name, t);
   }
   if (!replicated_writer) return out;
   auto& state = optimizer_->state();
   for (auto& [name, p] : named_params_) {
     const auto step = static_cast<torch::optim::AdamWParamState&>(*state.at(p.unsafeGetTensorImpl())).step();
-    out.emplace("optim.step." + name, torch::tensor({step}, torch::kInt64));
+    out.emplace(model::names::optimizer_state("step", name), torch::tensor({step}, torch::kInt64));
   }
   {
     // Nothing in a training step draws from it today; saved so that anything that does later
     // (dropout, sampling) resumes exactly too.
     auto gen = at::detail::getDefaultCPUGenerator();
     std::lock_guard<std::mutex> lock(gen.mutex());
-    out.emplace("rng.cpu", gen.get_state());
+    out.emplace(std::string(model::names::kRngCpu), gen.get_state());
   }
   return out;
 }
@@ -88,7 +89,7 @@ std::string Trainer::save_checkpoint(int64_t step, const std::string& reason) {
     // experts (the baselines) change every step and stay in every checkpoint.
     checkpoints::TensorMap experts;
     for (auto it = tensors.begin(); it != tensors.end();) {
-      if (model::is_frozen_expert_tensor(it->first)) {
+      if (model::names::is_frozen_expert(it->first)) {
         experts.insert(*it);
         it = tensors.erase(it);
       } else {
@@ -119,13 +120,13 @@ int64_t Trainer::resume(const std::string& checkpoint_dir, bool verify) {
   reader.load_into(state);
   auto& opt_state = optimizer_->state();
   for (auto& [name, p] : named_params_) {
-    auto step = reader.read("optim.step." + name);
+    auto step = reader.read(model::names::optimizer_state("step", name));
     static_cast<torch::optim::AdamWParamState&>(*opt_state.at(p.unsafeGetTensorImpl())).step(step[0].item<int64_t>());
   }
   {
     auto gen = at::detail::getDefaultCPUGenerator();
     std::lock_guard<std::mutex> lock(gen.mutex());
-    gen.set_state(reader.read("rng.cpu"));
+    gen.set_state(reader.read(std::string(model::names::kRngCpu)));
   }
   const auto& sampler = m.info.trainer.value("sampler", nlohmann::json::object());
   if (sampler.value("seed", train_.seed) != train_.seed || sampler.value("global_batch", train_.global_batch) != train_.global_batch) {

@@ -34,16 +34,9 @@ void Trainer::check_key_stores(int64_t step) {
   }
 }
 
-nlohmann::json Trainer::train_routing_json() {
+nlohmann::json Trainer::train_routing_json(const model::StepRouting& routing) {
   nlohmann::json out = nlohmann::json::array();
-  auto layers = model_->routed_layers();
-  auto indices = model_->routed_layer_indices();
-  for (size_t l = 0; l < layers.size(); ++l) {
-    auto* store = layers[l]->key_store();
-    auto summary = store ? summarize_routing(indices[l], store->stats().n(), store->keys(), store->mean_top1_score())
-                         : summarize_routing(indices[l], layers[l]->load(), torch::Tensor(), 0.0);
-    out.push_back(summary.to_json());
-  }
+  for (const auto& l : routing.layers) out.push_back(summarize_routing(l.layer, l.counts, l.keys, l.mean_top1_score).to_json());
   return out;
 }
 

@@ -6,7 +6,7 @@
 Every run directory finished ("done" last line); the three claim sections exist, each with a
 table and a verdict line; each table's numbers equal what the runs' metrics.jsonl, train.log,
 analytics files and the `some eval` outputs hold (parsed here independently of the report code,
-except the co-activation statistics, recomputed from the analytics file with tools/claims_stats.py);
+except the co-activation statistics, recomputed from the analytics file with some_tools.claims.stats);
 tokens are equal within each comparison; forgetting = PPL_A after / PPL_A before from the table's
 own numbers; every embedded image exists and is a valid PNG. Exit status 0 or 1 with the reasons.
 """
@@ -21,9 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
-import analytics as A  # noqa: E402
-import claims_stats as S  # noqa: E402
+from some_tools import analytics
+from some_tools.claims import stats
 
 RUNS = ["some-k2", "dense", "moe", "some-frozen-keys", "some-k1", "some-k4", "some-k2-then-python",
         "dense-then-python", "moe-then-python"]
@@ -36,7 +35,8 @@ def check(cond: bool, msg: str):
 
 
 def lines_of(run: Path) -> list[dict]:
-    return [json.loads(l) for l in (run / "metrics.jsonl").read_text(encoding="utf-8").splitlines() if l.strip()]
+    text = (run / "metrics.jsonl").read_text(encoding="utf-8")
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 def done_line(run: Path) -> dict:
@@ -44,7 +44,7 @@ def done_line(run: Path) -> dict:
 
 
 def last_eval(run: Path) -> dict:
-    return [l for l in lines_of(run) if l.get("event") == "eval"][-1]
+    return [line for line in lines_of(run) if line.get("event") == "eval"][-1]
 
 
 def section(md: str, title: str) -> str:
@@ -54,14 +54,17 @@ def section(md: str, title: str) -> str:
 
 def parse_table(text: str) -> list[dict]:
     """The first Markdown table of `text` as dicts keyed by header (backticks stripped)."""
-    rows = [l for l in text.splitlines() if l.startswith("|")]
+    rows = [line for line in text.splitlines() if line.startswith("|")]
     if len(rows) < 3:
         return []
-    cells = lambda l: [c.strip().strip("`") for c in l.strip().strip("|").split("|")]
+
+    def cells(row: str) -> list[str]:
+        return [c.strip().strip("`") for c in row.strip().strip("|").split("|")]
+
     header = cells(rows[0])
     out = []
-    for l in rows[2:]:
-        c = cells(l)
+    for row in rows[2:]:
+        c = cells(row)
         if len(c) != len(header):
             break
         out.append(dict(zip(header, c)))
@@ -153,11 +156,14 @@ def check_claim_b(out: Path, md: str):
         with h5py.File(last, "r") as f:
             layers = [(f["layers"][n]["coactivation"][()], f["layers"][n]["counts"][()], f["layers"][n]["keys"][()])
                       for n in sorted(f["layers"], key=int)]
-        live = S.mean_or_none(int((n > 0).sum()) for c, n, k in layers)
-        top = S.mean_or_none(S.top_pair_mass(c, n) for c, n, k in layers)
-        aff = S.mean_or_none(S.best_partner_affinity(c, n) for c, n, k in layers)
-        sil = S.mean_or_none(A.cluster_keys(k, k_max=8, seed=0).silhouette for c, n, k in layers)
-        fmt = lambda x: "n/a" if x is None else f"{x:.3f}"
+        live = stats.mean_or_none(int((n > 0).sum()) for c, n, k in layers)
+        top = stats.mean_or_none(stats.top_pair_mass(c, n) for c, n, k in layers)
+        aff = stats.mean_or_none(stats.best_partner_affinity(c, n) for c, n, k in layers)
+        sil = stats.mean_or_none(analytics.cluster_keys(k, k_max=8, seed=0).silhouette for c, n, k in layers)
+
+        def fmt(x):
+            return "n/a" if x is None else f"{x:.3f}"
+
         check(r["live experts"] == f"{live:.1f}", f"B {name}: live experts {r['live experts']} vs {live}")
         check(r["top-10%-pair share"] == fmt(top), f"B {name}: top-pair share {r['top-10%-pair share']} vs {top}")
         check(r["best-partner affinity"] == fmt(aff), f"B {name}: affinity {r['best-partner affinity']} vs {aff}")
@@ -189,7 +195,7 @@ def check_claim_c(out: Path, md: str):
         da, db = done_line(out / base), done_line(out / after)
         check(r["tokens on A"] == str(da["tokens"]), f"C {base}: tokens on A")
         check(r["tokens on B"] == str(db["tokens"] - da["tokens"]), f"C {base}: tokens on B")
-        first = [l for l in lines_of(out / after) if l.get("event") is None][0]
+        first = [line for line in lines_of(out / after) if line.get("event") is None][0]
         check(first["step"] > da["step"], f"C {after}: first step {first['step']} should continue after {da['step']}")
     check(len({r["tokens on A"] for r in rows.values()}) == 1 and len({r["tokens on B"] for r in rows.values()}) == 1,
           "claim C: tokens differ between models")

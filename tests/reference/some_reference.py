@@ -73,10 +73,14 @@ def main(path):
             new[i] += hp["beta"] * inertia[i] * (P[i] / c[i] - keys[i])
         others = (keys.sum(0) - keys[i]) / (E - 1)
         new[i] += hp["repulsion"] * (keys[i] - others)
+    # Decay: usage at or below the percentile, so that experts tied at the bottom all decay, but
+    # below the maximum, so that equal usages (nobody below anybody) decay nobody.
     threshold = torch.quantile(usage, hp["decay_percentile"] / 100)
+    decayed = 0
     for i in range(E):
-        if usage[i] < threshold:
+        if usage[i] <= threshold and usage[i] < usage.max():
             new[i] *= 1 - hp["delta"]
+            decayed += 1
         norm = new[i].norm()
         if norm > hp["max_key_norm"]:
             new[i] *= hp["max_key_norm"] / norm
@@ -97,12 +101,17 @@ def main(path):
         failed |= not ok
         print(f"{'ok  ' if ok else 'FAIL'} {name:18s} max |ref - c++| = {diff:.3e}")
     clamped = ((sel.detach() / hp["temperature"]).abs() > hp["logit_clamp"]).sum().item()
-    print(f"({clamped} gate logits clamped, {int((n_sel > 0).sum())} of {E} experts used)")
-    if clamped == 0:
+    tied = int((usage == usage.min()).sum()) if decayed else 0
+    print(f"({clamped} gate logits clamped, {int((n_sel > 0).sum())} of {E} experts used, "
+          f"{decayed} keys decayed, {tied} tied at the lowest usage)")
+    if k > 1 and clamped == 0:
         print("FAIL the example exercises no clamped logit")
         failed = True
     return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else "reference_io.h5"))
+    # One or more exported steps (test_reference_export writes reference_io.h5 and the decay-tie
+    # case reference_io_ties.h5); fails if any differs.
+    paths = sys.argv[1:] or ["reference_io.h5"]
+    sys.exit(max(main(path) for path in paths))

@@ -18,14 +18,12 @@ import json
 import re
 import struct
 import sys
+import tomllib
 from pathlib import Path
 
+import checkpoint_h5  # tests/checkpoint_h5.py: tests/ is on PYTHONPATH (report_end_to_end.sh)
 import h5py
 import numpy as np
-import tomllib
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import checkpoint_h5  # noqa: E402
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -110,10 +108,10 @@ def main():
     if "val PPL" not in md or "unigram PPL" not in md:
         fail("report.md does not state the final val PPL against the unigram PPL")
 
-    metrics = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines() if l.strip()]
-    evals = {l["step"]: l for l in metrics if l.get("event") == "eval"}
-    for st, l in evals.items():
-        if l.get("sample") and f"**Step {st}**" not in md:
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    evals = {line["step"]: line for line in metrics if line.get("event") == "eval"}
+    for st, ev in evals.items():
+        if ev.get("sample") and f"**Step {st}**" not in md:
             fail(f"the step-{st} eval sample is not in report.md")
 
     if step == "dense":
@@ -138,51 +136,52 @@ def main():
         if "panels are left out" not in md:
             fail(f"the {ffn} report does not say why panels are missing")
     with h5py.File(run / "analytics" / f"step_{step:08d}.h5", "r") as f:
-        layers = sorted(int(l) for l in f["layers"])
+        layers = sorted(int(name) for name in f["layers"])
         if sorted(rows) != layers:
             fail(f"table layers {sorted(rows)} != analytics layers {layers}")
         trainer = {r["layer"]: r for r in evals[step]["routing"]}
-        for l in layers:
-            counts = f[f"layers/{l}/counts"][()]
-            if int(rows[l]["E"]) != counts.size:
-                fail(f"layer {l}: table E {rows[l]['E']} != {counts.size}")
+        for lid in layers:
+            counts = f[f"layers/{lid}/counts"][()]
+            if int(rows[lid]["E"]) != counts.size:
+                fail(f"layer {lid}: table E {rows[lid]['E']} != {counts.size}")
             dead = int((counts == 0).sum())
-            if int(rows[l]["dead"]) != dead or dead != trainer[l]["dead_experts"]:
-                fail(f"layer {l}: dead experts table {rows[l]['dead']}, h5 {dead}, "
-                     f"metrics.jsonl {trainer[l]['dead_experts']}")
-            if abs(float(rows[l]["Gini"]) - trainer[l]["gini"]) > 1e-4:
-                fail(f"layer {l}: Gini table {rows[l]['Gini']} != metrics.jsonl {trainer[l]['gini']}")
-            if abs(float(rows[l]["entropy (nats)"]) - trainer[l]["entropy"]) > 1e-4:
-                fail(f"layer {l}: entropy table {rows[l]['entropy (nats)']} != metrics.jsonl {trainer[l]['entropy']}")
-            geo = [c for c in rows[l] if c.startswith(("k", "silhouette", "mean ", "corr"))]
+            if int(rows[lid]["dead"]) != dead or dead != trainer[lid]["dead_experts"]:
+                fail(f"layer {lid}: dead experts table {rows[lid]['dead']}, h5 {dead}, "
+                     f"metrics.jsonl {trainer[lid]['dead_experts']}")
+            if abs(float(rows[lid]["Gini"]) - trainer[lid]["gini"]) > 1e-4:
+                fail(f"layer {lid}: Gini table {rows[lid]['Gini']} != metrics.jsonl {trainer[lid]['gini']}")
+            if abs(float(rows[lid]["entropy (nats)"]) - trainer[lid]["entropy"]) > 1e-4:
+                fail(f"layer {lid}: entropy table {rows[lid]['entropy (nats)']} != metrics.jsonl "
+                     f"{trainer[lid]['entropy']}")
+            geo = [c for c in rows[lid] if c.startswith(("k", "silhouette", "mean ", "corr"))]
             if ffn == "hash":
-                if any(rows[l][c] != "—" for c in geo):
-                    fail(f"layer {l}: hash routing has no keys, yet the table has {[rows[l][c] for c in geo]}")
+                if any(rows[lid][c] != "—" for c in geo):
+                    fail(f"layer {lid}: hash routing has no keys, yet the table has {[rows[lid][c] for c in geo]}")
                 if "—: does not apply" not in md:
                     fail("the — cells have no footnote")
-                if f"layer_{l}_coactivation.png" not in embedded:
-                    fail(f"layer {l} has no co-activation figure")
-                print(f"  layer {l}: E {counts.size}, dead {dead}, Gini {rows[l]['Gini']}, key columns —")
+                if f"layer_{lid}_coactivation.png" not in embedded:
+                    fail(f"layer {lid} has no co-activation figure")
+                print(f"  layer {lid}: E {counts.size}, dead {dead}, Gini {rows[lid]['Gini']}, key columns —")
                 continue
-            k = int(rows[l]["k"])
+            k = int(rows[lid]["k"])
             if not 1 <= k <= min(8, counts.size - 1):
-                fail(f"layer {l}: chosen k {k} outside 2..min(8, E-1)")
-            sil = rows[l]["silhouette"]
+                fail(f"layer {lid}: chosen k {k} outside 2..min(8, E-1)")
+            sil = rows[lid]["silhouette"]
             if sil != "n/a" and not -1 <= float(sil) <= 1:
-                fail(f"layer {l}: silhouette {sil} outside [-1, 1]")
-            if f"layer_{l}_keys.png" not in embedded:
-                fail(f"layer {l} has no key-space / co-activation figure")
+                fail(f"layer {lid}: silhouette {sil} outside [-1, 1]")
+            if f"layer_{lid}_keys.png" not in embedded:
+                fail(f"layer {lid} has no key-space / co-activation figure")
             if ffn == "moe":
-                cos, norm = mean_cos_norm(gate[f"layers.{l}.moe.gate.weight"])
-                got = float(rows[l]["mean gate-row cos"]), float(rows[l]["mean gate-row norm"])
+                cos, norm = mean_cos_norm(gate[f"layers.{lid}.moe.gate.weight"])
+                got = float(rows[lid]["mean gate-row cos"]), float(rows[lid]["mean gate-row norm"])
                 vs = "the checkpoint's gate"
             else:
-                cos, norm = trainer[l]["key_cos"], trainer[l]["key_norm"]
-                got = float(rows[l]["mean key cos"]), float(rows[l]["mean key norm"])
+                cos, norm = trainer[lid]["key_cos"], trainer[lid]["key_norm"]
+                got = float(rows[lid]["mean key cos"]), float(rows[lid]["mean key norm"])
                 vs = "metrics.jsonl"
             if abs(got[0] - cos) > 1e-4 or abs(got[1] - norm) > 1e-4:
-                fail(f"layer {l}: table cos / norm {got} != {vs} {cos:.6f} / {norm:.6f}")
-            print(f"  layer {l}: E {counts.size}, dead {dead}, Gini {rows[l]['Gini']}, k {k}, silhouette {sil}, "
+                fail(f"layer {lid}: table cos / norm {got} != {vs} {cos:.6f} / {norm:.6f}")
+            print(f"  layer {lid}: E {counts.size}, dead {dead}, Gini {rows[lid]['Gini']}, k {k}, silhouette {sil}, "
                   f"cos {got[0]:.4f}, norm {got[1]:.4f}")
     if f"Routing at step {step}" not in md:
         fail(f"report.md does not say it shows step {step}")

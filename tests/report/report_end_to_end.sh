@@ -16,6 +16,9 @@ T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 export OMP_NUM_THREADS=1
+# The checker reads checkpoints with tests/checkpoint_h5.py. Only the checker gets tests/ on its
+# module path: `some report` must find the tools package by itself.
+check_report() { PYTHONPATH="$SRC/tests" "$PY" "$HERE/check_report.py" "$@"; }
 
 bash "$SRC/tests/make_test_dataset.sh" "$SOME" "$T"
 cd "$SRC"
@@ -26,11 +29,11 @@ ls "$T/run/analytics/step_00000010.h5" "$T/run/analytics/step_00000020.h5" > /de
 # The last analytics step, into RUN/report.
 "$SOME" report "$T/run" | tee "$T/report.out"
 grep -q "report.md" "$T/report.out" || fail "some report did not say where the report is"
-"$PY" "$HERE/check_report.py" "$T/run/report" "$T/run" 20
+check_report "$T/run/report" "$T/run" 20
 
 # An earlier step and UMAP (a note when the package is missing), into --out.
 "$SOME" report "$T/run" --step 10 --out "$T/rep10" --method umap
-"$PY" "$HERE/check_report.py" "$T/rep10" "$T/run" 10
+check_report "$T/rep10" "$T/run" 10
 if ! "$PY" -c "import umap" 2> /dev/null; then
   grep -q "UMAP was requested" "$T/rep10/report.md" || fail "no note that UMAP is unavailable"
 fi
@@ -55,7 +58,7 @@ grep -q "WARNING" "$T/bad.err" || fail "a disagreeing Gini gave no warning on st
 "$SOME" train --config configs/tiny.toml --data "$T/data" --run-dir "$T/dense" --set model.ffn=dense \
   --set train.max_steps=10 --set train.eval_every=10 --set train.threads=1 > /dev/null
 "$SOME" report "$T/dense"
-"$PY" "$HERE/check_report.py" "$T/dense/report" "$T/dense" dense
+check_report "$T/dense/report" "$T/dense" dense
 
 # The baselines: analytics with counts and co-activation only (no keys, no usage).
 for ffn in moe hash; do
@@ -64,17 +67,17 @@ for ffn in moe hash; do
   ls "$T/$ffn/analytics/step_00000020.h5" > /dev/null || fail "the $ffn run wrote no analytics"
   "$SOME" report "$T/$ffn" 2> "$T/$ffn.err" || { cat "$T/$ffn.err" >&2; fail "some report of the $ffn run failed"; }
   ! grep -q WARNING "$T/$ffn.err" || fail "the $ffn report disagrees with metrics.jsonl: $(cat "$T/$ffn.err")"
-  "$PY" "$HERE/check_report.py" "$T/$ffn/report" "$T/$ffn" 20
+  check_report "$T/$ffn/report" "$T/$ffn" 20
 done
 grep -q "gate space" "$T/moe/report/report.md" || fail "the MoE report does not draw the gate space"
 
 # Errors name the file, and the script's exit status is the command's.
 set +e
 "$SOME" report "$T/empty_run" 2> "$T/err"; rc=$?
-"$PY" "$SRC/tools/report.py" "$T/empty_run" 2> /dev/null; py_rc=$?
+PYTHONPATH="$SRC/tools" "$PY" -m some_tools.report "$T/empty_run" 2> /dev/null; py_rc=$?
 set -e
 [ $rc -ne 0 ] || fail "a run without metrics.jsonl did not fail"
-[ $rc -eq $py_rc ] || fail "some report exited $rc, tools/report.py $py_rc"
+[ $rc -eq $py_rc ] || fail "some report exited $rc, python -m some_tools.report $py_rc"
 grep -q "$T/empty_run" "$T/err" || fail "missing run error does not name it"
 mkdir "$T/no_metrics"
 set +e
@@ -93,13 +96,17 @@ set -e
 [ $rc -ne 0 ] || fail "a missing interpreter did not fail"
 grep -q "$T/no/python" "$T/err" || fail "the missing-interpreter error does not name it"
 grep -q "SOME_PYTHON" "$T/err" || fail "the missing-interpreter error does not name SOME_PYTHON"
-# No shell between `some` and the interpreter: arguments arrive verbatim, the status comes back.
-printf '#!/bin/sh\nfor a in "$@"; do echo "[$a]"; done > "%s/argv"\nexit 7\n' "$T" > "$T/fake_python"
+# No shell between `some` and the interpreter: arguments arrive verbatim, the status comes back;
+# the package is found through tools/ put in front of the caller's PYTHONPATH.
+printf '#!/bin/sh\nfor a in "$@" "PYTHONPATH=$PYTHONPATH"; do echo "[$a]"; done > "%s/argv"\nexit 7\n' "$T" \
+  > "$T/fake_python"
 chmod +x "$T/fake_python"
 set +e
-SOME_PYTHON="$T/fake_python" "$SOME" report "$T/a run; echo x" --out "$T/o u t" --step 10 --method umap; rc=$?
+PYTHONPATH=/elsewhere SOME_PYTHON="$T/fake_python" "$SOME" report "$T/a run; echo x" --out "$T/o u t" --step 10 \
+  --method umap; rc=$?
 set -e
 [ $rc -eq 7 ] || fail "the interpreter's exit status 7 came back as $rc"
-printf '[%s]\n' "$SRC/tools/report.py" "$T/a run; echo x" --out "$T/o u t" --step 10 --method umap > "$T/argv.expected"
-diff "$T/argv.expected" "$T/argv" || fail "tools/report.py got other arguments than given"
+printf '[%s]\n' -m some_tools.report "$T/a run; echo x" --out "$T/o u t" --step 10 --method umap \
+  "PYTHONPATH=$SRC/tools:/elsewhere" > "$T/argv.expected"
+diff "$T/argv.expected" "$T/argv" || fail "some_tools.report got other arguments or PYTHONPATH than given"
 echo "report end to end: ok"

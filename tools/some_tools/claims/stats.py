@@ -1,6 +1,6 @@
-"""Pure computations of the claims report (tools/claims.py): co-activation structure, forgetting
+"""Pure computations of the claims report (some_tools.claims): co-activation structure, forgetting
 ratios, parsing of `some` outputs, and the verdict sentences. numpy only; the per-layer routing
-metrics themselves (Gini, normalised co-activation, key clustering) come from tools/analytics.py.
+metrics themselves (Gini, normalised co-activation, key clustering) come from some_tools.analytics.
 
 Legend: E experts, k top-k. `coact` (E, E) co-activation counts C_ij = #tokens that selected both
 i and j (i != j, zero diagonal), `counts` (E,) selections n_i, `keys` (E, d).
@@ -12,7 +12,7 @@ import re
 
 import numpy as np
 
-import analytics as A
+from some_tools import analytics
 
 TOP_PAIR_FRACTION = 0.10   # "top pairs" = the strongest 10% of the E (E - 1) / 2 expert pairs
 EQUAL_WITHIN = 0.02        # relative differences below 2% are called "about equal"
@@ -68,12 +68,12 @@ def pair_gini(coact, counts=None) -> float | None:
     w = pair_counts(coact, counts)
     if w.size == 0 or w.sum() <= 0:
         return None
-    return A.gini(w)
+    return analytics.gini(w)
 
 
 def best_partner_affinity(coact, counts) -> float | None:
     """Mean over live experts (n_i > 0) of max_j A_ij, A = C_ij / sqrt(n_i n_j) the normalised
-    co-activation (tools/analytics.py): 1 when every expert always fires with one fixed partner
+    co-activation (some_tools.analytics): 1 when every expert always fires with one fixed partner
     that fires only with it; about (k - 1) / (L - 1) for uniformly random top-k sets of the L live
     experts (uniform_affinity). None without co-activations."""
     c = np.asarray(coact, dtype=np.float64)
@@ -81,7 +81,7 @@ def best_partner_affinity(coact, counts) -> float | None:
     live = live_experts(n)
     if live.size < 2 or c.sum() <= 0:
         return None
-    a = A.normalized_coactivation(c, n)
+    a = analytics.normalized_coactivation(c, n)
     return float(a[live].max(axis=1).mean())
 
 
@@ -129,8 +129,8 @@ def parse_eval_output(text: str) -> dict:
     then one JSON routing line per routed layer. Raises ValueError when the summary line is missing."""
     import json
     m = None
-    for m in EVAL_LINE.finditer(text):
-        pass  # the last summary line wins (there is one)
+    for m in EVAL_LINE.finditer(text):  # noqa: B007 - the last summary line wins (there is one)
+        pass
     if m is None:
         raise ValueError("no 'val loss ... | val PPL ... | unigram PPL ... | N tokens' line")
     routing = []

@@ -176,7 +176,7 @@ def embed_2d(keys, method: str = "tsne", seed: int = 0) -> tuple[np.ndarray, str
     if method == "umap":
         import umap  # caller checks that it imports
         reducer = umap.UMAP(n_components=2, metric="cosine", n_neighbors=min(15, e - 1), random_state=seed)
-        return reducer.fit_transform(kn), "UMAP (cosine, n_neighbors = %d)" % min(15, e - 1)
+        return reducer.fit_transform(kn), f"UMAP (cosine, n_neighbors = {min(15, e - 1)})"
     from sklearn.manifold import TSNE
     perplexity = float(max(2.0, min(30.0, (e - 1) / 3.0)))
     xy = TSNE(n_components=2, metric="cosine", perplexity=perplexity, init="pca", random_state=seed).fit_transform(kn)

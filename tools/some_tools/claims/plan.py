@@ -1,4 +1,4 @@
-"""The runs of `some experiment claims` (tools/claims.py) at each scale: which models, with which
+"""The runs of `some experiment claims` (some_tools.claims) at each scale: which models, with which
 settings, on which data, for how many steps, and in what order they run.
 
 Fairness (docs/design.md §10): within a comparison every run has the same d_model, layers, heads, data,

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """The seeds' three claims as one resumable experiment (`some experiment claims`, docs/design.md §10):
 
   A  reservoir:   SoME (random frozen experts, Knowledge-Gravity keys) vs the dense FFN vs SoME
@@ -8,7 +7,7 @@
                   domain B (Python standard-library source, tokenised with A's tokenizer);
                   forgetting = PPL_A after / PPL_A before.
 
-    claims.py --some PATH [--out DIR] [--scale tiny|small] [--data DIR] [--stdlib DIR] [--dry-run]
+    python -m some_tools.claims --some PATH [--out DIR] [--scale tiny|small] [--data DIR] [--stdlib DIR] [--dry-run]
 
 Every training, evaluation and dataset preparation is a child process of the `some` executable
 PATH (`some experiment claims` passes itself), in its own directory under OUT (default
@@ -18,8 +17,6 @@ PNGs it embeds) is written from the runs' metrics.jsonl, analytics files and eva
 Exit status: 0 done, 1 a child failed or an input is missing, 2 bad arguments, 128 + signal when
 stopped by a signal (continue with the same command).
 """
-from __future__ import annotations
-
 import argparse
 import hashlib
 import json
@@ -28,16 +25,16 @@ import shutil
 import sys
 import sysconfig
 import time
+import tomllib
 from pathlib import Path
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")  # the report's numpy / scikit-learn work is small
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from some_tools import SOURCE_DIR
+from some_tools.claims import runner
+from some_tools.claims.plan import SCALES, Eval, Plan, Run, make_plan
+from some_tools.claims.report import write_report
+from some_tools.claims.stats import parse_eval_output
+from some_tools.errors import InputError
 
-import claims_plan as P  # noqa: E402
-import claims_runner as R  # noqa: E402
-import claims_stats as S  # noqa: E402
-
-SOURCE_DIR = Path(__file__).resolve().parent.parent
 LINES_PER_DOCUMENT = 60       # domain-B documents: consecutive 60-line chunks of a source file
 MAX_FILE_BYTES = 60_000       # larger standard-library files are left out (one file would dominate)
 
@@ -98,7 +95,7 @@ def read_meta(data_dir: Path) -> dict | None:
 class Experiment:
     """Paths and the task list of one claims experiment in OUT."""
 
-    def __init__(self, args, plan: P.Plan):
+    def __init__(self, args, plan: Plan):
         self.some = str(Path(args.some).resolve())
         self.out = Path(args.out).resolve()
         self.plan = plan
@@ -115,7 +112,7 @@ class Experiment:
     def data_dir(self, domain: str) -> Path:
         return self.data_a if domain == "A" else self.data_b
 
-    def sets(self, run: P.Run) -> list[str]:
+    def sets(self, run: Run) -> list[str]:
         kv = dict(self.scale.common) if not run.continue_from else {}
         kv.update(run.sets)
         kv["train.max_steps"] = str(self.plan.max_steps(run))
@@ -124,24 +121,24 @@ class Experiment:
             out += ["--set", f"{k}={v}"]
         return out
 
-    def train_argv(self, run: P.Run) -> list[str]:
+    def train_argv(self, run: Run) -> list[str]:
         """The first command of a run (phase-B runs start from their phase-A run's checkpoint)."""
         base = [self.some, "train", "--run-dir", str(self.run_dir(run.name)), "--data", str(self.data_dir(run.domain))]
         if run.continue_from:
-            ckpt = R.latest_checkpoint(self.run_dir(run.continue_from))
+            ckpt = runner.latest_checkpoint(self.run_dir(run.continue_from))
             src = str(ckpt) if ckpt else str(self.run_dir(run.continue_from))
             return base + ["--resume", src] + self.sets(run)
         return base[:2] + ["--config", str(self.base_config)] + base[2:] + ["--resume", "auto"] + self.sets(run)
 
-    def train_task(self, run: P.Run) -> R.Task:
+    def train_task(self, run: Run) -> runner.Task:
         d = self.run_dir(run.name)
-        tokens_per_step = int(self.scale_value("train.global_batch")) * int(self.scale_value("train.seq_len"))
+        tokens_per_step = self.tokens_per_step()
         steps = self.scale.steps_b if run.continue_from else self.scale.steps_a
 
         def before() -> list[str]:
             if not run.continue_from:
                 return self.train_argv(run)
-            if R.latest_checkpoint(d) is not None:  # interrupted in phase B: continue it
+            if runner.latest_checkpoint(d) is not None:  # interrupted in phase B: continue it
                 return [self.some, "train", "--run-dir", str(d), "--data", str(self.data_b), "--resume", "auto",
                         "--set", f"train.max_steps={self.plan.max_steps(run)}"]
             # Never reached a checkpoint of its own: start phase B again from the phase-A checkpoint.
@@ -154,29 +151,29 @@ class Experiment:
         note = (f"{run.label}, domain {run.domain}, steps "
                 + (f"{self.scale.steps_a + 1}..{self.plan.max_steps(run)} from {run.continue_from}"
                    if run.continue_from else f"1..{self.plan.max_steps(run)}"))
-        return R.Task("train", run.name, self.train_argv(run) if not run.continue_from else [], d / "stdout.log",
-                      work=steps * tokens_per_step, done=lambda: R.run_finished(d), before=before, note=note)
+        return runner.Task("train", run.name, self.train_argv(run) if not run.continue_from else [], d / "stdout.log",
+                           work=steps * tokens_per_step, done=lambda: runner.run_finished(d), before=before, note=note)
 
-    def eval_argv(self, ev: P.Eval) -> list[str]:
+    def eval_argv(self, ev: Eval) -> list[str]:
         return [self.some, "eval", "--run", str(self.run_dir(ev.run)), "--data", str(self.data_dir(ev.domain)),
                 "--set", "train.eval_batches=0"]
 
-    def eval_task(self, ev: P.Eval, work: float) -> R.Task:
+    def eval_task(self, ev: Eval, work: float) -> runner.Task:
         out = self.out / "evals" / f"{ev.name}.txt"
 
         def done() -> bool:
             if not out.is_file():
                 return False
             try:
-                S.parse_eval_output(out.read_text(encoding="utf-8", errors="replace"))
+                parse_eval_output(out.read_text(encoding="utf-8", errors="replace"))
                 return True
             except ValueError:
                 return False
 
-        return R.Task("eval", ev.name, self.eval_argv(ev), self.out / "evals" / f"{ev.name}.log", work=work,
-                      done=done, stdout=out, note=f"{ev.model} {ev.when} domain B, on domain {ev.domain}")
+        return runner.Task("eval", ev.name, self.eval_argv(ev), self.out / "evals" / f"{ev.name}.log", work=work,
+                           done=done, stdout=out, note=f"{ev.model} {ev.when} domain B, on domain {ev.domain}")
 
-    def prepare_task(self, work: float) -> R.Task:
+    def prepare_task(self, work: float) -> runner.Task:
         files = python_corpus_files(self.stdlib, self.scale.python_bytes)
 
         def argv() -> list[str]:
@@ -191,7 +188,7 @@ class Experiment:
 
         def before() -> list[str]:
             if not files:
-                raise R.TaskFailed(f"no Python source files under {self.stdlib} (set --stdlib DIR)")
+                raise runner.TaskFailed(f"no Python source files under {self.stdlib} (set --stdlib DIR)")
             if self.data_b.exists():
                 shutil.rmtree(self.data_b)  # a partial dataset from an interrupted prepare
             write_python_corpus(files, self.corpus_b)
@@ -202,22 +199,24 @@ class Experiment:
             (self.out / "domain-b" / "files.txt").write_text("\n".join(lines) + "\n")
 
         total = sum(p.stat().st_size for p in files)
-        return R.Task("prepare", "data-python", argv(), self.out / "domain-b" / "prepare.log", work=work, done=done,
-                      before=before, after=after,
-                      note=f"{len(files)} files of {self.stdlib}, {total / 1e6:.2f} MB, tokenizer of domain A")
+        return runner.Task("prepare", "data-python", argv(), self.out / "domain-b" / "prepare.log", work=work,
+                           done=done, before=before, after=after,
+                           note=f"{len(files)} files of {self.stdlib}, {total / 1e6:.2f} MB, tokenizer of domain A")
 
     def scale_value(self, key: str) -> str:
         """A train.* setting of the base config (after the scale's overrides)."""
         if key in self.scale.common:
             return self.scale.common[key]
-        import tomllib
         section, name = key.split(".")
         return str(tomllib.loads(self.base_config.read_text())[section][name])
 
-    def tasks(self) -> list[R.Task]:
+    def tokens_per_step(self) -> int:
+        return int(self.scale_value("train.global_batch")) * int(self.scale_value("train.seq_len"))
+
+    def tasks(self) -> list[runner.Task]:
         runs_a = [r for r in self.plan.runs if not r.continue_from]
         runs_b = [r for r in self.plan.runs if r.continue_from]
-        run_work = self.scale.steps_a * int(self.scale_value("train.global_batch")) * int(self.scale_value("train.seq_len"))
+        run_work = self.scale.steps_a * self.tokens_per_step()
         small = 0.02 * run_work  # an eval or the prepare, relative to a phase-A run (for the ETA only)
         tasks = [self.train_task(r) for r in runs_a]
         tasks.append(self.prepare_task(small))
@@ -236,7 +235,7 @@ def check_out_dir(exp: Experiment) -> None:
         theirs = json.loads(path.read_text())
         diff = [k for k in mine if theirs.get(k) != mine[k]]
         if diff:
-            raise SystemExit(f"claims.py: {exp.out} holds a claims experiment with other settings "
+            raise SystemExit(f"claims: {exp.out} holds a claims experiment with other settings "
                              f"({', '.join(f'{k}: {theirs.get(k)} vs now {mine[k]}' for k in diff)}); "
                              f"choose another --out")
     exp.out.mkdir(parents=True, exist_ok=True)
@@ -244,19 +243,20 @@ def check_out_dir(exp: Experiment) -> None:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(prog="python -m some_tools.claims", description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--some", required=True, help="the some executable every child runs")
     ap.add_argument("--out", default="runs/claims", help="output directory (default runs/claims)")
-    ap.add_argument("--scale", default="small", choices=sorted(P.SCALES), help="tiny (tests) or small (default)")
+    ap.add_argument("--scale", default="small", choices=sorted(SCALES), help="tiny (tests) or small (default)")
     ap.add_argument("--data", help="domain-A dataset directory (default data/default, built by `some train` if absent)")
     ap.add_argument("--stdlib", help="folder of Python sources for domain B (default: this Python's standard library)")
     ap.add_argument("--dry-run", action="store_true", help="print the tasks and their commands, run nothing")
     args = ap.parse_args(argv)
     if not os.access(args.some, os.X_OK):
-        print(f"claims.py: --some {args.some} is not an executable file", file=sys.stderr)
+        print(f"claims: --some {args.some} is not an executable file", file=sys.stderr)
         return 2
 
-    plan = P.make_plan(args.scale)
+    plan = make_plan(args.scale)
     exp = Experiment(args, plan)
     tasks = exp.tasks()
     if args.dry_run:
@@ -266,26 +266,25 @@ def main(argv=None) -> int:
         return 0
 
     check_out_dir(exp)
-    guard = R.StopGuard()
+    guard = runner.StopGuard()
     guard.install()
     started = time.time()
     t0 = time.monotonic()
     print(f"claims: scale {exp.scale.name} ({exp.scale.budget}) | {len(tasks)} tasks | out {exp.out} | "
           f"domain A {exp.data_a} | domain B {exp.stdlib}/*.py", flush=True)
-    runner = R.Runner(tasks, guard, exp.out / "tasks.json")
+    task_runner = runner.Runner(tasks, guard, exp.out / "tasks.json")
     try:
-        runner.run_all()
-    except R.Stopped as e:
+        task_runner.run_all()
+    except runner.Stopped as e:
         print(f"claims: stopped by {e}; continue with the same command", file=sys.stderr)
         return 128 + (guard.signal or 15)
-    except R.TaskFailed as e:
+    except runner.TaskFailed as e:
         print(f"claims: {e}", file=sys.stderr)
         return 1
-    import claims_report
-    report = claims_report.write_report(exp, tasks, invocation_s=time.monotonic() - t0, started=started)
-    print(f"claims: report {report} | this invocation {R.format_duration(time.monotonic() - t0)}", flush=True)
+    try:
+        report = write_report(exp, tasks, invocation_s=time.monotonic() - t0, started=started)
+    except InputError as e:
+        print(f"claims: error: {e}", file=sys.stderr)
+        return 1
+    print(f"claims: report {report} | this invocation {runner.format_duration(time.monotonic() - t0)}", flush=True)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,4 @@
-"""Child processes of `some experiment claims` (tools/claims.py): each training, evaluation and
+"""Child processes of `some experiment claims` (some_tools.claims): each training, evaluation and
 dataset preparation is a child process of the `some` executable, its output in a log file,
 resumable (finished work is skipped), with one progress line per task.
 
@@ -19,6 +19,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from some_tools import metrics
+
 PR_SET_PDEATHSIG = 1
 
 
@@ -31,21 +33,9 @@ class Stopped(Exception):
 
 
 def run_finished(run_dir: Path) -> bool:
-    """True when the run's metrics.jsonl ends with the "done" line (a finished run)."""
+    """True when the run's metrics.jsonl ends with the "done" line (a finished run; some_tools.metrics)."""
     path = run_dir / "metrics.jsonl"
-    if not path.is_file():
-        return False
-    last = None
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for line in f:
-            if line.strip():
-                last = line
-    if last is None:
-        return False
-    try:
-        return json.loads(last).get("event") == "done"
-    except json.JSONDecodeError:
-        return False
+    return path.is_file() and metrics.read(path).finished
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:

@@ -1,0 +1,58 @@
+#include "src/model/key_store_router.h"
+
+#include "common/random.h"
+#include "src/model/init.h"
+
+namespace some::model {
+
+namespace nn = torch::nn;
+
+KeyStoreRouter::KeyStoreRouter(const ModelOptions& opts, int64_t layer, nn::Module& owner)
+    : d_model_(opts.d_model), num_experts_(opts.num_experts),
+      query_hidden_(opts.router.query == "mlp" ? (opts.router.mlp_hidden > 0 ? opts.router.mlp_hidden : 2 * opts.d_model)
+                                               : 0) {
+  const auto d = opts.d_model, E = opts.num_experts;
+  if (query_hidden_ > 0) {
+    query_ = owner.register_module("query", nn::Sequential(nn::Linear(d, query_hidden_), nn::GELU(),
+                                                           nn::Linear(query_hidden_, d)));
+  } else {
+    query_ = owner.register_module("query", nn::Sequential(nn::Linear(d, d)));
+  }
+  // Every rank holds all keys (docs/design.md §5).
+  auto keys = owner.register_buffer("keys", init_keys(E, d, opts.seed, layer));
+  // EMA usage starts at the fair share (1) so inertia and restart thresholds mean the same from
+  // step 1; cumulative usage counts from 0.
+  auto usage = owner.register_buffer("usage", opts.gravity.usage == "ema" ? torch::ones({E}) : torch::zeros({E}));
+  key_store_ = std::make_unique<KeyStore>(keys, usage, opts.top_k, opts.router, opts.gravity);
+}
+
+Routing KeyStoreRouter::route(const torch::Tensor& x, const torch::Tensor& /*token_ids*/, bool training) {
+  auto routing = key_store_->route(query(x));                          // (N, k) indices, gates
+  if (training) key_store_->accumulate(routing);
+  return routing;
+}
+
+void KeyStoreRouter::step_statistics(std::vector<torch::Tensor>& out) {
+  out.push_back(key_store_->stats().flat());
+  out.push_back(key_store_->top1_sum());
+}
+
+void KeyStoreRouter::after_step(const AfterStep& c) {
+  key_store_->apply_gravity(hash_u64(c.seed, static_cast<uint64_t>(c.step), static_cast<uint64_t>(c.layer)), c.world);
+}
+
+double KeyStoreRouter::query_flops() const {
+  const double d = static_cast<double>(d_model_), dq = static_cast<double>(query_hidden_);
+  return query_hidden_ > 0 ? 2 * (2 * d * dq) : 2 * d * d;
+}
+
+double KeyStoreRouter::forward_flops() const {
+  return query_flops() + 2.0 * static_cast<double>(d_model_ * num_experts_);  // query net, scores
+}
+
+double KeyStoreRouter::backward_flops() const {
+  // Query net: input and weight gradients; scores: query gradient only.
+  return 2 * query_flops() + 2.0 * static_cast<double>(d_model_ * num_experts_);
+}
+
+}  // namespace some::model

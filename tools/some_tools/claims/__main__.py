@@ -1,0 +1,5 @@
+import sys
+
+from some_tools.claims.experiment import main
+
+sys.exit(main())
