@@ -46,6 +46,7 @@ std::vector<Entry> schema(Config& c) {
       {"model.top_k", &m.top_k, "k, experts per token", 1, 1024},
       {"model.d_expert", &m.d_expert, "h, hidden size of one expert", 1, 1 << 20},
       {"model.routed_layers", &m.routed_layers, "which blocks get the routed FFN (SoME / moe / hash; the rest dense)", 0, 0, {"all", "every_other"}},
+      {"model.capacity_factor", &m.capacity_factor, "0 = dropless; > 0: an expert computes at most ceil(cf * slots / E) of a forward's slots, the rest are dropped (zero output) and counted", 0, 1e6},
       {"model.seed", &m.seed, "seed of the expert library and the keys", 0, 1.8e19},
       {"model.experts_from", &m.experts_from, "checkpoint (or run directory) of a trained dense model: expert i of layer l = slice i of h hidden units of its layer-l FFN (E*h = d_ff), or a full copy (h = d_ff); empty = expert.init"},
       {"router.query", &r.query, "query network Q: one Linear, or Linear-GELU-Linear", 0, 0, {"linear", "mlp"}},
@@ -103,7 +104,6 @@ std::vector<Entry> schema(Config& c) {
       {"train.keep_last", &t.keep_last, "checkpoints kept, the oldest pruned; 0 = all", 0, 1e9},
       {"train.checkpoint_experts", &t.checkpoint_experts, "every: each checkpoint holds the frozen experts; once: written once to RUN/checkpoints/experts_<step> (again only by a run resumed elsewhere) and referenced (they never change)", 0, 0, {"every", "once"}},
       {"parallel.expert_parallel", &c.parallel.expert_parallel, "P: ranks each SoME layer's experts are sharded over (P divides the world size and model.num_experts)", 1, 1 << 20},
-      {"parallel.capacity_factor", &m.capacity_factor, "0 = dropless; > 0: an expert computes at most ceil(cf * slots / E) of a forward's slots, the rest are dropped (zero output) and counted", 0, 1e6},
       {"parallel.overlap_grad_allreduce", &c.parallel.overlap_grad_allreduce, "start each gradient bucket's allreduce during the last backward of a step, as soon as its gradients are final"},
       {"parallel.key_check_every", &c.parallel.key_check_every, "steps between cross-rank key-store checksums; 0 = never", 0, 1e12},
       {"data.dir", &c.data_dir, "dataset directory written by `some prepare`"},
@@ -182,7 +182,8 @@ void set_bool(const Entry& e, bool v, const std::string& source) {
 }
 
 // Keys that were renamed: still read (configs and checkpoints written before), with a warning.
-const std::map<std::string, std::string> kRenamedKeys = {{"model.some_layers", "model.routed_layers"}};
+const std::map<std::string, std::string> kRenamedKeys = {{"model.some_layers", "model.routed_layers"},
+                                                         {"parallel.capacity_factor", "model.capacity_factor"}};
 
 const Entry& find_entry(const std::vector<Entry>& entries, const std::string& key, const std::string& source) {
   for (const auto& e : entries) {

@@ -127,6 +127,9 @@ TEST(Config, RenamedKeyStillReads) {
   const auto written = launcher::to_toml(cfg);  // a run's config.toml: the new name only
   EXPECT_EQ(written.find("some_layers"), std::string::npos);
   EXPECT_EQ(launcher::load_config_text(written, "config.toml", {}).model.routed_layers, "every_other");
+  // parallel.capacity_factor was renamed model.capacity_factor (drops change what the model computes).
+  EXPECT_EQ(launcher::load_config_text("[parallel]\ncapacity_factor = 1.5\n", "old.toml", {}).model.capacity_factor, 1.5);
+  EXPECT_EQ(launcher::load_config_text("", "new.toml", {"parallel.capacity_factor=2"}).model.capacity_factor, 2.0);
 }
 
 // Mutated copies of configs/default.toml, as a user's slip or a damaged file makes them: each

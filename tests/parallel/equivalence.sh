@@ -18,7 +18,7 @@ for topo in "2 2" "4 2" "4 4"; do
 done
 # Capacity: with one micro-batch per rank the EP group's forward covers the same slots in the same
 # order as one process, so drops (and losses) match too.
-CAP=(--set parallel.capacity_factor=0.6 --set train.max_steps=8)
+CAP=(--set model.capacity_factor=0.6 --set train.max_steps=8)
 "$SOME" train "${COMMON[@]}" "${CAP[@]}" --set train.micro_batch=8 --run-dir "$T/cap1" >/dev/null 2>&1
 mpirun --oversubscribe --bind-to none -np 2 "$SOME" train "${COMMON[@]}" "${CAP[@]}" --set train.micro_batch=4 \
     --set parallel.expert_parallel=2 --run-dir "$T/cap2" > "$T/cap2.log" 2>&1 || { cat "$T/cap2.log"; exit 1; }
