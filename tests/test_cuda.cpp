@@ -3,11 +3,13 @@
 // Tolerances (relative): fp32 1e-4; bf16 autocast 2e-2. Every test is
 // skipped, visibly, where no CUDA device is available (scripts/gpu/check.sh runs them on a GPU).
 #include <cmath>
+#include <iostream>
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include "parallel/parallel_state.h"
+#include "src/model/expert_shard.h"
 #include "src/model/transformer.h"
 #include "src/train/device.h"
 #include "src/train/trainer.h"
@@ -104,6 +106,44 @@ TEST(Cuda, LossAndGradientsBf16MatchCpuBf16) {
     b.push_back(cpu.grads[i].second.flatten());
   }
   EXPECT_LE(relative(torch::cat(a), torch::cat(b)), kBf16Tolerance);
+}
+
+// The grouped kernel (expert.compute = grouped, what auto picks on CUDA in bf16) against the
+// per-expert loop on the GPU: output, input gradient and trainable weight gradients, with
+// empty experts. The max |grouped - loop| is printed for scripts/gpu/check.sh's log.
+TEST(Cuda, GroupedExpertsEqualTheLoopInBf16) {
+  SKIP_WITHOUT_CUDA();
+  const torch::Device cuda(torch::kCUDA, 0);
+  model::ExpertOptions grouped_opts, loop_opts;
+  grouped_opts.compute = "grouped";
+  loop_opts.compute = "loop";
+  const auto trainable = model::ExpertShardImpl::Kind::kTrainable;
+  model::ExpertShard grouped(0, 0, 6, 64, 32, grouped_opts, 9, trainable), loop(0, 0, 6, 64, 32, loop_opts, 9, trainable);
+  grouped->to(cuda);
+  loop->to(cuda);
+  const std::vector<int64_t> counts = {40, 0, 17, 64, 0, 7};
+  torch::manual_seed(5);
+  auto x = torch::randn({128, 64}).to(cuda);
+  auto out_grad = torch::randn({128, 64}).to(cuda);
+  EXPECT_TRUE(grouped->grouped_pays_off(x.to(torch::kBFloat16)));
+  auto run = [&](model::ExpertShard& shard) {
+    auto xi = x.clone().requires_grad_(true);
+    torch::Tensor y;
+    {
+      train::AutocastGuard autocast(cuda, true);
+      y = shard->forward(xi, counts);
+    }
+    (y.to(torch::kFloat32) * out_grad).sum().backward();
+    return std::make_pair(y.detach().to(torch::kFloat32), xi.grad());
+  };
+  auto [y_grouped, gx_grouped] = run(grouped);
+  auto [y_loop, gx_loop] = run(loop);
+  const double max_abs = (y_grouped - y_loop).abs().max().item<double>();
+  std::cout << "grouped_vs_loop_max_abs " << max_abs << "\n";
+  EXPECT_LE(max_abs, kBf16Tolerance);
+  EXPECT_LE((gx_grouped - gx_loop).abs().max().item<double>(), kBf16Tolerance);
+  EXPECT_LE((grouped->w_down.grad() - loop->w_down.grad()).abs().max().item<double>(), kBf16Tolerance);
+  EXPECT_LE((grouped->w_up.grad() - loop->w_up.grad()).abs().max().item<double>(), kBf16Tolerance);
 }
 
 TEST(Cuda, NcclCommunicatorAtOneRank) {

@@ -1,6 +1,7 @@
 // Routing (top-k, ties, gates, clamp), grouped expert compute against the naive per-token
 // reference, expert initialisation, and the frozen-expert guarantees (docs/design.md §1, §2).
 #include <gtest/gtest.h>
+#include <ATen/autocast_mode.h>
 #include <torch/torch.h>
 
 #include "src/model/expert_shard.h"
@@ -81,6 +82,110 @@ TEST(Experts, GroupedEqualsNaiveIncludingEmptyExperts) {
   auto grouped = shard->forward(x, counts);
   auto naive = shard->forward_naive(x, torch::tensor(expert_of));
   EXPECT_TRUE(torch::allclose(grouped, naive, 1e-5, 1e-6));
+}
+
+// expert.compute = grouped (two at::_grouped_mm calls for the shard) against the loop (one GEMM
+// pair per expert): output, input gradient and the trainable experts' weight gradients, with
+// empty experts, in fp32 (<= 1e-5) and under bf16 autocast (<= 2e-2); and a shard given no rows.
+struct GroupedCase {
+  ExpertShardImpl::Kind kind;
+  bool bf16;
+};
+class GroupedExperts : public ::testing::TestWithParam<GroupedCase> {};
+
+TEST_P(GroupedExperts, EqualTheLoopInOutputAndGradients) {
+  const auto [kind, bf16] = GetParam();
+  const double tol = bf16 ? 2e-2 : 1e-5;
+  ExpertOptions grouped_opts, loop_opts;
+  grouped_opts.compute = "grouped";
+  loop_opts.compute = "loop";
+  ExpertShard grouped(1, 0, 5, 16, 8, grouped_opts, 42, kind), loop(1, 0, 5, 16, 8, loop_opts, 42, kind);
+  const std::vector<int64_t> counts = {3, 0, 6, 0, 2};  // experts 1 and 3 get no rows
+  torch::manual_seed(3);
+  auto x = torch::randn({11, 16});
+  auto out_grad = torch::randn({11, 16});
+  auto run = [&](ExpertShard& shard) {
+    auto xi = x.clone().requires_grad_(true);
+    at::autocast::set_autocast_dtype(at::kCPU, at::kBFloat16);
+    at::autocast::set_autocast_enabled(at::kCPU, bf16);
+    auto y = shard->forward(xi, counts);
+    at::autocast::set_autocast_enabled(at::kCPU, false);
+    (y.to(torch::kFloat32) * out_grad).sum().backward();
+    return std::make_pair(y.detach().to(torch::kFloat32), xi.grad());
+  };
+  auto [y_grouped, gx_grouped] = run(grouped);
+  auto [y_loop, gx_loop] = run(loop);
+  EXPECT_LE((y_grouped - y_loop).abs().max().item<double>(), tol);
+  EXPECT_LE((gx_grouped - gx_loop).abs().max().item<double>(), tol);
+  EXPECT_EQ(y_grouped.scalar_type(), torch::kFloat32);
+  if (kind == ExpertShardImpl::Kind::kTrainable) {
+    for (auto [g, l] : {std::pair{grouped->w_down, loop->w_down}, std::pair{grouped->w_up, loop->w_up}}) {
+      ASSERT_TRUE(g.grad().defined());
+      EXPECT_EQ(g.grad().scalar_type(), torch::kFloat32);
+      EXPECT_LE((g.grad() - l.grad()).abs().max().item<double>(), tol);
+      EXPECT_GT(g.grad().abs().sum().item<double>(), 0);
+    }
+  } else {
+    EXPECT_FALSE(grouped->w_down.requires_grad());
+  }
+  // A shard whose experts get no rows at all (every token went elsewhere).
+  auto none = grouped->forward(torch::zeros({0, 16}), {0, 0, 0, 0, 0});
+  EXPECT_EQ(none.sizes(), (std::vector<int64_t>{0, 16}));
+}
+
+INSTANTIATE_TEST_SUITE_P(Experts, GroupedExperts,
+                         ::testing::Values(GroupedCase{ExpertShardImpl::Kind::kFrozen, false},
+                                           GroupedCase{ExpertShardImpl::Kind::kFrozen, true},
+                                           GroupedCase{ExpertShardImpl::Kind::kTrainable, false},
+                                           GroupedCase{ExpertShardImpl::Kind::kTrainable, true}),
+                         [](const ::testing::TestParamInfo<GroupedCase>& info) {
+                           return std::string(info.param.kind == ExpertShardImpl::Kind::kFrozen ? "frozen" : "trainable") +
+                                  (info.param.bf16 ? "_bf16" : "_fp32");
+                         });
+
+// expert.compute is a choice of kernel, not of model: a whole SoME and MoE model gives the same
+// loss and gradients with either.
+TEST(Experts, GroupedAndLoopModelsTrainAlike) {
+  for (const char* ffn : {"some", "moe"}) {
+    auto o = small_options();
+    o.ffn = ffn;
+    auto build = [&](const char* compute) {
+      auto opts = o;
+      opts.expert.compute = compute;
+      return Transformer(opts);
+    };
+    auto grouped = build("grouped"), loop = build("loop");
+    auto tokens = torch::randint(0, o.vocab_size, {2, 9}, torch::kLong);
+    auto lg = grouped->loss(tokens.narrow(1, 0, 8), tokens.narrow(1, 1, 8));
+    auto ll = loop->loss(tokens.narrow(1, 0, 8), tokens.narrow(1, 1, 8));
+    EXPECT_NEAR(lg.item<double>(), ll.item<double>(), 1e-5) << ffn;
+    lg.backward();
+    ll.backward();
+    auto pg = grouped->named_parameters(), pl = loop->named_parameters();
+    for (auto& p : pg) {
+      if (!p.value().grad().defined()) continue;
+      EXPECT_LE((p.value().grad() - pl[p.key()].grad()).abs().max().item<double>(), 1e-5) << ffn << " " << p.key();
+    }
+  }
+}
+
+// The frozen library's bf16 copy is made once, and made again when the weights are loaded anew.
+TEST(Experts, FrozenCastCopyFollowsLoadedWeights) {
+  ExpertOptions opts;
+  opts.compute = "grouped";
+  ExpertShard shard(0, 0, 2, 8, 8, opts, 5);
+  const std::vector<int64_t> counts = {2, 1};
+  auto x = torch::randn({3, 8});
+  at::autocast::set_autocast_dtype(at::kCPU, at::kBFloat16);
+  at::autocast::set_autocast_enabled(at::kCPU, true);
+  auto before = shard->forward(x, counts);
+  {
+    torch::NoGradGuard no_grad;
+    shard->w_up.mul_(2.0);  // as a checkpoint load would copy new values in
+  }
+  auto after = shard->forward(x, counts);
+  at::autocast::set_autocast_enabled(at::kCPU, false);
+  EXPECT_TRUE(torch::allclose(after.to(torch::kFloat32), 2 * before.to(torch::kFloat32), 1e-2, 1e-3));
 }
 
 TEST(Experts, SeededPerExpertIndependentOfSharding) {

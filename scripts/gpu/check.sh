@@ -183,7 +183,8 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_
 stage tests 300 ctest --test-dir "$BUILD" --output-on-failure -j 2 --timeout 240 \
       -R 'Cuda|^Training\.|^parallel\.dispatcher_np2$' --output-junit "$REPORT_DIR/ctest.xml"
 
-# ---- parity: the same 20 steps on the CPU (fp32) and on the device (fp32, bf16) ------------
+# ---- parity: the same 20 steps on the CPU (fp32) and on the device (fp32, bf16); in bf16 also
+# with the experts forced to the grouped kernel and to the per-expert loop --------------------
 TINY=(--config configs/tiny.toml --set train.max_steps=20 --set train.log_every=1 --set train.eval_every=0
       --set train.eval_sample_tokens=0 --set train.threads="$JOBS")
 export SOME WORK DEVICE
@@ -194,7 +195,9 @@ parity_run() {  # parity_run NAME DEVICE DTYPE ARGS...
 }
 parity() {  # parity ARGS...
   parity_run cpu-float32 cpu float32 "$@" && parity_run dev-float32 "$DEVICE" float32 "$@" &&
-    parity_run dev-bfloat16 "$DEVICE" bfloat16 "$@"
+    parity_run dev-bfloat16 "$DEVICE" bfloat16 "$@" &&
+    parity_run dev-bfloat16-grouped "$DEVICE" bfloat16 "$@" --set expert.compute=grouped &&
+    parity_run dev-bfloat16-loop "$DEVICE" bfloat16 "$@" --set expert.compute=loop
 }
 export -f parity_run parity
 stage parity 240 bash -c 'parity "$@"' _ "${TINY[@]}"

@@ -69,6 +69,13 @@ def parity(work_dir, device):
         out[f"within_{dtype}_tolerance"] = diff <= tol
         out["steps"] = steps
     out["tolerances"] = {"fp32": FP32_TOLERANCE, "bf16": BF16_TOLERANCE}
+    # expert.compute = grouped against loop, same device, bf16: the step losses' largest gap.
+    grouped_dir, loop_dir = (os.path.join(work_dir, f"parity-dev-bfloat16-{c}") for c in ("grouped", "loop"))
+    if os.path.isdir(grouped_dir) and os.path.isdir(loop_dir):
+        grouped, loop = step_losses(grouped_dir), step_losses(loop_dir)
+        if sorted(grouped) != sorted(loop):
+            raise ValueError(f"grouped and loop runs cover different steps: {sorted(grouped)} vs {sorted(loop)}")
+        out["grouped_vs_loop_max_abs"] = max(abs(grouped[s] - loop[s]) for s in grouped)
     return out
 
 

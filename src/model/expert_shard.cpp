@@ -1,6 +1,9 @@
 #include "src/model/expert_shard.h"
 
 #include <cmath>
+#include <numeric>
+
+#include <ATen/autocast_mode.h>
 
 #include "common/check.h"
 #include "common/errors.h"
@@ -9,10 +12,20 @@
 
 namespace some::model {
 
+namespace {
+ExpertShardImpl::Compute parse_compute(const std::string& name) {
+  if (name == "auto") return ExpertShardImpl::Compute::kAuto;
+  if (name == "loop") return ExpertShardImpl::Compute::kLoop;
+  if (name == "grouped") return ExpertShardImpl::Compute::kGrouped;
+  throw ConfigError("expert.compute = '" + name + "' is not one of auto, loop, grouped");
+}
+}  // namespace
+
 ExpertShardImpl::ExpertShardImpl(int64_t layer, int64_t first, int64_t count, int64_t d_model,
                                  int64_t d_expert, const ExpertOptions& opts, uint64_t seed, Kind kind,
                                  int64_t n_layers)
-    : first_expert(first), activation_(parse_activation(opts.activation)), kind_(kind) {
+    : first_expert(first), activation_(parse_activation(opts.activation)), kind_(kind),
+      compute_(parse_compute(opts.compute)) {
   torch::NoGradGuard no_grad;
   auto down = torch::empty({count, d_expert, d_model});
   auto up = torch::empty({count, d_model, d_expert});
@@ -43,6 +56,52 @@ ExpertShardImpl::ExpertShardImpl(int64_t layer, int64_t first, int64_t count, in
 torch::Tensor ExpertShardImpl::forward(const torch::Tensor& x, const std::vector<int64_t>& counts) {
   SOME_REQUIRE(static_cast<int64_t>(counts.size()) == w_down.size(0), Error,
                "expert counts for {} experts, shard holds {}", counts.size(), w_down.size(0));
+  const int64_t rows = std::accumulate(counts.begin(), counts.end(), int64_t{0});
+  SOME_REQUIRE(rows == x.size(0), Error, "expert counts sum to {}, got {} rows", rows, x.size(0));
+  const bool grouped = compute_ == Compute::kGrouped || (compute_ == Compute::kAuto && grouped_pays_off(x));
+  return grouped ? forward_grouped(x, counts) : forward_loop(x, counts);
+}
+
+bool ExpertShardImpl::grouped_pays_off(const torch::Tensor& x) const {
+  return x.is_cuda() && compute_dtype(x) == torch::kBFloat16 && w_down.size(1) % 8 == 0 && w_down.size(2) % 8 == 0;
+}
+
+torch::ScalarType ExpertShardImpl::compute_dtype(const torch::Tensor& x) {
+  const auto type = x.device().type();
+  return at::autocast::is_autocast_enabled(type) ? at::autocast::get_autocast_dtype(type) : x.scalar_type();
+}
+
+std::pair<torch::Tensor, torch::Tensor> ExpertShardImpl::weights_as(torch::ScalarType dtype, const torch::Device& device) {
+  if (trainable() || (w_down.scalar_type() == dtype && w_down.device() == device)) {
+    return {w_down.to(device, dtype), w_up.to(device, dtype)};
+  }
+  const int64_t version = static_cast<int64_t>(w_down._version() + w_up._version());
+  if (!cast_down_.defined() || cast_down_.scalar_type() != dtype || cast_down_.device() != device ||
+      cast_version_ != version) {
+    torch::NoGradGuard no_grad;
+    cast_down_ = w_down.to(device, dtype).contiguous();
+    cast_up_ = w_up.to(device, dtype).contiguous();
+    cast_version_ = version;
+  }
+  return {cast_down_, cast_up_};
+}
+
+torch::Tensor ExpertShardImpl::forward_grouped(const torch::Tensor& x, const std::vector<int64_t>& counts) {
+  // Row offsets: expert e owns rows [ends[e-1], ends[e]) — every row is covered, so none of the
+  // output is left uninitialised by the kernel.
+  std::vector<int32_t> ends(counts.size());
+  int64_t end = 0;
+  for (size_t e = 0; e < counts.size(); ++e) ends[e] = static_cast<int32_t>(end += counts[e]);
+  auto offsets = torch::tensor(ends, torch::kInt32).to(x.device());           // (E_local,)
+  const auto dtype = compute_dtype(x);
+  auto [down, up] = weights_as(dtype, x.device());                           // (E_local, h, d), (E_local, d, h)
+  // The casts are explicit, so autocast stays out (it has no rule for _grouped_mm).
+  c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
+  auto h = activate(at::_grouped_mm(x.to(dtype), down.transpose(1, 2), offsets), activation_);  // (M, h)
+  return at::_grouped_mm(h, up.transpose(1, 2), offsets);                                     // (M, d)
+}
+
+torch::Tensor ExpertShardImpl::forward_loop(const torch::Tensor& x, const std::vector<int64_t>& counts) {
   std::vector<torch::Tensor> outs;
   // unbind, not w_down[e]: for trainable experts its backward stacks the per-expert gradients
   // once instead of materialising a full-shard gradient per expert.
@@ -55,7 +114,6 @@ torch::Tensor ExpertShardImpl::forward(const torch::Tensor& x, const std::vector
     outs.push_back(torch::matmul(h, ups[e].t()));                               // (M_e, d)
     offset += counts[e];
   }
-  SOME_REQUIRE(offset == x.size(0), Error, "expert counts sum to {}, got {} rows", offset, x.size(0));
   if (outs.empty()) return torch::zeros_like(x);
   return outs.size() == 1 ? outs.front() : torch::cat(outs);
 }

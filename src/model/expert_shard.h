@@ -1,7 +1,10 @@
 #pragma once
 // The experts one rank holds for one routed layer, computed grouped: tokens arrive sorted by
-// expert and each expert with tokens runs one GEMM pair on its contiguous slice. The SoME
-// library's experts are frozen buffers; the MoE / hash baselines' experts are parameters.
+// expert, and either each expert with tokens runs one GEMM pair on its contiguous slice (the
+// loop), or the whole shard runs as two grouped GEMMs (at::_grouped_mm with int32 cumulative
+// row offsets: one kernel each on CUDA instead of one per expert, as torchtitan's grouped
+// experts). The SoME library's experts are frozen buffers; the MoE / hash baselines' experts
+// are parameters.
 //
 // Legend: E_local experts here, h = d_expert, d model width, M routed slots.
 #include <cstdint>
@@ -21,6 +24,7 @@ class ExpertShardImpl : public torch::nn::Module {
     kFrozen,     // buffers initialised by expert.init (the library)
     kTrainable,  // parameters initialised like the dense FFN: N(0, 0.02) in, depth-scaled out
   };
+  enum class Compute { kAuto, kLoop, kGrouped };  // expert.compute, parsed once
   // Experts [first, first + count) of layer `layer`, each initialised from its own seed (never
   // from how the experts are sharded). `n_layers` scales the trainable output projection.
   ExpertShardImpl(int64_t layer, int64_t first, int64_t count, int64_t d_model, int64_t d_expert,
@@ -29,6 +33,12 @@ class ExpertShardImpl : public torch::nn::Module {
   // x (M, d) sorted by expert, counts (E_local,) -> (M, d). Gradients flow to x (and to the
   // weights of trainable experts).
   torch::Tensor forward(const torch::Tensor& x, const std::vector<int64_t>& counts);
+  // The two ways forward() computes, by expert.compute (auto: grouped_pays_off()).
+  torch::Tensor forward_loop(const torch::Tensor& x, const std::vector<int64_t>& counts);
+  torch::Tensor forward_grouped(const torch::Tensor& x, const std::vector<int64_t>& counts);
+  // expert.compute = auto: the grouped kernel on CUDA in bf16 (its fast path needs bf16 and
+  // widths that are multiples of 8); on the CPU the loop is faster.
+  bool grouped_pays_off(const torch::Tensor& x) const;
   // The yardstick: every slot computed on its own, one small GEMM pair per slot.
   torch::Tensor forward_naive(const torch::Tensor& x, const torch::Tensor& expert_of);
 
@@ -39,8 +49,19 @@ class ExpertShardImpl : public torch::nn::Module {
   int64_t first_expert;
 
  private:
+  // The dtype the GEMMs run in: autocast's when it is on for x's device, else x's.
+  static torch::ScalarType compute_dtype(const torch::Tensor& x);
+  // The weights (E_local, h, d), (E_local, d, h) in `dtype` on `device`. Trainable experts: a
+  // differentiable cast (weight gradients flow back in fp32). Frozen experts: a device-resident
+  // copy made once — not state, never checkpointed — and again only when the weights were
+  // loaded anew (their version counter moved).
+  std::pair<torch::Tensor, torch::Tensor> weights_as(torch::ScalarType dtype, const torch::Device& device);
+
   Activation activation_;
   Kind kind_;
+  Compute compute_;
+  torch::Tensor cast_down_, cast_up_;  // the frozen copy of weights_as()
+  int64_t cast_version_ = -1;
 };
 TORCH_MODULE(ExpertShard);
 

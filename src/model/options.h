@@ -19,6 +19,7 @@ struct ExpertOptions {
   std::string init = "default";   // default | orthogonal | sparse
   double sparsity = 0.9;          // fraction of exact zeros per matrix when init = sparse
   std::string activation = "gelu";  // gelu | silu | relu
+  std::string compute = "auto";     // auto | loop | grouped: how a shard's experts are computed
 };
 
 struct GravityOptions {

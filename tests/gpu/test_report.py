@@ -55,6 +55,8 @@ class ReportTest(unittest.TestCase):
         write_run(os.path.join(tmp, "parity-cpu-float32"), [4.0, 2.0, 1.0])
         write_run(os.path.join(tmp, "parity-dev-float32"), dev_fp32)
         write_run(os.path.join(tmp, "parity-dev-bfloat16"), dev_bf16)
+        write_run(os.path.join(tmp, "parity-dev-bfloat16-grouped"), [4.0, 2.0, 1.0])
+        write_run(os.path.join(tmp, "parity-dev-bfloat16-loop"), [4.0, 2.03, 1.0])
         write_run(os.path.join(tmp, "train"), [5.0, 4.0, 3.0], extra_done={"model_flops_per_token": 1e9},
                   step_extra={"peak_memory_gib": 12.5})
         with open(os.path.join(tmp, "bench.json"), "w") as f:
@@ -79,6 +81,7 @@ class ReportTest(unittest.TestCase):
             self.assertAlmostEqual(r["parity"]["loss_rel_diff_bf16"], 0.01, places=12)  # max(0.04/4, 0.01/1)
             self.assertTrue(r["parity"]["within_fp32_tolerance"])
             self.assertTrue(r["parity"]["within_bf16_tolerance"])
+            self.assertAlmostEqual(r["parity"]["grouped_vs_loop_max_abs"], 0.03, places=12)  # |2.0 - 2.03|
             # train: tokens/s is the mean of the windows after the first: (2000 + 3000) / 2
             self.assertEqual(r["train"]["steps"], 3)
             self.assertAlmostEqual(r["train"]["tokens_per_s"], 2500.0)
