@@ -30,10 +30,12 @@ SortedSlots sort_slots(const Tensor& indices, int64_t num_experts) {
   return s;
 }
 
+// In the gates' dtype (fp32 under autocast too): expert outputs may arrive in bf16, the k-way
+// sum of each token is not rounded to it.
 Tensor weighted_sum(const Tensor& slot_out, const Tensor& gates, const DispatchPlan& plan) {
   auto g = gates.reshape({-1}).index_select(0, plan.order).unsqueeze(1);               // (M, 1)
-  auto weighted = slot_out * g.to(slot_out.scalar_type());                             // (M, d)
-  return torch::zeros({plan.num_tokens, slot_out.size(1)}, slot_out.options())
+  auto weighted = slot_out.to(g.scalar_type()) * g;                                    // (M, d)
+  return torch::zeros({plan.num_tokens, slot_out.size(1)}, weighted.options())
       .index_add(0, plan.token_of, weighted);                                           // (N, d)
 }
 

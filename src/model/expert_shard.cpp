@@ -66,7 +66,7 @@ bool ExpertShardImpl::grouped_pays_off(const torch::Tensor& x) const {
   return x.is_cuda() && compute_dtype(x) == torch::kBFloat16 && w_down.size(1) % 8 == 0 && w_down.size(2) % 8 == 0;
 }
 
-torch::ScalarType ExpertShardImpl::compute_dtype(const torch::Tensor& x) {
+torch::ScalarType compute_dtype(const torch::Tensor& x) {
   const auto type = x.device().type();
   return at::autocast::is_autocast_enabled(type) ? at::autocast::get_autocast_dtype(type) : x.scalar_type();
 }

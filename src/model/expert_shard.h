@@ -18,6 +18,10 @@
 
 namespace some::model {
 
+// The dtype expert GEMMs — and the rows that travel to them — run in: autocast's when it is on
+// for x's device, else x's own.
+torch::ScalarType compute_dtype(const torch::Tensor& x);
+
 class ExpertShardImpl : public torch::nn::Module {
  public:
   enum class Kind {
@@ -49,8 +53,6 @@ class ExpertShardImpl : public torch::nn::Module {
   int64_t first_expert;
 
  private:
-  // The dtype the GEMMs run in: autocast's when it is on for x's device, else x's.
-  static torch::ScalarType compute_dtype(const torch::Tensor& x);
   // The weights (E_local, h, d), (E_local, d, h) in `dtype` on `device`. Trainable experts: a
   // differentiable cast (weight gradients flow back in fp32). Frozen experts: a device-resident
   // copy made once — not state, never checkpointed — and again only when the weights were

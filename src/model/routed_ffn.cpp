@@ -36,9 +36,11 @@ torch::Tensor RoutedFFN::mix(const torch::Tensor& x, const torch::Tensor& indice
     }
     load_.index_add_(0, indices.reshape({-1}), torch::ones({indices.numel()}, load_.options()));
   }
-  auto [expert_in, plan] = dispatcher_->dispatch(x, indices);           // (N*k, d) by expert
+  // Rows travel in the experts' compute dtype (bf16 under autocast: half the bytes through the
+  // gather and the all-to-all); the gated combine sums in the gates' fp32.
+  auto [expert_in, plan] = dispatcher_->dispatch(x.to(compute_dtype(x)), indices);  // (N*k, d) by expert
   auto expert_out = compute_experts(expert_in, plan);                    // (R, d)
-  return dispatcher_->combine(expert_out, gates, plan);                  // (N, d)
+  return dispatcher_->combine(expert_out, gates, plan);                  // (N, d) in the gates' dtype
 }
 
 torch::Tensor RoutedFFN::compute_experts(const torch::Tensor& expert_in, const parallel::DispatchPlan& plan) {

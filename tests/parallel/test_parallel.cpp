@@ -5,11 +5,13 @@
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <ATen/autocast_mode.h>
 #include <torch/torch.h>
 
 #include "common/errors.h"
 #include "parallel/gpu_assignment.h"
 #include "parallel/gradient_allreduce.h"
+#include "parallel/instrumented_communicator.h"
 #include "parallel/mpi_communicator.h"
 #include "parallel/parallel_state.h"
 #include "src/model/some_layer.h"
@@ -122,6 +124,33 @@ TEST(ExpertParallelLayer, MatchesSingleProcessForwardAndBackward) {
   EXPECT_TRUE(torch::allclose(x.grad(), ref_x.grad().narrow(0, first, counts[r]), 1e-5, 1e-6));
   auto wp = whole.parameters();
   for (size_t i = 0; i < grads.size(); ++i) EXPECT_TRUE(torch::allclose(grads[i], wp[i].grad(), 1e-4, 1e-6)) << i;
+}
+
+// Under bf16 autocast the rows travel in bf16: the all-to-all carries half the bytes of the fp32
+// run for the same routing, and the layer's output (combined in fp32) stays close to it.
+TEST(ExpertParallelLayer, RowsTravelInBf16UnderAutocast) {
+  auto& comm = world();
+  auto ep = std::make_shared<parallel::InstrumentedCommunicator>(std::make_shared<parallel::MpiCommunicator>(MPI_COMM_WORLD));
+  auto state = parallel::ParallelState(std::make_shared<parallel::MpiCommunicator>(MPI_COMM_WORLD), ep);
+  auto opts = layer_options(2 * comm.world_size());
+  model::SoMELayer layer(opts, 0, &state);
+  torch::manual_seed(23 + comm.rank());
+  auto x = torch::randn({16, opts.d_model});
+  auto run = [&](bool bf16) {
+    ep->reset();
+    at::autocast::set_autocast_dtype(at::kCPU, at::kBFloat16);
+    at::autocast::set_autocast_enabled(at::kCPU, bf16);
+    auto y = layer.forward(x);
+    at::autocast::set_autocast_enabled(at::kCPU, false);
+    return std::make_pair(y.detach(), ep->stats(parallel::CommOp::all_to_all));
+  };
+  auto [y32, fp32] = run(false);
+  auto [y16, bf16] = run(true);
+  EXPECT_EQ(y16.scalar_type(), torch::kFloat32);  // the combine sums in the gates' fp32
+  EXPECT_LE((y16 - y32).abs().max().item<double>(), 5e-2);
+  EXPECT_EQ(bf16.calls, fp32.calls);
+  EXPECT_EQ(2 * (bf16.bytes + bf16.self_bytes), fp32.bytes + fp32.self_bytes);
+  EXPECT_GT(fp32.bytes + fp32.self_bytes, 0);
 }
 
 TEST(ExpertParallelLayer, ExpertsThatReceiveNoTokens) {
