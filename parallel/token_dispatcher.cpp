@@ -9,12 +9,27 @@ using torch::Tensor;
 using torch::autograd::AutogradContext;
 using torch::autograd::tensor_list;
 
+const std::vector<int64_t>& RowCounts::on_host() {
+  if (host.empty() && device.numel() > 0) {
+    auto cpu = device.to(torch::kCPU, torch::kInt64).contiguous();
+    host.assign(cpu.data_ptr<int64_t>(), cpu.data_ptr<int64_t>() + cpu.numel());
+  }
+  return host;
+}
+
+RowCounts RowCounts::from_host(std::vector<int64_t> counts, const torch::Device& device) {
+  RowCounts out;
+  out.device = torch::tensor(counts, torch::kInt64).to(device);
+  out.host = std::move(counts);
+  return out;
+}
+
 namespace {
 
-// Slots sorted by global expert, their source tokens, and slots per expert (host).
+// Slots sorted by global expert, their source tokens, and slots per expert (on the device).
 struct SortedSlots {
   Tensor order, token_of;
-  std::vector<int64_t> counts;  // (E,)
+  Tensor counts;  // (E,) int64
 };
 
 SortedSlots sort_slots(const Tensor& indices, int64_t num_experts) {
@@ -23,10 +38,8 @@ SortedSlots sort_slots(const Tensor& indices, int64_t num_experts) {
   SortedSlots s;
   s.order = std::get<1>(flat.sort(/*stable=*/std::optional<bool>(true), 0, false));     // (M,)
   s.token_of = s.order.div(k, "floor");                                                 // (M,)
-  // The one host synchronisation of dispatch: the split sizes drive the exchange and the
-  // grouped GEMM loop.
-  auto counts = torch::zeros({num_experts}, flat.options()).index_add_(0, flat, torch::ones_like(flat)).cpu();
-  s.counts.assign(counts.data_ptr<int64_t>(), counts.data_ptr<int64_t>() + num_experts);
+  // index_add_, not bincount: no host synchronisation.
+  s.counts = torch::zeros({num_experts}, flat.options()).index_add_(0, flat, torch::ones_like(flat));
   return s;
 }
 
@@ -68,7 +81,7 @@ std::pair<Tensor, DispatchPlan> LocalTokenDispatcher::dispatch(const Tensor& x, 
   plan.num_tokens = x.size(0);
   plan.order = s.order;
   plan.token_of = s.token_of;
-  plan.expert_counts = s.counts;
+  plan.expert_counts.device = s.counts;  // stays on the device: nothing here needs it on the host
   plan.group_slots = indices.numel();
   return {x.index_select(0, plan.token_of), std::move(plan)};                          // (M, d)
 }
@@ -94,19 +107,21 @@ std::pair<Tensor, DispatchPlan> AllToAllTokenDispatcher::dispatch(const Tensor& 
 
   // Every rank's per-expert slot counts: counts[p][q * E_local + e] = slots rank p sends to local
   // expert e of rank q. One small allgather gives both the exchange sizes and the group total.
-  auto counts = ep_.allgather(torch::tensor(s.counts, torch::kInt64).to(x.device())).cpu();  // (P, E)
+  // The one host synchronisation of an expert-parallel dispatch: the split sizes drive the exchange.
+  auto counts = ep_.allgather(s.counts).cpu();                                            // (P, E)
   auto* all = counts.data_ptr<int64_t>();
   const int64_t me = ep_.rank();
   plan.send_rows.assign(P, 0);
   plan.recv_rows.assign(P, 0);
-  plan.expert_counts.assign(E_local, 0);
+  std::vector<int64_t> expert_counts(E_local, 0);
   for (int64_t p = 0; p < P; ++p) {
     for (int64_t e = 0; e < E_local; ++e) {
       plan.send_rows[p] += all[me * num_experts_ + p * E_local + e];
       plan.recv_rows[p] += all[p * num_experts_ + me * E_local + e];
-      plan.expert_counts[e] += all[p * num_experts_ + me * E_local + e];
+      expert_counts[e] += all[p * num_experts_ + me * E_local + e];
     }
   }
+  plan.expert_counts = RowCounts::from_host(std::move(expert_counts), x.device());
   plan.group_slots = counts.sum().item<int64_t>();
   auto in = [&](int64_t p, int64_t e) { return all[p * num_experts_ + me * E_local + e]; };
   // Received rows come grouped by source rank, each group sorted by local expert; regroup them

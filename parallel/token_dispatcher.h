@@ -15,10 +15,20 @@
 
 namespace some::parallel {
 
+// Rows per local expert: always on the rows' device; on the host only once something needs them
+// there (the all-to-all's split sizes, the per-expert loop, the capacity limit) — reading them
+// there is a host-device synchronisation on CUDA, which the grouped kernel never needs.
+struct RowCounts {
+  torch::Tensor device;       // (E_local,) int64
+  std::vector<int64_t> host;  // (E_local,) or empty until on_host()
+  const std::vector<int64_t>& on_host();
+  static RowCounts from_host(std::vector<int64_t> counts, const torch::Device& device);
+};
+
 struct DispatchPlan {
   torch::Tensor order;                 // (M,) slot permutation that sorts slots by global expert
   torch::Tensor token_of;              // (M,) source token of each sorted slot
-  std::vector<int64_t> expert_counts;  // (E_local,) received slots per local expert
+  RowCounts expert_counts;             // (E_local,) received slots per local expert
   int64_t num_tokens = 0;              // N
   std::vector<int64_t> send_rows;      // (P,) slots this rank sends to each EP peer
   std::vector<int64_t> recv_rows;      // (P,) slots this rank receives from each EP peer

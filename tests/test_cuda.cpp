@@ -146,6 +146,42 @@ TEST(Cuda, GroupedExpertsEqualTheLoopInBf16) {
   EXPECT_LE((grouped->w_up.grad() - loop->w_up.grad()).abs().max().item<double>(), kBf16Tolerance);
 }
 
+// One process, dropless, bf16 (the grouped kernel): a training micro-batch's forward and
+// backward never wait for the device — no .item(), .cpu(), host-built tensors or pageable
+// copies. The first micro-batch makes the lazy device copies (the frozen bf16 library,
+// statistics buffers); the second runs under CUDA's sync-debug mode set to error.
+TEST(Cuda, TrainingMicroBatchHasNoHostSynchronisation) {
+  SKIP_WITHOUT_CUDA();
+  const torch::Device cuda(torch::kCUDA, 0);
+  for (const char* ffn : {"some", "moe"}) {
+    auto opts = small_model(96);
+    opts.ffn = ffn;
+    model::Transformer model(opts);
+    model->to(cuda);
+    model->train();
+    model->set_collect_stats(true);
+    auto batch = torch::randint(0, 96, {8, 33}, torch::kLong).to(cuda);
+    auto micro_batch = [&] {
+      torch::Tensor loss;
+      {
+        train::AutocastGuard autocast(cuda, true);
+        loss = model->loss(batch.narrow(1, 0, 32), batch.narrow(1, 1, 32));
+        auto aux = model->aux_loss();
+        if (aux.defined()) loss = loss + aux;
+      }
+      loss.backward();
+      return loss.detach();
+    };
+    micro_batch();
+    torch::Tensor loss;
+    {
+      train::SyncDebugGuard no_sync(cuda);
+      EXPECT_NO_THROW(loss = micro_batch()) << ffn;
+    }
+    EXPECT_TRUE(std::isfinite(loss.item<double>())) << ffn;
+  }
+}
+
 TEST(Cuda, NcclCommunicatorAtOneRank) {
   SKIP_WITHOUT_CUDA();
 #ifndef SOME_WITH_CUDA

@@ -54,12 +54,19 @@ ExpertShardImpl::ExpertShardImpl(int64_t layer, int64_t first, int64_t count, in
 }
 
 torch::Tensor ExpertShardImpl::forward(const torch::Tensor& x, const std::vector<int64_t>& counts) {
-  SOME_REQUIRE(static_cast<int64_t>(counts.size()) == w_down.size(0), Error,
-               "expert counts for {} experts, shard holds {}", counts.size(), w_down.size(0));
-  const int64_t rows = std::accumulate(counts.begin(), counts.end(), int64_t{0});
-  SOME_REQUIRE(rows == x.size(0), Error, "expert counts sum to {}, got {} rows", rows, x.size(0));
+  auto row_counts = parallel::RowCounts::from_host(counts, x.device());
+  return forward(x, row_counts);
+}
+
+torch::Tensor ExpertShardImpl::forward(const torch::Tensor& x, parallel::RowCounts& counts) {
+  SOME_REQUIRE(counts.device.numel() == w_down.size(0), Error, "expert counts for {} experts, shard holds {}",
+               counts.device.numel(), w_down.size(0));
+  if (!counts.host.empty()) {  // checked where it costs nothing
+    const int64_t rows = std::accumulate(counts.host.begin(), counts.host.end(), int64_t{0});
+    SOME_REQUIRE(rows == x.size(0), Error, "expert counts sum to {}, got {} rows", rows, x.size(0));
+  }
   const bool grouped = compute_ == Compute::kGrouped || (compute_ == Compute::kAuto && grouped_pays_off(x));
-  return grouped ? forward_grouped(x, counts) : forward_loop(x, counts);
+  return grouped ? forward_grouped(x, counts.device) : forward_loop(x, counts.on_host());
 }
 
 bool ExpertShardImpl::grouped_pays_off(const torch::Tensor& x) const {
@@ -86,13 +93,10 @@ std::pair<torch::Tensor, torch::Tensor> ExpertShardImpl::weights_as(torch::Scala
   return {cast_down_, cast_up_};
 }
 
-torch::Tensor ExpertShardImpl::forward_grouped(const torch::Tensor& x, const std::vector<int64_t>& counts) {
-  // Row offsets: expert e owns rows [ends[e-1], ends[e]) — every row is covered, so none of the
-  // output is left uninitialised by the kernel.
-  std::vector<int32_t> ends(counts.size());
-  int64_t end = 0;
-  for (size_t e = 0; e < counts.size(); ++e) ends[e] = static_cast<int32_t>(end += counts[e]);
-  auto offsets = torch::tensor(ends, torch::kInt32).to(x.device());           // (E_local,)
+torch::Tensor ExpertShardImpl::forward_grouped(const torch::Tensor& x, const torch::Tensor& counts) {
+  // Row offsets, computed on the device: expert e owns rows [ends[e-1], ends[e]). The counts sum
+  // to the rows, so every row is covered and none of the output is left uninitialised.
+  auto offsets = counts.cumsum(0).to(torch::kInt32);                         // (E_local,)
   const auto dtype = compute_dtype(x);
   auto [down, up] = weights_as(dtype, x.device());                           // (E_local, h, d), (E_local, d, h)
   // The casts are explicit, so autocast stays out (it has no rule for _grouped_mm).

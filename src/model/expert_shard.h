@@ -13,6 +13,7 @@
 
 #include <torch/torch.h>
 
+#include "parallel/token_dispatcher.h"
 #include "src/model/feed_forward.h"
 #include "src/model/options.h"
 
@@ -36,10 +37,13 @@ class ExpertShardImpl : public torch::nn::Module {
 
   // x (M, d) sorted by expert, counts (E_local,) -> (M, d). Gradients flow to x (and to the
   // weights of trainable experts).
+  // The grouped kernel reads the counts on the device only, so a dispatch that never needed
+  // them on the host (one process) computes without a host synchronisation.
+  torch::Tensor forward(const torch::Tensor& x, parallel::RowCounts& counts);
   torch::Tensor forward(const torch::Tensor& x, const std::vector<int64_t>& counts);
   // The two ways forward() computes, by expert.compute (auto: grouped_pays_off()).
   torch::Tensor forward_loop(const torch::Tensor& x, const std::vector<int64_t>& counts);
-  torch::Tensor forward_grouped(const torch::Tensor& x, const std::vector<int64_t>& counts);
+  torch::Tensor forward_grouped(const torch::Tensor& x, const torch::Tensor& counts);  // counts (E_local,) on x's device
   // expert.compute = auto: the grouped kernel on CUDA in bf16 (its fast path needs bf16 and
   // widths that are multiples of 8); on the CPU the loop is faster.
   bool grouped_pays_off(const torch::Tensor& x) const;

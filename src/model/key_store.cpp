@@ -34,12 +34,17 @@ void GravityStats::add(const Routing& r) {
   if (k > 1) {
     // C_ij += #tokens that selected both i and j (i != j): every ordered pair (a, b), a != b, of
     // a token's selection, as flat indices i*E + j.
-    std::vector<int64_t> off_diag;
-    for (int64_t a = 0; a < k; ++a)
-      for (int64_t b = 0; b < k; ++b)
-        if (a != b) off_diag.push_back(a * k + b);
+    if (!off_diag_.defined() || off_diag_.size(0) != k * (k - 1) || off_diag_.device() != r.indices.device()) {
+      // Built once, on the device: a host-built index copied at every forward would be a
+      // host-to-device copy (and on CUDA a synchronisation) per micro-batch.
+      std::vector<int64_t> off_diag;
+      for (int64_t a = 0; a < k; ++a)
+        for (int64_t b = 0; b < k; ++b)
+          if (a != b) off_diag.push_back(a * k + b);
+      off_diag_ = torch::tensor(off_diag, torch::kLong).to(r.indices.device());
+    }
     auto pairs = (r.indices.unsqueeze(2) * E_ + r.indices.unsqueeze(1)).reshape({-1, k * k});  // (N, k*k)
-    auto pair_idx = pairs.index_select(1, torch::tensor(off_diag, pairs.options())).reshape({-1});
+    auto pair_idx = pairs.index_select(1, off_diag_).reshape({-1});
     C_.view({-1}).index_add_(0, pair_idx, torch::ones({pair_idx.size(0)}, C_.options()));
   }
 }

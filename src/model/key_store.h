@@ -30,6 +30,7 @@ class GravityStats {
  private:
   int64_t E_, d_;
   torch::Tensor flat_, n_, S_, C_;
+  torch::Tensor off_diag_;  // (k (k - 1),) flat indices a*k + b, a != b, of a token's selection pairs
   void make_views();
 };
 

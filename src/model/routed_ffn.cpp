@@ -43,13 +43,13 @@ torch::Tensor RoutedFFN::mix(const torch::Tensor& x, const torch::Tensor& indice
   return dispatcher_->combine(expert_out, gates, plan);                  // (N, d) in the gates' dtype
 }
 
-torch::Tensor RoutedFFN::compute_experts(const torch::Tensor& expert_in, const parallel::DispatchPlan& plan) {
+torch::Tensor RoutedFFN::compute_experts(const torch::Tensor& expert_in, parallel::DispatchPlan& plan) {
   if (opts_.capacity_factor <= 0) return experts_->forward(expert_in, plan.expert_counts);  // dropless
   const auto capacity = static_cast<int64_t>(
       std::ceil(opts_.capacity_factor * static_cast<double>(plan.group_slots) / static_cast<double>(opts_.num_experts)));
   std::vector<int64_t> kept_counts, kept_rows;
   int64_t offset = 0, dropped = 0;
-  for (auto count : plan.expert_counts) {
+  for (auto count : plan.expert_counts.on_host()) {
     const auto kept = std::min(count, capacity);
     for (int64_t i = 0; i < kept; ++i) kept_rows.push_back(offset + i);
     kept_counts.push_back(kept);

@@ -62,7 +62,7 @@ class RoutedFFN : public FeedForward {
   torch::Tensor mix(const torch::Tensor& x, const torch::Tensor& indices, const torch::Tensor& gates);
   // Expert outputs (R, d) for the dispatched rows, computing at most `capacity` rows per expert
   // (the first ones: lower source rank, then token order); dropped rows give zeros.
-  torch::Tensor compute_experts(const torch::Tensor& expert_in, const parallel::DispatchPlan& plan);
+  torch::Tensor compute_experts(const torch::Tensor& expert_in, parallel::DispatchPlan& plan);
 
   ModelOptions opts_;
   int64_t layer_;

@@ -64,6 +64,18 @@ int64_t free_memory_bytes(const torch::Device& device) {
 #endif
 }
 
+SyncDebugGuard::SyncDebugGuard(const torch::Device& device) : active_(device.is_cuda()) {
+#ifdef SOME_WITH_CUDA
+  if (active_) c10::cuda::warning_state().set_sync_debug_mode(c10::cuda::SyncDebugMode::L_ERROR);
+#endif
+}
+
+SyncDebugGuard::~SyncDebugGuard() {
+#ifdef SOME_WITH_CUDA
+  if (active_) c10::cuda::warning_state().set_sync_debug_mode(c10::cuda::SyncDebugMode::L_DISABLED);
+#endif
+}
+
 int device_count(const torch::Device& device) {
   if (!device.is_cuda()) return 1;
 #ifdef SOME_WITH_CUDA

@@ -113,11 +113,12 @@ torch::Tensor Trainer::micro_batch(int64_t step, int64_t index) const {
   // This rank's contiguous slice of the global batch (docs/design.md §5), then micro-batch `index` of it.
   const auto per_rank = train_.global_batch / parallel_.world_size();
   const auto first = parallel_.rank() * per_rank + index * train_.micro_batch;
-  std::vector<int32_t> buf(train_.micro_batch * (train_.seq_len + 1));
-  sampler_.fill(step, train_.global_batch, first, train_.micro_batch, buf.data());
-  return torch::from_blob(buf.data(), {train_.micro_batch, train_.seq_len + 1}, torch::kInt32)
-      .to(torch::kInt64)
-      .to(device_);
+  // Filled in pinned host memory on CUDA and copied without blocking: the host goes on queueing
+  // the micro-batch's kernels while its tokens travel.
+  auto host = torch::empty({train_.micro_batch, train_.seq_len + 1},
+                           torch::dtype(torch::kInt32).pinned_memory(device_.is_cuda()));
+  sampler_.fill(step, train_.global_batch, first, train_.micro_batch, host.data_ptr<int32_t>());
+  return host.to(device_, torch::kInt64, /*non_blocking=*/true);                  // (B, T+1)
 }
 
 double Trainer::train_step(int64_t step) {
