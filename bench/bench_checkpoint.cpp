@@ -59,6 +59,7 @@
 #include "parallel/parallel_state.h"
 #include "src/model/tensor_names.h"
 #include "src/model/transformer.h"
+#include "src/train/device.h"
 #include "src/train/trainer.h"
 
 using namespace some;
@@ -337,7 +338,7 @@ int main(int argc, char** argv) {
       if (!(keep && r == repeats - 1)) remove_step_dir(ckpt);
     }
 
-    auto rss = world.allgather(torch::tensor({launcher::peak_rss_bytes()}, torch::kInt64));
+    auto rss = world.allgather(torch::tensor({train::peak_rss_bytes()}, torch::kInt64));
     auto held = world.allgather(torch::tensor({model->bytes_held()}, torch::kInt64));
     world.barrier();
     if (leader && !keep) fs::remove_all(run_dir);

@@ -17,6 +17,7 @@
 #include "launcher/session.h"
 #include "parallel/mpi_communicator.h"
 #include "parallel/parallel_state.h"
+#include "src/train/device.h"
 #include "src/train/generate.h"
 #include "src/train/memory_estimate.h"
 #include "src/train/trainer.h"
@@ -124,7 +125,7 @@ void run_train(const TrainArgs& args) {
   trainer.set_config_text(to_toml(cfg));
   if (resume) trainer.resume(*resume, /*verify=*/args.resume != "auto");  // auto verified it already
   auto summary = trainer.run();
-  auto rss = world.allgather(torch::tensor({peak_rss_bytes()}, torch::kInt64));
+  auto rss = world.allgather(torch::tensor({train::peak_rss_bytes()}, torch::kInt64));
   for (int r = 0; r < parallel.world_size(); ++r) {
     log->info("rank {} peak RSS {:.1f} MiB", r, rss[r][0].item<int64_t>() / 1048576.0);
   }

@@ -58,7 +58,7 @@ std::vector<Entry> schema(Config& c) {
       {"expert.init", &e.init, "initialisation of the frozen expert library", 0, 0, {"default", "orthogonal", "sparse"}},
       {"expert.sparsity", &e.sparsity, "fraction of exact zeros per matrix (init = sparse)", 0, 0.999},
       {"expert.activation", &e.activation, "expert (and dense FFN) non-linearity", 0, 0, {"gelu", "silu", "relu"}},
-      {"expert.compute", &e.compute, "loop: one GEMM pair per expert with rows; grouped: two grouped GEMMs (at::_grouped_mm) for the whole shard; auto: grouped on CUDA in bf16 with d_model and d_expert multiples of 8, else loop", 0, 0, {"auto", "loop", "grouped"}},
+      {"expert.compute", &e.compute, "loop: one GEMM pair per expert with rows; grouped: two grouped GEMMs (at::_grouped_mm) for the whole shard; auto: grouped where d_model and d_expert rows are 16-byte multiples (on the CPU in any dtype, on CUDA in bf16), else loop", 0, 0, {"auto", "loop", "grouped"}},
       {"gravity.alpha", &g.alpha, "query pull rate", 0, 1},
       {"gravity.beta", &g.beta, "peer pull rate", 0, 1},
       {"gravity.delta", &g.delta, "decay rate of rarely used keys", 0, 1},

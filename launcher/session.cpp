@@ -1,7 +1,5 @@
 #include "launcher/session.h"
 
-#include <sys/resource.h>
-
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -37,12 +35,6 @@ int local_ranks() {
     if (const char* v = std::getenv(var)) return std::max(1, std::atoi(v));
   }
   return 1;
-}
-
-int64_t peak_rss_bytes() {
-  rusage usage{};
-  getrusage(RUSAGE_SELF, &usage);
-  return static_cast<int64_t>(usage.ru_maxrss) * 1024;
 }
 
 data::DatasetMeta ensure_dataset(const std::string& dir, parallel::Communicator* comm) {

@@ -26,8 +26,6 @@ data::DatasetMeta ensure_dataset(const std::string& dir, parallel::Communicator*
 // that already holds a run is refused unless `allow_existing` (a resumed run).
 std::string make_run_dir(const std::string& requested, parallel::Communicator* comm = nullptr,
                          bool allow_existing = false);
-// Peak resident memory of this process, bytes.
-int64_t peak_rss_bytes();
 // configs/default.toml of the working directory, else of the repository holding the binary.
 std::string default_config_path();
 // ConfigError when cuda is asked and absent; under an MPI launcher each rank takes the GPU of

@@ -4,6 +4,7 @@
 #include <ATen/autocast_mode.h>
 #include <torch/torch.h>
 
+#include "common/errors.h"
 #include "src/model/expert_shard.h"
 #include "src/model/init.h"
 #include "src/model/key_store.h"
@@ -166,6 +167,23 @@ TEST(Experts, GroupedAndLoopModelsTrainAlike) {
       if (!p.value().grad().defined()) continue;
       EXPECT_LE((p.value().grad() - pl[p.key()].grad()).abs().max().item<double>(), 1e-5) << ffn << " " << p.key();
     }
+  }
+}
+
+// Rows the grouped kernel cannot take (7 fp32 values = 28 bytes): auto falls back to the loop,
+// a forced grouped is a ConfigError naming the option and the widths.
+TEST(Experts, GroupedNeedsRowsOfSixteenByteMultiples) {
+  ExpertOptions forced;
+  forced.compute = "grouped";
+  ExpertShard grouped(0, 0, 2, 12, 7, forced, 1), automatic(0, 0, 2, 12, 7, ExpertOptions{}, 1);
+  auto x = torch::randn({3, 12});
+  EXPECT_FALSE(automatic->grouped_pays_off(x));
+  EXPECT_EQ(automatic->forward(x, {2, 1}).sizes(), x.sizes());
+  try {
+    grouped->forward(x, {2, 1});
+    FAIL() << "misaligned rows reached the grouped kernel";
+  } catch (const some::ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("model.d_expert = 7"), std::string::npos) << e.what();
   }
 }
 

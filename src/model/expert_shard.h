@@ -44,9 +44,10 @@ class ExpertShardImpl : public torch::nn::Module {
   // The two ways forward() computes, by expert.compute (auto: grouped_pays_off()).
   torch::Tensor forward_loop(const torch::Tensor& x, const std::vector<int64_t>& counts);
   torch::Tensor forward_grouped(const torch::Tensor& x, const torch::Tensor& counts);  // counts (E_local,) on x's device
-  // expert.compute = auto: the grouped kernel on CUDA in bf16 (its fast path needs bf16 and
-  // widths that are multiples of 8); on the CPU the loop is faster.
+  // expert.compute = auto: the grouped kernel where its rows fit (16-byte multiples) — on the
+  // CPU in any dtype, on CUDA in bf16 (its fast path); the loop elsewhere.
   bool grouped_pays_off(const torch::Tensor& x) const;
+  bool grouped_fits(torch::ScalarType dtype) const;  // rows of 16-byte multiples in `dtype`
   // The yardstick: every slot computed on its own, one small GEMM pair per slot.
   torch::Tensor forward_naive(const torch::Tensor& x, const torch::Tensor& expert_of);
 

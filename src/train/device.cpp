@@ -1,6 +1,10 @@
 #include "src/train/device.h"
 
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <fstream>
 
 #ifdef SOME_WITH_CUDA
 // The CPU Torch wheel ships c10/cuda headers without the generated cuda_cmake_macros.h (see
@@ -62,6 +66,19 @@ int64_t free_memory_bytes(const torch::Device& device) {
 #else
   throw ConfigError("a CUDA device in a build without SOME_WITH_CUDA");
 #endif
+}
+
+int64_t rss_bytes() {
+  std::ifstream statm("/proc/self/statm");
+  int64_t pages = 0, resident = 0;
+  if (!(statm >> pages >> resident)) return 0;  // not Linux
+  return resident * static_cast<int64_t>(sysconf(_SC_PAGESIZE));
+}
+
+int64_t peak_rss_bytes() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<int64_t>(usage.ru_maxrss) * 1024;
 }
 
 SyncDebugGuard::SyncDebugGuard(const torch::Device& device) : active_(device.is_cuda()) {

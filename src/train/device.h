@@ -14,6 +14,10 @@ int64_t peak_memory_bytes(const torch::Device& device);  // bytes allocated at t
 int64_t free_memory_bytes(const torch::Device& device);  // free on the GPU (cudaMemGetInfo); 0 on CPU
 int device_count(const torch::Device& device);           // GPUs visible to this process; 1 on CPU
 
+// Host memory of this process: resident now (/proc/self/statm), and the peak so far (getrusage).
+int64_t rss_bytes();
+int64_t peak_rss_bytes();
+
 // While alive on a CUDA device, any call that synchronises the host with the device throws
 // (CUDA's sync-debug mode set to error): how a test proves a code path never waits. A no-op on CPU.
 class SyncDebugGuard {

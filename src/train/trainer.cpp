@@ -24,6 +24,8 @@ namespace some::train {
 using Clock = std::chrono::steady_clock;
 
 namespace {
+// The run's forecast line comes after this many steps (the first ones include warm-up).
+constexpr int64_t kForecastAfterSteps = 10;
 // Test hooks, RANK:STEP: SOME_INJECT_FAULT makes that rank throw before that step (one failing
 // rank must end the whole job), SOME_INJECT_TORCH_ERROR makes a TORCH_CHECK fail there instead
 // (how an error from inside LibTorch reaches the user); SOME_INJECT_SIGNAL delivers a stop
@@ -272,6 +274,20 @@ TrainSummary Trainer::run() {
     summary.steps = step;
     ++window_steps;
     const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+    if (step == start_step_ + kForecastAfterSteps && step < train_.max_steps) {
+      // Said early, so that a slow machine learns at once what this run will do.
+      const double left = progress.eta_s(static_cast<double>(step - start_step_));
+      const double budget = train_.max_minutes * 60.0;
+      const bool cut = train_.max_minutes > 0 && elapsed + left > budget;
+      log->info("forecast: steps {}..{} take about {} more at this speed (evals and checkpoints extra){}", step + 1,
+                train_.max_steps, format_duration(left),
+                cut ? fmt::format("; train.max_minutes = {} stops the run near step {} of {}, with a final eval and "
+                                  "checkpoint (raise it, or lower train.max_steps, to finish)",
+                                  train_.max_minutes,
+                                  start_step_ + static_cast<int64_t>((step - start_step_) * budget / std::max(elapsed, 1e-9)),
+                                  train_.max_steps)
+                    : "");
+    }
     // Decisions every rank must take at the same step: rank 0's clock decides the time-based
     // ones, any rank's stop signal counts. One small allreduce per step.
     auto control = torch::zeros({3}, torch::kInt64);  // (signal, checkpoint due by time, out of time)

@@ -54,6 +54,7 @@ void Trainer::log_step(int64_t step, double loss, double lr, double tok_s, doubl
   if (!routing.empty()) j["routing"] = routing;
   if (model_->options().capacity_factor > 0) j["dropped_slots"] = last_dropped_slots_;
   if (device_.is_cuda()) j["peak_memory_gib"] = static_cast<double>(peak_memory_bytes(device_)) / (1 << 30);
+  j["rss_gib"] = static_cast<double>(rss_bytes()) / (1 << 30);  // host memory now: it must not grow with steps
   log_metrics(j);
 }
 
