@@ -187,6 +187,18 @@ TEST(Experts, GroupedNeedsRowsOfSixteenByteMultiples) {
   }
 }
 
+// Option strings are parsed once, at construction; an unknown one names the key and the choices.
+TEST(Experts, UnknownChoiceIsNamed) {
+  ExpertOptions opts;
+  opts.compute = "fast";
+  try {
+    ExpertShard shard(0, 0, 1, 8, 8, opts, 1);
+    FAIL() << "expert.compute = 'fast' was accepted";
+  } catch (const some::ConfigError& e) {
+    EXPECT_STREQ(e.what(), "expert.compute = 'fast' is not one of auto, loop, grouped");
+  }
+}
+
 // The frozen library's bf16 copy is made once, and made again when the weights are loaded anew.
 TEST(Experts, FrozenCastCopyFollowsLoadedWeights) {
   ExpertOptions opts;

@@ -6,6 +6,7 @@
 #include <ATen/autocast_mode.h>
 
 #include "common/check.h"
+#include "common/choice.h"
 #include "common/errors.h"
 #include "src/model/feed_forward.h"
 #include "src/model/init.h"
@@ -14,10 +15,8 @@ namespace some::model {
 
 namespace {
 ExpertShardImpl::Compute parse_compute(const std::string& name) {
-  if (name == "auto") return ExpertShardImpl::Compute::kAuto;
-  if (name == "loop") return ExpertShardImpl::Compute::kLoop;
-  if (name == "grouped") return ExpertShardImpl::Compute::kGrouped;
-  throw ConfigError("expert.compute = '" + name + "' is not one of auto, loop, grouped");
+  using C = ExpertShardImpl::Compute;
+  return parse_choice<C>("expert.compute", name, {{"auto", C::kAuto}, {"loop", C::kLoop}, {"grouped", C::kGrouped}});
 }
 }  // namespace
 

@@ -1,14 +1,12 @@
 #include "src/model/feed_forward.h"
 
-#include "common/errors.h"
+#include "common/choice.h"
 
 namespace some::model {
 
 Activation parse_activation(const std::string& name) {
-  if (name == "gelu") return Activation::kGelu;
-  if (name == "silu") return Activation::kSilu;
-  if (name == "relu") return Activation::kRelu;
-  throw ConfigError("expert.activation = '" + name + "' is not one of gelu, silu, relu");
+  return parse_choice<Activation>("expert.activation", name,
+                                  {{"gelu", Activation::kGelu}, {"silu", Activation::kSilu}, {"relu", Activation::kRelu}});
 }
 
 torch::Tensor activate(const torch::Tensor& x, Activation activation) {

@@ -1,6 +1,7 @@
 #include "src/model/key_store.h"
 
 #include "common/check.h"
+#include "common/choice.h"
 #include "common/errors.h"
 
 namespace some::model {
@@ -50,9 +51,7 @@ void GravityStats::add(const Routing& r) {
 }
 
 ScoreFunction parse_score_function(const std::string& name) {
-  if (name == "cosine") return ScoreFunction::kCosine;
-  if (name == "dot") return ScoreFunction::kDot;
-  throw ConfigError("router.score = '" + name + "' is not one of cosine, dot");
+  return parse_choice<ScoreFunction>("router.score", name, {{"cosine", ScoreFunction::kCosine}, {"dot", ScoreFunction::kDot}});
 }
 
 Tensor routing_scores(const Tensor& q, const Tensor& keys, ScoreFunction score) {

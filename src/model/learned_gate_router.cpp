@@ -2,16 +2,14 @@
 
 #include <ATen/autocast_mode.h>
 
-#include "common/errors.h"
+#include "common/choice.h"
 
 namespace some::model {
 
 namespace {
 LearnedGateRouter::Balance parse_balance(const std::string& balance) {
-  if (balance == "aux_loss") return LearnedGateRouter::Balance::kAuxLoss;
-  if (balance == "bias") return LearnedGateRouter::Balance::kBias;
-  if (balance == "none") return LearnedGateRouter::Balance::kNone;
-  throw ConfigError("moe.balance = '" + balance + "' is not one of aux_loss, bias, none");
+  using B = LearnedGateRouter::Balance;
+  return parse_choice<B>("moe.balance", balance, {{"aux_loss", B::kAuxLoss}, {"bias", B::kBias}, {"none", B::kNone}});
 }
 }  // namespace
 
