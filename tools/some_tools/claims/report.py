@@ -37,6 +37,15 @@ def table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def claim_markdown(title: str, method: str, header: list[str], rows: list[list[str]], findings: list[str],
+                   verdict: str, figures: list[tuple[str, Path]]) -> str:
+    """One claim's section: heading, what was measured, the table, the findings, the verdict, figures."""
+    md = [f"## {title}", "", method, "", table(header, rows), "", *[f"- {x}." for x in findings], "", verdict, ""]
+    for caption, path in figures:
+        md += [f"![{caption}]({path})", ""]
+    return "\n".join(md)
+
+
 def routing_summary(r: RunResult) -> tuple[float | None, int | None, int]:
     """(mean Gini over routed layers, dead experts summed over layers, E * routed layers) of the
     final eval line; (None, None, 0) for the dense model."""
@@ -85,9 +94,7 @@ def claim_a(results: dict[str, RunResult], out: Path) -> tuple[str, dict]:
                f"at equal active parameters ({gap:+.1%} val PPL).")
     plot = plot_val_curves(rs, "Claim A: SoME vs dense vs frozen keys vs MoE (equal active parameters)", out,
                            "claim_a_val_ppl.png")
-    md = [
-        "## Claim A: the reservoir",
-        "",
+    method = (
         "*Seed claim:* a model whose FFN knowledge is random noise, frozen, can learn by training only the "
         "routing / addressing path. *Measured:* SoME (frozen random experts, Knowledge-Gravity keys) against the "
         "dense FFN baseline and the learned-gate MoE at equal active FFN parameters per token (k·h = d_ff) and "
@@ -95,18 +102,11 @@ def claim_a(results: dict[str, RunResult], out: Path) -> tuple[str, dict]:
         "val PPL and unigram PPL from each run's last eval (metrics.jsonl `done` line), parameters from the "
         "trainer's `model: N parameters (M trainable)` line, tokens/s = tokens / wall seconds of the whole run "
         "(evals included; the machine is shared, so tokens/s is indicative), routing state from the final eval "
-        "(Gini of expert load averaged over layers, dead experts summed over layers).",
-        "",
-        table(header, rows),
-        "",
-        *[f"- {x}." for x in v],
-        "",
-        overall,
-        "",
-        f"![Claim A: val PPL curves]({plot})",
-        "",
-    ]
-    return "\n".join(md), {"ppl": {r.run.name: r.val_ppl for r in rs}}
+        "(Gini of expert load averaged over layers, dead experts summed over layers)."
+    )
+    md = claim_markdown("Claim A: the reservoir", method, header, rows, v, overall,
+                        [("Claim A: val PPL curves", plot)])
+    return md, {"ppl": {r.run.name: r.val_ppl for r in rs}}
 
 
 def coactivation_row(r: RunResult, layers: list[LayerData]) -> dict:
@@ -192,9 +192,7 @@ def claim_b(results: dict[str, RunResult], out: Path) -> tuple[str, dict]:
     curves = plot_val_curves(rs, "Claim B: top-k 1 / 2 / 4 at equal k·h and E·h", out, "claim_b_val_ppl.png",
                              label=lambda r: f"SoME k={r.run.top_k}, E={r.run.num_experts}, h={r.run.d_expert}")
     bars = plot_coactivation_bars(coact_stats, out, "claim_b_coactivation_stats.png")
-    md = [
-        "## Claim B: composition",
-        "",
+    method = (
         "*Seed claim:* decoupling knowledge from access lets frozen compute primitives be recycled and composed. "
         "*Measured:* SoME with top-k = 1, 2, 4 at equal active compute (k·h constant) and equal library size "
         "(E·h constant), equal tokens; val PPL from each run's last eval; co-activation structure from the last "
@@ -204,21 +202,12 @@ def claim_b(results: dict[str, RunResult], out: Path) -> tuple[str, dict]:
         "ceil(0.1 P)/P if all P pairs co-fired equally), the Gini of the pair counts, the mean best-partner "
         "affinity max_j C_ij/sqrt(n_i n_j) (vs (k−1)/(L−1) for uniformly random top-k sets of the L live "
         "experts); then the correlation of key cosine and normalised co-activation, and the best cosine "
-        "silhouette of KMeans clusters of the keys (tools/some_tools/analytics.py). k = 1 has no co-activation (n/a).",
-        "",
-        table(header, rows),
-        "",
-        *[f"- {x}." for x in v],
-        "",
-        overall,
-        "",
-        f"![Claim B: val PPL curves]({curves})",
-        "",
-        f"![Claim B: co-activation statistics per k]({bars})",
-        "",
-        *[f"![Claim B: co-activation heatmap, k={k}]({p})\n" for k, p in plots],
-    ]
-    return "\n".join(md), {"stats": coact_stats}
+        "silhouette of KMeans clusters of the keys (tools/some_tools/analytics.py). k = 1 has no co-activation (n/a)."
+    )
+    figures = [("Claim B: val PPL curves", curves), ("Claim B: co-activation statistics per k", bars),
+               *[(f"Claim B: co-activation heatmap, k={k}", p) for k, p in plots]]
+    md = claim_markdown("Claim B: composition", method, header, rows, v, overall, figures)
+    return md, {"stats": coact_stats}
 
 
 def claim_c(exp, results: dict[str, RunResult], out: Path) -> tuple[str, dict]:
@@ -249,9 +238,7 @@ def claim_c(exp, results: dict[str, RunResult], out: Path) -> tuple[str, dict]:
     curves = plot_phase_curves(pairs, data, plan.scale.steps_a, plan.scale.steps_a + plan.scale.steps_b, out,
                                "claim_c_val_ppl.png")
     s = plan.scale
-    md = [
-        "## Claim C: forgetting",
-        "",
+    method = (
         "*Seed claim:* freezing the knowledge base solves catastrophic forgetting. *Measured:* SoME, dense and MoE "
         f"trained on domain A (the default corpus, {s.steps_a} steps), then continued on domain B (Python source of "
         f"the standard library, tokenised with domain A's tokenizer) for {s.steps_b} more steps each. PPL by "
@@ -262,22 +249,17 @@ def claim_c(exp, results: dict[str, RunResult], out: Path) -> tuple[str, dict]:
         "and usage continue from the checkpoint (the experts of SoME stay frozen); the cosine LR schedule is "
         f"recomputed for the longer run, so phase B resumes at the schedule's value for step {s.steps_a} of "
         f"{s.steps_a + s.steps_b} (above the floor phase A ended at) and decays to the floor again. The same "
-        "mechanism and step counts for all three models.",
-        "",
-        table(header, rows),
-        "",
-        f"- {verdict}.",
-        f"- Domain B learned: {'; '.join(learned)}.",
-        "",
+        "mechanism and step counts for all three models."
+    )
+    overall = (
         f"**Verdict C:** {stats.forgetting_conclusion(ratios['SoME'], 'SoME')}; {verdict.split(':', 1)[0]} of the "
-        f"three (SoME x{ratios['SoME']:.3f}, dense x{ratios['dense']:.3f}, MoE x{ratios['MoE']:.3f}).",
-        "",
-        f"![Claim C: PPL before and after domain B]({bars})",
-        "",
-        f"![Claim C: val PPL across the two phases]({curves})",
-        "",
-    ]
-    return "\n".join(md), {"forgetting": data}
+        f"three (SoME x{ratios['SoME']:.3f}, dense x{ratios['dense']:.3f}, MoE x{ratios['MoE']:.3f})."
+    )
+    findings = [verdict, f"Domain B learned: {'; '.join(learned)}"]
+    md = claim_markdown("Claim C: forgetting", method, header, rows, findings, overall,
+                        [("Claim C: PPL before and after domain B", bars),
+                         ("Claim C: val PPL across the two phases", curves)])
+    return md, {"forgetting": data}
 
 
 # ---------------------------------------------------------------------------------------------
