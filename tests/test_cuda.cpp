@@ -177,6 +177,8 @@ TEST(Cuda, TrainingMicroBatchHasNoHostSynchronisation) {
     {
       train::SyncDebugGuard no_sync(cuda);
       EXPECT_NO_THROW(loss = micro_batch()) << ffn;
+      // The guard is live: a synchronising read fails under it (else the line above proves nothing).
+      EXPECT_ANY_THROW(loss.item<double>()) << ffn;
     }
     EXPECT_TRUE(std::isfinite(loss.item<double>())) << ffn;
   }
