@@ -6,6 +6,7 @@
 //
 //   build/bin/bench_train_step [--steps 8] [--warmup 2] [--data data/default]
 //   build/bin/bench_train_step --device cuda --dtype bfloat16 --configs default,150m,1b
+//   build/bin/bench_train_step --configs default --profile 3 [--profile-shapes]   (where the step goes)
 //
 // Configs: default (configs/default.toml), default_4x_wide (d_model, d_expert and heads x4),
 // 150m (configs/some-150m.toml), 1b (configs/some-1b.toml), or a path to any TOML config. Every
@@ -16,6 +17,7 @@
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
+#include <torch/csrc/autograd/profiler_kineto.h>
 #include <torch/torch.h>
 
 #include "common/cuda_info.h"
@@ -58,6 +60,70 @@ GemmPeak gemm_peak(const torch::Device& device, int64_t n, int reps) {
   return {best, device.is_cuda() ? "bfloat16" : "float32", fmt::format("{0}x{0}x{0}", n)};
 }
 
+// Self CPU time per op over `steps` steps under the Kineto profiler (what torch.profiler's
+// key_averages() calls self time): each event's duration minus its direct children's on the
+// same thread. The top `top` ops (with `by_shape`: op and input shapes), in ms per step and as a
+// share of the profiled wall time.
+nlohmann::json profile_steps(train::Trainer& trainer, int first_step, int steps, int top, bool by_shape) {
+  namespace prof = torch::profiler::impl;
+  const prof::ProfilerConfig config(prof::ProfilerState::KINETO, /*report_input_shapes=*/by_shape);
+  const std::set<prof::ActivityType> activities = {prof::ActivityType::CPU};
+  torch::autograd::profiler::prepareProfiler(config, activities);
+  torch::autograd::profiler::enableProfiler(config, activities);
+  const auto t0 = Clock::now();
+  for (int s = first_step; s < first_step + steps; ++s) trainer.train_step(s);
+  const double wall_ms = 1e3 * std::chrono::duration<double>(Clock::now() - t0).count();
+  const auto result = torch::autograd::profiler::disableProfiler();
+
+  struct Span {
+    uint64_t start, end;
+    std::string name;
+  };
+  std::map<uint64_t, std::vector<Span>> by_thread;
+  for (const auto& e : result->events()) {
+    if (e.isHiddenEvent() || e.deviceType() != c10::DeviceType::CPU) continue;
+    auto name = e.name();
+    if (by_shape) {
+      for (const auto& shape : e.shapes()) name += c10::str(c10::IntArrayRef(shape));
+    }
+    by_thread[e.startThreadId()].push_back({e.startNs(), e.endNs(), name});
+  }
+  std::map<std::string, std::pair<double, int64_t>> self_ns;  // name -> (self ns, calls)
+  for (auto& [thread, spans] : by_thread) {
+    std::sort(spans.begin(), spans.end(), [](const Span& a, const Span& b) {
+      return a.start != b.start ? a.start < b.start : a.end > b.end;  // parents before children
+    });
+    std::vector<std::pair<const Span*, double>> open;  // (span, its children's ns so far)
+    auto close = [&](const Span* span, double children) {
+      auto& entry = self_ns[span->name];
+      entry.first += static_cast<double>(span->end - span->start) - children;
+      entry.second += 1;
+    };
+    for (const auto& span : spans) {
+      while (!open.empty() && open.back().first->end <= span.start) {
+        close(open.back().first, open.back().second);
+        open.pop_back();
+      }
+      if (!open.empty()) open.back().second += static_cast<double>(span.end - span.start);
+      open.emplace_back(&span, 0.0);
+    }
+    while (!open.empty()) {
+      close(open.back().first, open.back().second);
+      open.pop_back();
+    }
+  }
+  std::vector<std::pair<std::string, std::pair<double, int64_t>>> ranked(self_ns.begin(), self_ns.end());
+  std::sort(ranked.begin(), ranked.end(), [](const auto& a, const auto& b) { return a.second.first > b.second.first; });
+  nlohmann::json ops = nlohmann::json::array();
+  for (int i = 0; i < std::min<int>(top, static_cast<int>(ranked.size())); ++i) {
+    const auto& [name, stat] = ranked[i];
+    const double ms = stat.first / 1e6 / steps;
+    ops.push_back({{"op", name}, {"self_ms_per_step", ms}, {"share", ms * steps / wall_ms},
+                   {"calls_per_step", static_cast<double>(stat.second) / steps}});
+  }
+  return {{"steps", steps}, {"step_ms", wall_ms / steps}, {"top_self_cpu", ops}};
+}
+
 launcher::Config named_config(const std::string& name, const std::vector<std::string>& overrides) {
   const std::map<std::string, std::string> files = {{"default", "configs/default.toml"},
                                                     {"default_4x_wide", "configs/default.toml"},
@@ -80,7 +146,8 @@ launcher::Config named_config(const std::string& name, const std::vector<std::st
 }
 
 nlohmann::json bench_config(const std::string& name, launcher::Config cfg, const data::DatasetMeta& meta,
-                            const torch::Device& device, int steps, int warmup, const GemmPeak& peak) {
+                            const torch::Device& device, int steps, int warmup, const GemmPeak& peak,
+                            int profile, bool profile_shapes) {
   auto parallel = parallel::ParallelState::single_process();
   cfg.train.max_steps = 1 << 20;
   cfg.train.device = device.str();
@@ -131,6 +198,7 @@ nlohmann::json bench_config(const std::string& name, launcher::Config cfg, const
       {"achieved_flops", achieved},
       {"mfu_vs_measured_gemm_peak", achieved / peak.flops},
       {"peak_memory_gib", nullptr}};  // the device allocator's peak: GPUs only
+  if (profile > 0) out["profile"] = profile_steps(trainer, warmup + steps + 1, profile, profile_shapes ? 60 : 25, profile_shapes);
   if (device.is_cuda()) {
     out["peak_memory_gib"] = static_cast<double>(train::peak_memory_bytes(device)) / (1 << 30);
     out["mfu_vs_h100_bf16_989_tflops"] = achieved / kH100Bf16PeakFlops;
@@ -142,11 +210,15 @@ nlohmann::json bench_config(const std::string& name, launcher::Config cfg, const
 
 int main(int argc, char** argv) {
   CLI::App app{"SoME train-step benchmark (JSON on stdout)"};
-  int steps = 8, warmup = 2;
+  int steps = 8, warmup = 2, profile = 0;
+  bool profile_shapes = false;
   std::string data_dir = "data/default", device_name = "cpu", dtype;
   std::vector<std::string> configs = {"default", "default_4x_wide"}, overrides;
   app.add_option("--steps", steps, "timed steps per config")->capture_default_str();
   app.add_option("--warmup", warmup, "untimed steps first")->capture_default_str();
+  app.add_option("--profile", profile, "after the timed steps, profile this many more and report the top ops by "
+                                      "self CPU time")->capture_default_str();
+  app.add_flag("--profile-shapes", profile_shapes, "with --profile: one entry per op and input shapes");
   app.add_option("--data", data_dir, "dataset")->capture_default_str();
   app.add_option("--device", device_name, "cpu, or cuda (one GPU)")->check(CLI::IsMember({"cpu", "cuda"}))
       ->capture_default_str();
@@ -176,7 +248,7 @@ int main(int argc, char** argv) {
       // Big models on the CPU (d_model >= 512): a quarter of the steps and one warm-up step.
       const bool shorten = !device.is_cuda() && cfg.model.d_model >= 512;
       results.push_back(bench_config(name, cfg, meta, device, shorten ? std::max(2, steps / 4) : steps,
-                                     shorten ? 1 : warmup, peak));
+                                     shorten ? 1 : warmup, peak, profile, profile_shapes));
       std::cerr << "bench_train_step: " << name << " " << results.back()["tokens_per_s"].get<double>()
                 << " tokens/s" << std::endl;
     }

@@ -8,6 +8,7 @@
 
 #include "checkpoints/tensor_file.h"
 #include "src/model/baselines.h"
+#include "src/model/linear_cross_entropy.h"
 #include "src/model/some_layer.h"
 
 using namespace some;
@@ -141,4 +142,24 @@ TEST(Reference, ExportMoEForwardBackward) {
   const char* path = std::getenv("SOME_MOE_REFERENCE_IO");
   checkpoints::write_tensors(path ? path : "moe_reference_io.h5", out);
   EXPECT_GT((torch::bincount(layer.last_routing().indices.flatten()) > 0).sum().item<int64_t>(), 3);
+}
+
+// The blocked LM head + cross-entropy (src/model/linear_cross_entropy.h), 23 rows in blocks of 5;
+// tests/reference/loss_reference.py recomputes the loss row by row in fp64, and its gradients.
+TEST(Reference, ExportLinearCrossEntropy) {
+  torch::manual_seed(13);
+  auto hidden = torch::randn({23, 12}, torch::requires_grad());
+  auto weight = (0.7 * torch::randn({41, 12})).requires_grad_(true);
+  auto targets = torch::randint(0, 41, {23}, torch::kInt64);
+  auto loss = model::linear_cross_entropy(hidden, weight, targets, 5);
+  (3 * loss).backward();
+  checkpoints::TensorMap out;
+  out["hidden"] = hidden.detach();
+  out["weight"] = weight.detach();
+  out["targets"] = targets;
+  out["loss"] = loss.detach();
+  out["grad.hidden"] = hidden.grad();
+  out["grad.weight"] = weight.grad();
+  const char* path = std::getenv("SOME_LOSS_REFERENCE_IO");
+  checkpoints::write_tensors(path ? path : "loss_reference_io.h5", out);
 }

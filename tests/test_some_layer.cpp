@@ -53,6 +53,19 @@ TEST(Routing, TiesGoToTheLowerIndex) {
   EXPECT_EQ(routing.indices[0][1].item<int64_t>(), 2);
 }
 
+// stable_top_k's argmax rounds (k <= 8) against the stable descending sort it stands for, on
+// scores with many exact ties (values rounded to eighths) and on the learned gate's bf16.
+TEST(Routing, StableTopKEqualsAStableSortWithTies) {
+  torch::manual_seed(21);
+  for (auto dtype : {torch::kFloat32, torch::kBFloat16}) {
+    auto scores = (torch::randn({300, 16}) * 4).round().div(8).to(dtype);
+    for (int64_t k : {1, 2, 3, 8, 9, 16}) {
+      auto sorted = std::get<1>(scores.sort(/*stable=*/true, /*dim=*/-1, /*descending=*/true)).narrow(1, 0, k);
+      EXPECT_TRUE(torch::equal(stable_top_k(scores, k), sorted)) << "k " << k << " " << dtype;
+    }
+  }
+}
+
 TEST(Routing, LogitClampBoundsTheGateLogits) {
   RouterOptions r;
   r.temperature = 0.001;  // cosine scores / tau would be ~1000

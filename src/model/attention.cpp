@@ -14,7 +14,7 @@ torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
 }
 
 namespace {
-// Rotates pairs (x_i, x_{i + D/2}) by position-dependent angles. x (B, H, T, D).
+// Rotates pairs (x_i, x_{i + D/2}) by position-dependent angles. x (..., T, D), cos/sin (T, D/2).
 torch::Tensor apply_rotary(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
   const auto half = x.size(-1) / 2;
   auto x1 = x.narrow(-1, 0, half), x2 = x.narrow(-1, half, half);
@@ -42,10 +42,11 @@ torch::Tensor CausalSelfAttentionImpl::forward(const torch::Tensor& x) {
   SOME_REQUIRE(T <= cos_.size(0), Error, "sequence of {} tokens exceeds the rotary table ({})", T,
                cos_.size(0));
   auto qkv = qkv_->forward(x).view({B, T, 3, n_heads_, D}).permute({2, 0, 3, 1, 4});  // (3, B, H, T, D)
-  auto cos = cos_.narrow(0, 0, T), sin = sin_.narrow(0, 0, T);
-  auto q = apply_rotary(qkv[0], cos, sin);
-  auto k = apply_rotary(qkv[1], cos, sin);
-  auto y = at::scaled_dot_product_attention(q, k, qkv[2], {}, 0.0, /*is_causal=*/true);  // (B, H, T, D)
+  // q and k rotated together. Split and unbind rather than indexing: an index's backward
+  // zero-fills a whole (3, B, H, T, D) gradient, theirs concatenate.
+  auto qk_v = qkv.split_with_sizes({2, 1}, 0);
+  auto qk = apply_rotary(qk_v[0], cos_.narrow(0, 0, T), sin_.narrow(0, 0, T)).unbind(0);    // 2 x (B, H, T, D)
+  auto y = at::scaled_dot_product_attention(qk[0], qk[1], qk_v[1].squeeze(0), {}, 0.0, /*is_causal=*/true);
   return proj_->forward(y.transpose(1, 2).reshape({B, T, d}));
 }
 

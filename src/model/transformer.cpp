@@ -7,6 +7,7 @@
 #include "parallel/communicator.h"
 #include "src/model/baselines.h"
 #include "src/model/init.h"
+#include "src/model/linear_cross_entropy.h"
 #include "src/model/some_layer.h"
 #include "src/model/tensor_names.h"
 
@@ -76,18 +77,21 @@ TransformerImpl::TransformerImpl(const ModelOptions& opts, const parallel::Paral
   }
 }
 
-torch::Tensor TransformerImpl::forward(const torch::Tensor& tokens) {
+torch::Tensor TransformerImpl::hidden(const torch::Tensor& tokens) {
   auto x = tok_emb_->forward(tokens);                                          // (B, T, d)
   const auto ids = tokens.reshape({-1});                                       // (B*T,)
   for (auto& layer : *layers_) x = layer->as<BlockImpl>()->forward(x, ids);
-  x = final_norm_->forward(x);
-  return torch::matmul(x, tok_emb_->weight.t());                               // (B, T, V)
+  return final_norm_->forward(x);
+}
+
+torch::Tensor TransformerImpl::forward(const torch::Tensor& tokens) {
+  return torch::matmul(hidden(tokens), tok_emb_->weight.t());                  // (B, T, V)
 }
 
 torch::Tensor TransformerImpl::loss(const torch::Tensor& tokens, const torch::Tensor& targets) {
-  auto logits = forward(tokens);                                               // (B, T, V)
-  return torch::nn::functional::cross_entropy(logits.reshape({-1, logits.size(-1)}).to(torch::kFloat32),
-                                              targets.reshape({-1}));
+  auto x = hidden(tokens);                                                     // (B, T, d)
+  // The LM head (tied embedding) and the mean cross-entropy in one blocked op: no (B*T, V) logits.
+  return linear_cross_entropy(x.reshape({-1, x.size(-1)}), tok_emb_->weight, targets.reshape({-1}));
 }
 
 std::vector<SoMELayer*> TransformerImpl::some_layers() {

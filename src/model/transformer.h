@@ -57,8 +57,10 @@ class TransformerImpl : public torch::nn::Module {
   // `parallel` (null: one process) shards the experts of every SoME layer over the EP group.
   explicit TransformerImpl(const ModelOptions& opts, const parallel::ParallelState* parallel = nullptr);
 
+  torch::Tensor hidden(const torch::Tensor& tokens);   // (B, T) int64 -> final-norm output (B, T, d)
   torch::Tensor forward(const torch::Tensor& tokens);  // (B, T) int64 -> logits (B, T, V)
-  torch::Tensor loss(const torch::Tensor& tokens, const torch::Tensor& targets);  // mean CE
+  // Mean next-token cross-entropy, fp32; never forms the (B*T, V) logits (linear_cross_entropy.h).
+  torch::Tensor loss(const torch::Tensor& tokens, const torch::Tensor& targets);
 
   const ModelOptions& options() const { return opts_; }
   // The SoME layers in depth order (index into layers for `layer_index`).
