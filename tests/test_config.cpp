@@ -72,6 +72,11 @@ TEST(Config, CrossKeyChecks) {
   expect_mentions(config_error("[train]\nmicro_batch = 3\nglobal_batch = 8\n"), {"train.global_batch", "8", "3"});
   expect_mentions(config_error("[model]\nnum_experts = 2\ntop_k = 3\n"), {"model.top_k", "3", "2"});
   expect_mentions(config_error("[model]\nd_model = 30\nn_heads = 4\n"), {"model.d_model", "30", "4"});
+  // SoME's router options on another FFN, routed-layer options on the dense model.
+  expect_mentions(config_error("[model]\nffn = \"moe\"\n[router]\nbalance = \"bias\"\n"),
+                  {"router.balance", "moe.balance", "'moe'"});
+  expect_mentions(config_error("[model]\nffn = \"dense\"\nshared_expert = 64\n"), {"model.shared_expert", "'dense'"});
+  expect_mentions(config_error("[router]\nkey_init = \"pca\"\n"), {"router.key_init", "pca", "random", "kmeans"});
 }
 
 TEST(Config, OverridesAreTypedAndValidated) {

@@ -1,5 +1,8 @@
 #include "src/model/key_store.h"
 
+#include <algorithm>
+#include <cmath>
+
 #include "common/check.h"
 #include "common/choice.h"
 #include "common/errors.h"
@@ -61,14 +64,18 @@ Tensor routing_scores(const Tensor& q, const Tensor& keys, ScoreFunction score) 
   return torch::matmul(qn, kn.t());
 }
 
-Routing route(const Tensor& q, const Tensor& keys, int64_t top_k, ScoreFunction score, const RouterOptions& r) {
+Routing route(const Tensor& q, const Tensor& keys, int64_t top_k, ScoreFunction score, const RouterOptions& r,
+              const Tensor& log_scale, const Tensor& selection_bias) {
   // Routing runs in fp32 whatever autocast says: keys and statistics stay fp32 (docs/design.md §3).
   c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
   auto q32 = q.to(torch::kFloat32);
   auto scores = routing_scores(q32, keys, score);                            // (N, E)
-  auto indices = stable_top_k(scores.detach(), top_k);                       // (N, k)
+  auto indices = stable_top_k(selection_bias.defined() ? scores.detach() + selection_bias : scores.detach(),
+                              top_k);                                        // (N, k)
   auto selected = scores.gather(1, indices);                                 // (N, k)
-  auto logits = (selected / r.temperature).clamp(-r.logit_clamp, r.logit_clamp);
+  auto scaled = log_scale.defined() ? selected * log_scale.clamp_max(std::log(r.max_scale)).exp()
+                                    : selected / r.temperature;
+  auto logits = scaled.clamp(-r.logit_clamp, r.logit_clamp);
   Routing out;
   out.indices = indices;
   out.gates = torch::softmax(logits, -1);
@@ -134,9 +141,12 @@ Tensor knowledge_gravity(Tensor& keys, Tensor& usage, const Tensor& n, const Ten
 KeyStore::KeyStore(Tensor keys, Tensor usage, int64_t top_k, RouterOptions router,
                    GravityOptions gravity)
     : keys_(std::move(keys)), usage_(std::move(usage)), top_k_(top_k), router_(std::move(router)),
-      score_(parse_score_function(router_.score)), gravity_(std::move(gravity)) {}
+      score_(parse_score_function(router_.score)), gravity_(std::move(gravity)),
+      init_pending_(router_.key_init == "kmeans") {}
 
-Routing KeyStore::route(const Tensor& q) const { return model::route(q, keys_, top_k_, score_, router_); }
+Routing KeyStore::route(const Tensor& q) const {
+  return model::route(q, keys_, top_k_, score_, router_, log_scale_, selection_bias_);
+}
 
 GravityStats& KeyStore::stats() {
   if (!stats_ || stats_->flat().device() != keys_.device()) {
@@ -155,11 +165,12 @@ void KeyStore::accumulate(const Routing& r) {
   torch::NoGradGuard no_grad;
   stats().add(r);
   top1_sum_.add_(r.scores.select(1, 0).sum());
-  if (gravity_.restart_below > 0) {
+  if (gravity_.restart_below > 0 || init_pending_) {
     // An evenly strided subset of every micro-batch: deterministic, bounded, and every
     // micro-batch of the step is represented equally.
     auto q = r.queries, top1 = r.indices.select(1, 0);
-    const auto stride = std::max<int64_t>(1, q.size(0) / kRestartPool);
+    const auto pool = init_pending_ ? std::max(kRestartPool, kInitPoolPerExpert * keys_.size(0)) : kRestartPool;
+    const auto stride = std::max<int64_t>(1, q.size(0) / pool);
     q = q.slice(0, 0, q.size(0), stride);
     top1 = top1.slice(0, 0, top1.size(0), stride);
     pool_q_ = pool_q_.defined() ? torch::cat({pool_q_, q}) : q;
@@ -173,16 +184,26 @@ double KeyStore::mean_top1_score() const {
   return selections > 0 ? top1_sum_.item<double>() * static_cast<double>(top_k_) / selections : 0.0;
 }
 
+void KeyStore::gather_pool(parallel::Communicator* world) {
+  if (!pool_q_.defined() || !world || world->world_size() <= 1) return;
+  // Every rank's pool (equal sizes: equal micro-batches), in rank order: one pool everywhere.
+  pool_q_ = world->allgather(pool_q_).reshape({-1, pool_q_.size(1)});
+  pool_top1_ = world->allgather(pool_top1_).reshape({-1});
+}
+
+void KeyStore::clear_step() {
+  stats().zero();
+  top1_sum_.zero_();
+  pool_q_ = Tensor();
+  pool_top1_ = Tensor();
+}
+
 void KeyStore::apply_gravity(uint64_t restart_seed, parallel::Communicator* world) {
   torch::NoGradGuard no_grad;
   auto& s = stats();
   if (!router_.freeze_keys) {
     knowledge_gravity(keys_, usage_, s.n(), s.S(), s.C(), top_k_, gravity_);
-    if (gravity_.restart_below > 0 && pool_q_.defined() && world && world->world_size() > 1) {
-      // Every rank's pool (equal sizes: equal micro-batches), in rank order: one pool everywhere.
-      pool_q_ = world->allgather(pool_q_).reshape({-1, pool_q_.size(1)});
-      pool_top1_ = world->allgather(pool_top1_).reshape({-1});
-    }
+    if (gravity_.restart_below > 0) gather_pool(world);
     if (gravity_.restart_below > 0 && pool_q_.defined()) {
       auto dead = (usage_ < gravity_.restart_below).nonzero().view({-1}).cpu();
       auto gen = at::make_generator<at::CPUGeneratorImpl>(restart_seed);
@@ -197,10 +218,47 @@ void KeyStore::apply_gravity(uint64_t restart_seed, parallel::Communicator* worl
       }
     }
   }
-  s.zero();
-  top1_sum_.zero_();
-  pool_q_ = Tensor();
-  pool_top1_ = Tensor();
+  init_pending_ = false;  // a resumed run never re-initialises its keys
+  clear_step();
+}
+
+void KeyStore::init_keys_from_queries(uint64_t seed, parallel::Communicator* world) {
+  torch::NoGradGuard no_grad;
+  gather_pool(world);
+  if (pool_q_.defined()) {
+    auto centres = kmeans_plus_plus(pool_q_, keys_.size(0), seed, /*rounds=*/5);  // (m, d), m <= E
+    keys_.narrow(0, 0, centres.size(0)).copy_(centres);  // the rest (a pool smaller than E) keep theirs
+  }
+  init_pending_ = false;
+  clear_step();
+}
+
+Tensor kmeans_plus_plus(const Tensor& points, int64_t k, uint64_t seed, int rounds) {
+  torch::NoGradGuard no_grad;
+  const auto x = points.to(torch::kCPU, torch::kFloat64);                    // (P, d)
+  const int64_t P = x.size(0), m = std::min(k, P);
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  std::vector<int64_t> chosen = {torch::randint(P, {1}, gen, torch::kLong).item<int64_t>()};
+  auto d2 = (x - x[chosen[0]]).pow(2).sum(1);                                // (P,) to the nearest centre
+  while (static_cast<int64_t>(chosen.size()) < m) {
+    int64_t next;
+    if (d2.sum().item<double>() > 0) {
+      next = torch::multinomial(d2, 1, /*replacement=*/false, gen).item<int64_t>();
+    } else {  // every point sits on a centre: take the first one not yet chosen
+      next = 0;
+      while (std::find(chosen.begin(), chosen.end(), next) != chosen.end()) ++next;
+    }
+    chosen.push_back(next);
+    d2 = torch::minimum(d2, (x - x[next]).pow(2).sum(1));
+  }
+  auto centres = x.index_select(0, torch::tensor(chosen));                   // (m, d)
+  for (int r = 0; r < rounds; ++r) {
+    auto assign = torch::mm(x, centres.t()).argmax(1);                       // (P,) nearest by cosine
+    auto sums = torch::zeros_like(centres).index_add_(0, assign, x);
+    auto hit = (torch::bincount(assign, {}, m) > 0).unsqueeze(1);
+    centres = torch::where(hit, F::normalize(sums, F::NormalizeFuncOptions().dim(1).eps(1e-12)), centres);
+  }
+  return centres.to(torch::kFloat32);
 }
 
 }  // namespace some::model

@@ -49,9 +49,18 @@ ScoreFunction parse_score_function(const std::string& name);  // ConfigError nam
 torch::Tensor routing_scores(const torch::Tensor& q, const torch::Tensor& keys, ScoreFunction score);
 
 // Top-k of the scores (stable_top_k), gates = softmax(clamp(s / tau, -c, c)) with
-// tau = router.temperature and c = router.logit_clamp.
+// tau = router.temperature and c = router.logit_clamp. With `log_scale` (1,) (router.learn_scale)
+// the logits are s * exp(min(log_scale, log max_scale)) instead; with `selection_bias` (E,)
+// (router.balance = bias) the top-k is of scores + bias, the gates still of the scores alone.
 Routing route(const torch::Tensor& q, const torch::Tensor& keys, int64_t top_k, ScoreFunction score,
-              const RouterOptions& r);
+              const RouterOptions& r, const torch::Tensor& log_scale = {},
+              const torch::Tensor& selection_bias = {});
+
+// k-means++ seeding (D^2 sampling, Arthur & Vassilvitskii 2007) of min(k, P) centres among the
+// unit vectors `points` (P, d), then `rounds` of spherical Lloyd (assign by cosine, centre = the
+// normalised mean; an empty cluster keeps its centre). Deterministic in `seed`; computed on the
+// CPU in fp64. Returns unit centres (min(k, P), d) fp32.
+torch::Tensor kmeans_plus_plus(const torch::Tensor& points, int64_t k, uint64_t seed, int rounds);
 
 // Owns the keys and usage of one layer (the tensors are registered as buffers by the layer
 // that holds this store, so save/load and .to(device) see them), the statistics of the current
@@ -60,6 +69,10 @@ class KeyStore {
  public:
   KeyStore(torch::Tensor keys, torch::Tensor usage, int64_t top_k, RouterOptions router,
            GravityOptions gravity);
+  // The router options' tensors, registered by the layer: the learned gate log-scale (1,)
+  // (router.learn_scale) and the selection bias (E,) (router.balance = bias).
+  void set_gate_log_scale(torch::Tensor log_scale) { log_scale_ = std::move(log_scale); }
+  void set_selection_bias(torch::Tensor bias) { selection_bias_ = std::move(bias); }
 
   Routing route(const torch::Tensor& q) const;        // q (N, d) -> routing of N tokens
   void accumulate(const Routing& r);                   // adds to this step's statistics
@@ -69,6 +82,10 @@ class KeyStore {
   // `restart_seed` and the restart pool gathered over `world` (null: one process) make the
   // dead-key restart identical on every rank.
   void apply_gravity(uint64_t restart_seed, parallel::Communicator* world = nullptr);
+  // router.key_init = kmeans, after the first step instead of Knowledge Gravity: the keys become
+  // k-means++ centres of this step's query pool (gathered over `world`, so identical on every
+  // rank and for any world size); the statistics restart.
+  void init_keys_from_queries(uint64_t seed, parallel::Communicator* world = nullptr);
 
   // Mean top-1 score of the tokens accumulated this step (before apply_gravity clears it); over
   // the global batch once stats() and top1_sum() are summed over the ranks.
@@ -85,9 +102,16 @@ class KeyStore {
   GravityOptions gravity_;
   std::optional<GravityStats> stats_;
   torch::Tensor top1_sum_;  // (1,) sum of top-1 scores this step, for the log line
+  // Every rank's pool, in rank order (one process: unchanged).
+  void gather_pool(parallel::Communicator* world);
+  void clear_step();
+
+  torch::Tensor log_scale_, selection_bias_;  // undefined unless their option is on
   // About kRestartPool normalised queries per micro-batch of this step with their top-1 expert:
-  // the pool a dead key is re-seeded from (gravity.restart_below).
-  static constexpr int64_t kRestartPool = 256;
+  // the pool a dead key is re-seeded from (gravity.restart_below); for k-means key
+  // initialisation, about kInitPoolPerExpert per expert.
+  static constexpr int64_t kRestartPool = 256, kInitPoolPerExpert = 16;
+  bool init_pending_;  // router.key_init = kmeans and the keys not yet initialised by this process
   torch::Tensor pool_q_, pool_top1_;
 };
 

@@ -1,5 +1,7 @@
 #include "src/model/key_store_router.h"
 
+#include <cmath>
+
 #include "common/random.h"
 #include "src/model/init.h"
 
@@ -24,6 +26,17 @@ KeyStoreRouter::KeyStoreRouter(const ModelOptions& opts, int64_t layer, nn::Modu
   // step 1; cumulative usage counts from 0.
   auto usage = owner.register_buffer("usage", opts.gravity.usage == "ema" ? torch::ones({E}) : torch::zeros({E}));
   key_store_ = std::make_unique<KeyStore>(keys, usage, opts.top_k, opts.router, opts.gravity);
+  // Router options (docs/design.md §1): replicated like the query network and the keys.
+  if (opts.router.learn_scale) {
+    key_store_->set_gate_log_scale(
+        owner.register_parameter("gate_log_scale", torch::full({1}, std::log(1.0 / opts.router.temperature))));
+  }
+  if (opts.router.balance == "bias") {
+    selection_bias_ = owner.register_buffer("selection_bias", torch::zeros({E}));
+    key_store_->set_selection_bias(selection_bias_);
+  }
+  key_init_kmeans_ = opts.router.key_init == "kmeans";
+  bias_rate_ = opts.router.bias_rate;
 }
 
 Routing KeyStoreRouter::route(const torch::Tensor& x, const torch::Tensor& /*token_ids*/, bool training) {
@@ -38,7 +51,13 @@ void KeyStoreRouter::step_statistics(std::vector<torch::Tensor>& out) {
 }
 
 void KeyStoreRouter::after_step(const AfterStep& c) {
-  key_store_->apply_gravity(hash_u64(c.seed, static_cast<uint64_t>(c.step), static_cast<uint64_t>(c.layer)), c.world);
+  const auto seed = hash_u64(c.seed, static_cast<uint64_t>(c.step), static_cast<uint64_t>(c.layer));
+  if (key_init_kmeans_ && c.step == 1) {
+    key_store_->init_keys_from_queries(seed, c.world);
+  } else {
+    key_store_->apply_gravity(seed, c.world);
+  }
+  if (selection_bias_.defined()) update_selection_bias(selection_bias_, *c.load, bias_rate_);
 }
 
 double KeyStoreRouter::query_flops() const {

@@ -38,6 +38,9 @@ class KeyStoreRouter final : public Router {
   int64_t d_model_, num_experts_, query_hidden_;  // query_hidden_ 0: a linear query network
   torch::nn::Sequential query_{nullptr};
   std::unique_ptr<KeyStore> key_store_;
+  torch::Tensor selection_bias_;  // (E,) router.balance = bias; undefined otherwise
+  double bias_rate_ = 0;
+  bool key_init_kmeans_ = false;
 };
 
 }  // namespace some::model

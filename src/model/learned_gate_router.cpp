@@ -48,9 +48,7 @@ Routing LearnedGateRouter::route(const torch::Tensor& x, const torch::Tensor& /*
 
 void LearnedGateRouter::after_step(const AfterStep& c) {
   if (balance_ != Balance::kBias) return;
-  torch::NoGradGuard no_grad;
-  const auto& load = *c.load;
-  bias.add_(torch::sign(load.mean() - load).to(bias.device()), bias_rate_);
+  update_selection_bias(bias, *c.load, bias_rate_);
 }
 
 }  // namespace some::model

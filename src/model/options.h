@@ -13,6 +13,12 @@ struct RouterOptions {
   double temperature = 1.0;       // tau: gate logits are scores / tau
   double logit_clamp = 10.0;      // c: gate logits clamped to [-c, c]
   bool freeze_keys = false;       // skip Knowledge Gravity entirely
+  // Options from the literature (docs/design.md §1, "Router options"); all off by default.
+  bool learn_scale = false;       // gate logits = clamp(scores * exp(s)), s trainable, init log(1/tau)
+  double max_scale = 100.0;       // exp(s) <= max_scale (Tutel's cosine gate: 1 / 0.01)
+  std::string balance = "none";   // none | bias: gradient-free selection bias (arXiv 2408.15664)
+  double bias_rate = 0.001;       // b_i += rate * sign(mean load - load_i) after every step
+  std::string key_init = "random";  // random | kmeans: k-means++ on the first step's queries
 };
 
 struct ExpertOptions {
@@ -20,6 +26,7 @@ struct ExpertOptions {
   double sparsity = 0.9;          // fraction of exact zeros per matrix when init = sparse
   std::string activation = "gelu";  // gelu | silu | relu
   std::string compute = "auto";     // auto | loop | grouped: how a shard's experts are computed
+  bool output_scale = false;        // a trainable scale per expert (E,) on its output, init 1
 };
 
 struct GravityOptions {
@@ -60,6 +67,7 @@ struct ModelOptions {
   int64_t d_expert = 192;         // h, hidden size of one expert
   std::string routed_layers = "all";  // all | every_other: blocks with the routed FFN
   double capacity_factor = 0.0;   // > 0: each expert computes at most ceil(cf * slots / E) slots per forward
+  int64_t shared_expert = 0;      // > 0: hidden width of a trainable expert every token uses (DeepSeekMoE)
   uint64_t seed = 1234;           // expert library and key initialisation
   // A checkpoint of a trained dense model whose FFNs become the expert library (docs/design.md §2); the
   // launcher loads it into the shards after construction. Empty: experts from expert.init.

@@ -22,9 +22,24 @@ RoutedFFN::RoutedFFN(const ModelOptions& opts, int64_t layer, const parallel::Pa
   }
 }
 
+void RoutedFFN::set_router(std::unique_ptr<Router> router) {
+  router_ = std::move(router);
+  if (opts_.expert.output_scale) expert_scale_ = register_parameter("expert_scale", torch::ones({opts_.num_experts}));
+  if (opts_.shared_expert > 0) {
+    shared_ = register_module("shared", std::make_shared<DenseFFN>(opts_.d_model, opts_.shared_expert,
+                                                                   opts_.expert.activation));
+  }
+}
+
 torch::Tensor RoutedFFN::forward(const torch::Tensor& x, const torch::Tensor& token_ids) {
   last_ = router_->route(x, token_ids, collect_stats);                  // (N, k) indices, gates
-  return mix(x, last_.indices, last_.gates);                             // (N, d)
+  auto gates = last_.gates;                                              // (N, k)
+  if (expert_scale_.defined()) {
+    // Gate j of a token times the scale of the expert it chose: expert e's output is scaled by s_e.
+    gates = gates * expert_scale_.index_select(0, last_.indices.reshape({-1})).view_as(gates).to(gates.scalar_type());
+  }
+  auto y = mix(x, last_.indices, gates);                                 // (N, d)
+  return shared_ ? y + shared_->forward(x) : y;
 }
 
 torch::Tensor RoutedFFN::mix(const torch::Tensor& x, const torch::Tensor& indices, const torch::Tensor& gates) {
@@ -79,14 +94,14 @@ int64_t RoutedFFN::dropped_slots() const { return static_cast<int64_t>(dropped_.
 
 double RoutedFFN::forward_flops_per_token() const {
   const double d = opts_.d_model, k = opts_.top_k, h = opts_.d_expert;
-  return router_->forward_flops() + k * 2 * (2 * d * h);
+  return router_->forward_flops() + k * 2 * (2 * d * h) + (shared_ ? shared_->forward_flops_per_token() : 0.0);
 }
 
 double RoutedFFN::backward_flops_per_token() const {
   const double d = opts_.d_model, k = opts_.top_k, h = opts_.d_expert;
   // Input gradients always; weight gradients only for trainable experts.
   const double experts = k * 2 * (2 * d * h) * (experts_->trainable() ? 2 : 1);
-  return router_->backward_flops() + experts;
+  return router_->backward_flops() + experts + (shared_ ? shared_->backward_flops_per_token() : 0.0);
 }
 
 }  // namespace some::model

@@ -22,4 +22,9 @@ torch::Tensor stable_top_k(const torch::Tensor& scores, int64_t k) {
   return order.narrow(1, 0, k).contiguous();                                   // (N, k)
 }
 
+void update_selection_bias(torch::Tensor& bias, const torch::Tensor& load, double rate) {
+  torch::NoGradGuard no_grad;
+  bias.add_(torch::sign(load.mean() - load).to(bias.device()), rate);
+}
+
 }  // namespace some::model

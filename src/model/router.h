@@ -29,6 +29,11 @@ struct Routing {
 // selection rule of every router, identical on every rank and at every world size.
 torch::Tensor stable_top_k(const torch::Tensor& scores, int64_t k);
 
+// Loss-free balancing (Wang et al. 2024, arXiv 2408.15664): a selection bias b (E,) added to the
+// scores for the top-k only, moved after every step toward balance from the global batch's load
+// (E,): b_i += rate * sign(mean load - load_i). No gradient; the same update on every rank.
+void update_selection_bias(torch::Tensor& bias, const torch::Tensor& load, double rate);
+
 // What a router's after-step update may use, on every rank alike.
 struct AfterStep {
   int64_t layer = 0;                         // the block index

@@ -36,7 +36,13 @@ BlockImpl::BlockImpl(const ModelOptions& opts, int64_t layer, const std::string&
 torch::Tensor BlockImpl::forward(const torch::Tensor& x, const torch::Tensor& token_ids) {
   auto h = x + attn_->forward(attn_norm_->forward(x));                         // (B, T, d)
   auto flat = ffn_norm_->forward(h).reshape({-1, h.size(-1)});                  // (B*T, d)
-  return h + ffn->forward(flat, token_ids).view_as(h);
+  auto y = ffn->forward(flat, token_ids).view_as(h);                           // (B, T, d)
+  if (collect_stats) {
+    torch::NoGradGuard no_grad;
+    auto sums = torch::stack({y.detach().to(torch::kFloat32).norm(2, -1).sum(), h.detach().to(torch::kFloat32).norm(2, -1).sum()});
+    norms = norms.defined() && norms.device() == sums.device() ? norms.add_(sums) : sums;
+  }
+  return h + y;
 }
 
 TransformerImpl::TransformerImpl(const ModelOptions& opts, const parallel::ParallelState* parallel) : opts_(opts) {
@@ -63,16 +69,18 @@ TransformerImpl::TransformerImpl(const ModelOptions& opts, const parallel::Paral
     const auto& name = p.key();
     auto& w = p.value();
     if (names::is_expert(name)) continue;  // per expert, by ExpertShard
+    if (name.ends_with(".gate_log_scale")) continue;  // log(1 / tau), by its router
     if (names::is_query_network(name)) {
       // fan_in of the Linear this tensor belongs to (a bias shares its weight's).
       const auto weight = name.ends_with(".bias") ? name.substr(0, name.size() - 4) + "weight" : name;
       const double bound = 1.0 / std::sqrt(static_cast<double>(params[weight].size(1)));
       w.copy_(torch::rand(w.sizes(), gen, torch::kFloat32) * (2 * bound) - bound);
     } else if (w.dim() >= 2) {
-      bool residual = name.ends_with("attn.proj.weight") || name.ends_with("dense.down.weight");
+      bool residual = name.ends_with("attn.proj.weight") || name.ends_with("dense.down.weight") ||
+                      name.ends_with("shared.down.weight");
       w.copy_(torch::randn(w.sizes(), gen, torch::kFloat32) * (residual ? residual_std : 0.02));
     } else {
-      w.fill_(1.0);  // RMSNorm weights
+      w.fill_(1.0);  // RMSNorm weights, expert output scales
     }
   }
 }
@@ -112,6 +120,7 @@ std::vector<RoutedFFN*> TransformerImpl::routed_layers() {
 
 void TransformerImpl::set_collect_stats(bool on) {
   for (auto* layer : routed_layers()) layer->collect_stats = on;
+  for (auto& block : *layers_) block->as<BlockImpl>()->collect_stats = on;
 }
 
 StepRouting TransformerImpl::after_step(int64_t step, uint64_t seed, parallel::Communicator& world, bool report) {
@@ -119,6 +128,13 @@ StepRouting TransformerImpl::after_step(int64_t step, uint64_t seed, parallel::C
   auto layers = routed_layers();
   std::vector<torch::Tensor> stats;  // fp32, on the model's device
   for (auto* layer : layers) layer->step_statistics(stats);
+  std::vector<torch::Tensor> block_norms;  // (2,) per block: summed like the routing statistics
+  for (auto& block : *layers_) {
+    auto& norms = block->as<BlockImpl>()->norms;
+    if (!norms.defined()) norms = torch::zeros({2}, tok_emb_->weight.options().dtype(torch::kFloat32));
+    block_norms.push_back(norms);
+    stats.push_back(norms);
+  }
   if (!stats.empty() && world.world_size() > 1) {
     std::vector<torch::Tensor> flat;
     for (auto& t : stats) flat.push_back(t.reshape({-1}));
@@ -139,6 +155,14 @@ StepRouting TransformerImpl::after_step(int64_t step, uint64_t seed, parallel::C
                             store ? store->keys().clone() : torch::Tensor(), layers[l]->router().mean_top1_score()});
     }
   }
+  if (report) {
+    for (auto& n : block_norms) {
+      const auto sums = n.cpu();
+      const double residual = sums[1].item<double>();
+      out.ffn_to_residual.push_back(residual > 0 ? sums[0].item<double>() / residual : 0.0);
+    }
+  }
+  for (auto& n : block_norms) n.zero_();
   for (auto* layer : layers) layer->after_step(step, seed, &world);
   return out;
 }

@@ -36,6 +36,9 @@ struct LayerStepRouting {
 struct StepRouting {
   int64_t dropped_slots = 0;     // over all layers and ranks (model.capacity_factor > 0)
   std::vector<LayerStepRouting> layers;
+  // Per block (every block, routed or dense): sum over the step's tokens of ||FFN output|| over
+  // the sum of ||residual stream entering the FFN||, the FFN's relative contribution.
+  std::vector<double> ffn_to_residual;
 };
 
 class BlockImpl : public torch::nn::Module {
@@ -45,6 +48,10 @@ class BlockImpl : public torch::nn::Module {
   // x (B, T, d), token_ids (B*T,) -> (B, T, d)
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& token_ids);
   std::shared_ptr<FeedForward> ffn;
+  // Training forwards add (sum ||FFN output||, sum ||residual||) over their tokens to `norms`
+  // (2,) fp32 (StepRouting::ffn_to_residual); eval and generation forwards must not.
+  bool collect_stats = false;
+  torch::Tensor norms;
 
  private:
   RMSNorm attn_norm_{nullptr}, ffn_norm_{nullptr};

@@ -22,8 +22,11 @@ constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
 // output, its (B, T, d) copy and the projection: 10 d, rounded up to 12 d for the residual
 // adds and the softmax statistics.
 constexpr double kAttentionFloatsPerWidth = 12;
-// Logits, their log-softmax and its gradient: three (B, T, V) tensors at the loss.
-constexpr double kLogitCopies = 3;
+// The blocked LM-head loss (src/model/linear_cross_entropy.h): up to four per-block buffers
+// (logits, log-softmax, and in bf16 their copies) of about 8 MiB each on the CPU and 256 MiB
+// on a GPU, the (V, d) gradient of the tied embedding, and d per token for the hidden state's
+// gradient.
+constexpr double kLossBlocks = 4, kLossBlockCpu = 8.0 * 1024 * 1024, kLossBlockGpu = 256.0 * 1024 * 1024;
 
 std::string gib(double bytes) { return fmt::format("{:.1f} GiB", bytes / kGiB); }
 
@@ -43,7 +46,7 @@ MemoryEstimate estimate_memory(const model::ModelOptions& m, const TrainOptions&
   double buffers = 0;                // replicated, not trained
   double expert_values = 0;          // this rank's experts
   bool experts_train = m.ffn == "moe" || m.ffn == "hash";
-  double act_per_token = kLogitCopies * V + 3 * d;  // the loss, the embedding and final norm
+  double act_per_token = 4 * d;      // the embedding, final norm and the hidden state's gradient
   for (int64_t l = 0; l < m.n_layers; ++l) {
     trainable += 4 * d * d + 2 * d;                                   // qkv, proj; two norms
     buffers += static_cast<double>(m.max_seq_len) * d / static_cast<double>(m.n_heads);  // rotary cos, sin
@@ -65,11 +68,18 @@ MemoryEstimate estimate_memory(const model::ModelOptions& m, const TrainOptions&
       act_per_token += m.router.query == "mlp" ? 2 * q + 2 * d : 2 * d;  // query (and hidden), normalised
       buffers += E * d + E;               // keys, usage
       buffers += E + E * d + E * E;       // Knowledge Gravity's statistics (n, S, C)
+      if (m.router.learn_scale) trainable += 1;          // the gate's log-scale
+      if (m.router.balance == "bias") buffers += E;     // the selection bias
     } else if (m.ffn == "moe") {
       trainable += d * E;                 // gate
       buffers += E;                       // selection bias
     } else {
       buffers += 2 * V * k;               // hash table: (V, k) int64
+    }
+    if (m.expert.output_scale) trainable += E;       // one scale per expert
+    if (m.shared_expert > 0) {                       // a dense FFN beside the routed experts
+      trainable += 2 * d * static_cast<double>(m.shared_expert);
+      act_per_token += 2 * d + 3 * static_cast<double>(m.shared_expert);
     }
   }
 
@@ -79,7 +89,8 @@ MemoryEstimate estimate_memory(const model::ModelOptions& m, const TrainOptions&
   // A gradient and two AdamW moments for each trained value: the dense weights, and the
   // experts of the MoE / hash baselines (the SoME library is frozen).
   out.optimizer = kFloat * 3 * (trainable + (experts_train ? expert_values : 0));
-  out.activations = kFloat * tokens * static_cast<double>(act_per_token);
+  const double loss_blocks = kLossBlocks * (t.device == "cuda" ? kLossBlockGpu : kLossBlockCpu);
+  out.activations = kFloat * tokens * static_cast<double>(act_per_token) + loss_blocks + kFloat * V * d;
   return out;
 }
 
