@@ -56,15 +56,15 @@ std::vector<Entry> schema(Config& c) {
       {"router.temperature", &r.temperature, "tau: gate logits = scores / tau", 1e-6, 1e6},
       {"router.logit_clamp", &r.logit_clamp, "c: gate logits clamped to [-c, c]", 1e-6, 1e6},
       {"router.freeze_keys", &r.freeze_keys, "skip Knowledge Gravity (keys stay at init)"},
-      {"router.learn_scale", &r.learn_scale, "gate logits = scores * exp(s) with s trainable, initial log(1 / temperature), exp(s) <= router.max_scale (Tutel's cosine gate); false: scores / temperature"},
-      {"router.max_scale", &r.max_scale, "upper clamp of the learned gate scale exp(s) (learn_scale = true)", 1e-6, 1e6},
+      {"router.gate_scale", &r.gate_scale, "fixed: gate logits = scores / temperature; learnable: scores * exp(s) with s trainable, initial log(1 / temperature), exp(s) <= router.max_scale (Tutel's cosine gate)", 0, 0, {"fixed", "learnable"}},
+      {"router.max_scale", &r.max_scale, "upper clamp of the learned gate scale exp(s) (gate_scale = learnable)", 1e-6, 1e6},
       {"router.balance", &r.balance, "bias: a per-expert selection bias b, top-k of scores + b (gates from the scores alone), b_i += bias_rate * sign(mean load - load_i) after every step from the global batch's loads (loss-free balancing); none", 0, 0, {"none", "bias"}},
       {"router.bias_rate", &r.bias_rate, "step of the selection bias (balance = bias)", 0, 10},
-      {"router.key_init", &r.key_init, "random; or kmeans: after the first step the keys become k-means++ centres (then 5 Lloyd rounds) of that step's queries, gathered from every rank", 0, 0, {"random", "kmeans"}},
+      {"router.key_init", &r.key_init, "random; or data: after the first step the keys become k-means++ centres (then 5 Lloyd rounds) of that step's queries, gathered from every rank", 0, 0, {"random", "data"}},
       {"expert.init", &e.init, "initialisation of the frozen expert library", 0, 0, {"default", "orthogonal", "sparse"}},
       {"expert.sparsity", &e.sparsity, "fraction of exact zeros per matrix (init = sparse)", 0, 0.999},
       {"expert.activation", &e.activation, "expert (and dense FFN) non-linearity", 0, 0, {"gelu", "silu", "relu"}},
-      {"expert.output_scale", &e.output_scale, "a trainable scale per expert (E per layer, initial 1) multiplying its output; the expert weights stay frozen"},
+      {"expert.output_scale", &e.output_scale, "learnable: a trainable scale per expert (E per layer, initial 1) multiplying its output, the expert weights still frozen; fixed: none", 0, 0, {"fixed", "learnable"}},
       {"expert.compute", &e.compute, "loop: one GEMM pair per expert with rows; grouped: two grouped GEMMs (at::_grouped_mm) for the whole shard; auto: grouped where d_model and d_expert rows are 16-byte multiples (on the CPU in any dtype, on CUDA in bf16), else loop", 0, 0, {"auto", "loop", "grouped"}},
       {"gravity.alpha", &g.alpha, "query pull rate", 0, 1},
       {"gravity.beta", &g.beta, "peer pull rate", 0, 1},
@@ -303,11 +303,12 @@ void validate(const Config& c) {
   const bool routed = m.ffn != "dense";
   const bool some = m.ffn == "some";
   const model::RouterOptions defaults;
-  if (!some && (m.router.learn_scale || m.router.balance != defaults.balance || m.router.key_init != defaults.key_init)) {
-    fail(fmt::format("router.learn_scale, router.balance and router.key_init are options of the SoME router, but "
+  if (!some && (m.router.gate_scale != defaults.gate_scale || m.router.balance != defaults.balance ||
+                m.router.key_init != defaults.key_init)) {
+    fail(fmt::format("router.gate_scale, router.balance and router.key_init are options of the SoME router, but "
                      "model.ffn = '{}' (the MoE baseline balances with moe.balance)", m.ffn));
   }
-  if (!routed && (m.shared_expert > 0 || m.expert.output_scale)) {
+  if (!routed && (m.shared_expert > 0 || m.expert.output_scale != model::ExpertOptions().output_scale)) {
     fail("model.shared_expert and expert.output_scale belong to a routed layer, but model.ffn = 'dense'");
   }
   if (routed && m.top_k > m.num_experts) {

@@ -76,7 +76,7 @@ TEST(Config, CrossKeyChecks) {
   expect_mentions(config_error("[model]\nffn = \"moe\"\n[router]\nbalance = \"bias\"\n"),
                   {"router.balance", "moe.balance", "'moe'"});
   expect_mentions(config_error("[model]\nffn = \"dense\"\nshared_expert = 64\n"), {"model.shared_expert", "'dense'"});
-  expect_mentions(config_error("[router]\nkey_init = \"pca\"\n"), {"router.key_init", "pca", "random", "kmeans"});
+  expect_mentions(config_error("[router]\nkey_init = \"pca\"\n"), {"router.key_init", "pca", "random", "data"});
 }
 
 TEST(Config, OverridesAreTypedAndValidated) {

@@ -56,8 +56,8 @@ INSTANTIATE_TEST_SUITE_P(Ffn, MemoryEstimateOf,
                          ::testing::Values(Variant{"some", {}}, Variant{"some_mlp_query", {"router.query=mlp"}},
                                            Variant{"dense", {"model.ffn=dense"}}, Variant{"moe", {"model.ffn=moe"}},
                                            Variant{"hash_every_other", {"model.ffn=hash", "model.routed_layers=every_other"}},
-                                           Variant{"some_all_options", {"router.learn_scale=true", "router.balance=bias",
-                                                                        "expert.output_scale=true", "model.shared_expert=96"}}),
+                                           Variant{"some_all_options", {"router.gate_scale=learnable", "router.balance=bias",
+                                                                        "expert.output_scale=learnable", "model.shared_expert=96"}}),
                          [](const ::testing::TestParamInfo<Variant>& info) { return info.param.name; });
 
 TEST(MemoryEstimate, ExpertsAreShardedOverTheEpGroup) {

@@ -68,7 +68,7 @@ TEST(RouterOptions, LearnedScaleMultipliesTheScoresAndIsClamped) {
 TEST(RouterOptions, LearnedScaleStartsAtOneOverTemperature) {
   auto o = layer_options();
   SoMELayer plain(o, 1);
-  o.router.learn_scale = true;
+  o.router.gate_scale = "learnable";
   SoMELayer learned(o, 1);
   auto log_scale = learned.named_parameters()["gate_log_scale"];
   EXPECT_NEAR(log_scale.item<float>(), std::log(2.0), 1e-6);
@@ -119,11 +119,11 @@ TEST(RouterOptions, KMeansPlusPlusFindsTheClusters) {
   EXPECT_EQ(kmeans_plus_plus(points.narrow(0, 0, 2), 5, 77, 5).size(0), 2);
 }
 
-// router.key_init = kmeans: after step 1 every key is a unit centre of that step's queries
+// router.key_init = data: after step 1 every key is a unit centre of that step's queries
 // (close to some query), and the update after a later step (a resumed run) is Knowledge Gravity.
 TEST(RouterOptions, KMeansKeysAfterTheFirstStepOnly) {
   auto o = layer_options();
-  o.router.key_init = "kmeans";
+  o.router.key_init = "data";
   SoMELayer layer(o, 1);
   layer.collect_stats = true;
   auto x = torch::randn({64, 16});
@@ -156,7 +156,7 @@ TEST(RouterOptions, KMeansKeysAfterTheFirstStepOnly) {
 TEST(RouterOptions, ExpertOutputScaleMultipliesEachExpertsOutput) {
   auto o = layer_options();
   SoMELayer plain(o, 1);
-  o.expert.output_scale = true;
+  o.expert.output_scale = "learnable";
   SoMELayer scaled(o, 1);
   copy_common(plain, scaled);
   auto x = torch::randn({10, 16});

@@ -142,7 +142,7 @@ KeyStore::KeyStore(Tensor keys, Tensor usage, int64_t top_k, RouterOptions route
                    GravityOptions gravity)
     : keys_(std::move(keys)), usage_(std::move(usage)), top_k_(top_k), router_(std::move(router)),
       score_(parse_score_function(router_.score)), gravity_(std::move(gravity)),
-      init_pending_(router_.key_init == "kmeans") {}
+      init_pending_(router_.key_init == "data") {}
 
 Routing KeyStore::route(const Tensor& q) const {
   return model::route(q, keys_, top_k_, score_, router_, log_scale_, selection_bias_);

@@ -49,7 +49,7 @@ ScoreFunction parse_score_function(const std::string& name);  // ConfigError nam
 torch::Tensor routing_scores(const torch::Tensor& q, const torch::Tensor& keys, ScoreFunction score);
 
 // Top-k of the scores (stable_top_k), gates = softmax(clamp(s / tau, -c, c)) with
-// tau = router.temperature and c = router.logit_clamp. With `log_scale` (1,) (router.learn_scale)
+// tau = router.temperature and c = router.logit_clamp. With `log_scale` (1,) (router.gate_scale = learnable)
 // the logits are s * exp(min(log_scale, log max_scale)) instead; with `selection_bias` (E,)
 // (router.balance = bias) the top-k is of scores + bias, the gates still of the scores alone.
 Routing route(const torch::Tensor& q, const torch::Tensor& keys, int64_t top_k, ScoreFunction score,
@@ -70,7 +70,7 @@ class KeyStore {
   KeyStore(torch::Tensor keys, torch::Tensor usage, int64_t top_k, RouterOptions router,
            GravityOptions gravity);
   // The router options' tensors, registered by the layer: the learned gate log-scale (1,)
-  // (router.learn_scale) and the selection bias (E,) (router.balance = bias).
+  // (router.gate_scale = learnable) and the selection bias (E,) (router.balance = bias).
   void set_gate_log_scale(torch::Tensor log_scale) { log_scale_ = std::move(log_scale); }
   void set_selection_bias(torch::Tensor bias) { selection_bias_ = std::move(bias); }
 
@@ -82,7 +82,7 @@ class KeyStore {
   // `restart_seed` and the restart pool gathered over `world` (null: one process) make the
   // dead-key restart identical on every rank.
   void apply_gravity(uint64_t restart_seed, parallel::Communicator* world = nullptr);
-  // router.key_init = kmeans, after the first step instead of Knowledge Gravity: the keys become
+  // router.key_init = data, after the first step instead of Knowledge Gravity: the keys become
   // k-means++ centres of this step's query pool (gathered over `world`, so identical on every
   // rank and for any world size); the statistics restart.
   void init_keys_from_queries(uint64_t seed, parallel::Communicator* world = nullptr);
@@ -111,7 +111,7 @@ class KeyStore {
   // the pool a dead key is re-seeded from (gravity.restart_below); for k-means key
   // initialisation, about kInitPoolPerExpert per expert.
   static constexpr int64_t kRestartPool = 256, kInitPoolPerExpert = 16;
-  bool init_pending_;  // router.key_init = kmeans and the keys not yet initialised by this process
+  bool init_pending_;  // router.key_init = data and the keys not yet initialised by this process
   torch::Tensor pool_q_, pool_top1_;
 };
 

@@ -27,7 +27,7 @@ KeyStoreRouter::KeyStoreRouter(const ModelOptions& opts, int64_t layer, nn::Modu
   auto usage = owner.register_buffer("usage", opts.gravity.usage == "ema" ? torch::ones({E}) : torch::zeros({E}));
   key_store_ = std::make_unique<KeyStore>(keys, usage, opts.top_k, opts.router, opts.gravity);
   // Router options (docs/design.md §1): replicated like the query network and the keys.
-  if (opts.router.learn_scale) {
+  if (opts.router.gate_scale == "learnable") {
     key_store_->set_gate_log_scale(
         owner.register_parameter("gate_log_scale", torch::full({1}, std::log(1.0 / opts.router.temperature))));
   }
@@ -35,7 +35,7 @@ KeyStoreRouter::KeyStoreRouter(const ModelOptions& opts, int64_t layer, nn::Modu
     selection_bias_ = owner.register_buffer("selection_bias", torch::zeros({E}));
     key_store_->set_selection_bias(selection_bias_);
   }
-  key_init_kmeans_ = opts.router.key_init == "kmeans";
+  key_init_from_data_ = opts.router.key_init == "data";
   bias_rate_ = opts.router.bias_rate;
 }
 
@@ -52,7 +52,7 @@ void KeyStoreRouter::step_statistics(std::vector<torch::Tensor>& out) {
 
 void KeyStoreRouter::after_step(const AfterStep& c) {
   const auto seed = hash_u64(c.seed, static_cast<uint64_t>(c.step), static_cast<uint64_t>(c.layer));
-  if (key_init_kmeans_ && c.step == 1) {
+  if (key_init_from_data_ && c.step == 1) {
     key_store_->init_keys_from_queries(seed, c.world);
   } else {
     key_store_->apply_gravity(seed, c.world);

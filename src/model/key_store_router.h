@@ -40,7 +40,7 @@ class KeyStoreRouter final : public Router {
   std::unique_ptr<KeyStore> key_store_;
   torch::Tensor selection_bias_;  // (E,) router.balance = bias; undefined otherwise
   double bias_rate_ = 0;
-  bool key_init_kmeans_ = false;
+  bool key_init_from_data_ = false;  // router.key_init = data
 };
 
 }  // namespace some::model

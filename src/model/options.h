@@ -14,11 +14,11 @@ struct RouterOptions {
   double logit_clamp = 10.0;      // c: gate logits clamped to [-c, c]
   bool freeze_keys = false;       // skip Knowledge Gravity entirely
   // Options from the literature (docs/design.md §1, "Router options"); all off by default.
-  bool learn_scale = false;       // gate logits = clamp(scores * exp(s)), s trainable, init log(1/tau)
+  std::string gate_scale = "fixed";  // fixed: scores / tau; learnable: scores * exp(s), s trainable, init log(1/tau)
   double max_scale = 100.0;       // exp(s) <= max_scale (Tutel's cosine gate: 1 / 0.01)
   std::string balance = "none";   // none | bias: gradient-free selection bias (arXiv 2408.15664)
   double bias_rate = 0.001;       // b_i += rate * sign(mean load - load_i) after every step
-  std::string key_init = "random";  // random | kmeans: k-means++ on the first step's queries
+  std::string key_init = "random";  // random | data: k-means++ on the first step's queries
 };
 
 struct ExpertOptions {
@@ -26,7 +26,7 @@ struct ExpertOptions {
   double sparsity = 0.9;          // fraction of exact zeros per matrix when init = sparse
   std::string activation = "gelu";  // gelu | silu | relu
   std::string compute = "auto";     // auto | loop | grouped: how a shard's experts are computed
-  bool output_scale = false;        // a trainable scale per expert (E,) on its output, init 1
+  std::string output_scale = "fixed";  // fixed | learnable: a trainable scale per expert (E,) on its output, init 1
 };
 
 struct GravityOptions {

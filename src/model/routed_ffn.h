@@ -55,7 +55,7 @@ class RoutedFFN : public FeedForward {
   // subclass then sets the router (after the experts, so parameters keep their order).
   RoutedFFN(const ModelOptions& opts, int64_t layer, const parallel::ParallelState* parallel,
             ExpertShardImpl::Kind kind);
-  // Also registers the options that sit beside any router (after it): expert.output_scale's
+  // Also registers the options that sit beside any router (after it): expert.output_scale = learnable's
   // per-expert scale and model.shared_expert's dense FFN.
   void set_router(std::unique_ptr<Router> router);
 
@@ -71,7 +71,7 @@ class RoutedFFN : public FeedForward {
   std::unique_ptr<Router> router_;
   ExpertShard experts_{nullptr};
   std::unique_ptr<parallel::TokenDispatcher> dispatcher_;
-  torch::Tensor expert_scale_;                 // (E,) trainable, replicated; expert.output_scale
+  torch::Tensor expert_scale_;                 // (E,) trainable, replicated; expert.output_scale = learnable
   std::shared_ptr<DenseFFN> shared_;           // model.shared_expert > 0
   Routing last_;
   torch::Tensor load_;     // (E,) fp32 on the device of the latest forward

@@ -159,7 +159,7 @@ StepRouting TransformerImpl::after_step(int64_t step, uint64_t seed, parallel::C
     for (auto& n : block_norms) {
       const auto sums = n.cpu();
       const double residual = sums[1].item<double>();
-      out.ffn_to_residual.push_back(residual > 0 ? sums[0].item<double>() / residual : 0.0);
+      out.ffn_out_ratio.push_back(residual > 0 ? sums[0].item<double>() / residual : 0.0);
     }
   }
   for (auto& n : block_norms) n.zero_();

@@ -38,7 +38,7 @@ struct StepRouting {
   std::vector<LayerStepRouting> layers;
   // Per block (every block, routed or dense): sum over the step's tokens of ||FFN output|| over
   // the sum of ||residual stream entering the FFN||, the FFN's relative contribution.
-  std::vector<double> ffn_to_residual;
+  std::vector<double> ffn_out_ratio;
 };
 
 class BlockImpl : public torch::nn::Module {
@@ -49,7 +49,7 @@ class BlockImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& token_ids);
   std::shared_ptr<FeedForward> ffn;
   // Training forwards add (sum ||FFN output||, sum ||residual||) over their tokens to `norms`
-  // (2,) fp32 (StepRouting::ffn_to_residual); eval and generation forwards must not.
+  // (2,) fp32 (StepRouting::ffn_out_ratio); eval and generation forwards must not.
   bool collect_stats = false;
   torch::Tensor norms;
 

@@ -68,7 +68,7 @@ MemoryEstimate estimate_memory(const model::ModelOptions& m, const TrainOptions&
       act_per_token += m.router.query == "mlp" ? 2 * q + 2 * d : 2 * d;  // query (and hidden), normalised
       buffers += E * d + E;               // keys, usage
       buffers += E + E * d + E * E;       // Knowledge Gravity's statistics (n, S, C)
-      if (m.router.learn_scale) trainable += 1;          // the gate's log-scale
+      if (m.router.gate_scale == "learnable") trainable += 1;          // the gate's log-scale
       if (m.router.balance == "bias") buffers += E;     // the selection bias
     } else if (m.ffn == "moe") {
       trainable += d * E;                 // gate
@@ -76,7 +76,7 @@ MemoryEstimate estimate_memory(const model::ModelOptions& m, const TrainOptions&
     } else {
       buffers += 2 * V * k;               // hash table: (V, k) int64
     }
-    if (m.expert.output_scale) trainable += E;       // one scale per expert
+    if (m.expert.output_scale == "learnable") trainable += E;       // one scale per expert
     if (m.shared_expert > 0) {                       // a dense FFN beside the routed experts
       trainable += 2 * d * static_cast<double>(m.shared_expert);
       act_per_token += 2 * d + 3 * static_cast<double>(m.shared_expert);

@@ -193,7 +193,7 @@ double Trainer::train_step(int64_t step) {
   if (log_line) {
     pending_routing_ = train_routing_json(routing);
     last_dropped_slots_ = routing.dropped_slots;
-    last_ffn_to_residual_ = routing.ffn_to_residual;
+    last_ffn_out_ratio_ = routing.ffn_out_ratio;
   }
   times_.optimizer = std::chrono::duration<double>(t3 - t2).count();
   times_.key_update = std::chrono::duration<double>(now() - t3).count();

@@ -94,7 +94,7 @@ class Trainer {
   double last_grad_norm_ = 0;
   int64_t last_dropped_slots_ = 0;  // capacity drops of the latest log step, all layers and ranks
   nlohmann::json pending_routing_;  // routing of the latest log step's batch
-  std::vector<double> last_ffn_to_residual_;  // per block, the latest log step's (StepRouting)
+  std::vector<double> last_ffn_out_ratio_;  // per block, the latest log step's (StepRouting)
 
   torch::Tensor micro_batch(int64_t step, int64_t index) const;  // (B, T+1) on device
   nlohmann::json train_routing_json(const model::StepRouting& routing);

@@ -53,7 +53,7 @@ void Trainer::log_step(int64_t step, double loss, double lr, double tok_s, doubl
                       {"elapsed_s", elapsed}};
   if (!routing.empty()) j["routing"] = routing;
   // ||FFN output|| / ||residual|| per block, dense or routed (docs/design.md §9).
-  if (!last_ffn_to_residual_.empty()) j["ffn_to_residual"] = last_ffn_to_residual_;
+  if (!last_ffn_out_ratio_.empty()) j["ffn_out_ratio"] = last_ffn_out_ratio_;
   if (model_->options().capacity_factor > 0) j["dropped_slots"] = last_dropped_slots_;
   if (device_.is_cuda()) j["peak_memory_gib"] = static_cast<double>(peak_memory_bytes(device_)) / (1 << 30);
   j["rss_gib"] = static_cast<double>(rss_bytes()) / (1 << 30);  // host memory now: it must not grow with steps

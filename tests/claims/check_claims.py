@@ -175,30 +175,38 @@ def check_claim_b(out: Path, md: str):
     check("**Verdict B:**" in sec, "no verdict line for claim B")
 
 
-def check_claim_c(out: Path, md: str):
-    sec = section(md, "Claim C")
-    check(bool(sec), "no '## Claim C' section")
+def check_forgetting(out: Path, sec: str, bases: set[str], tag: str):
+    """Claim C's table (also the recycling part's): each phase-A run in `bases`, its continuation on
+    domain B, the four eval outputs, forgetting = after / before from the table's own numbers, and
+    equal tokens on A and on B for every model."""
     rows = {r["run on A"]: r for r in parse_table(sec)}
-    check(set(rows) == {"some-k2", "dense", "moe"}, f"claim C table runs: {sorted(rows)}")
+    check(set(rows) == bases, f"{tag} table runs: {sorted(rows)}")
     for base, r in rows.items():
         after = f"{base}-then-python"
-        check(r["run A then B"] == after, f"C {base}: continued run {r['run A then B']}")
+        check(r["run A then B"] == after, f"{tag} {base}: continued run {r['run A then B']}")
         ev = {key: eval_numbers(out / "evals" / f"{name}.txt") for key, name in (
             ("A_before", f"{base}.before.A"), ("A_after", f"{after}.after.A"),
             ("B_before", f"{base}.before.B"), ("B_after", f"{after}.after.B"))}
         for key, col in (("A_before", "PPL_A before"), ("A_after", "PPL_A after"), ("B_before", "PPL_B before"),
                          ("B_after", "PPL_B after")):
-            check(r[col] == f"{ev[key]['val_ppl']:.2f}", f"C {base}: {col} {r[col]} vs eval {ev[key]['val_ppl']}")
+            check(r[col] == f"{ev[key]['val_ppl']:.2f}", f"{tag} {base}: {col} {r[col]} vs eval {ev[key]['val_ppl']}")
         ratio = float(r["PPL_A after"]) / float(r["PPL_A before"])
         check(r["forgetting (after/before)"] == f"{ratio:.4f}",
-              f"C {base}: forgetting {r['forgetting (after/before)']} vs {ratio:.6f} = after / before")
+              f"{tag} {base}: forgetting {r['forgetting (after/before)']} vs {ratio:.6f} = after / before")
         da, db = done_line(out / base), done_line(out / after)
-        check(r["tokens on A"] == str(da["tokens"]), f"C {base}: tokens on A")
-        check(r["tokens on B"] == str(db["tokens"] - da["tokens"]), f"C {base}: tokens on B")
+        check(r["tokens on A"] == str(da["tokens"]), f"{tag} {base}: tokens on A")
+        check(r["tokens on B"] == str(db["tokens"] - da["tokens"]), f"{tag} {base}: tokens on B")
         first = [line for line in lines_of(out / after) if line.get("event") is None][0]
-        check(first["step"] > da["step"], f"C {after}: first step {first['step']} should continue after {da['step']}")
+        check(first["step"] > da["step"],
+              f"{tag} {after}: first step {first['step']} should continue after {da['step']}")
     check(len({r["tokens on A"] for r in rows.values()}) == 1 and len({r["tokens on B"] for r in rows.values()}) == 1,
-          "claim C: tokens differ between models")
+          f"{tag}: tokens differ between models")
+
+
+def check_claim_c(out: Path, md: str):
+    sec = section(md, "Claim C")
+    check(bool(sec), "no '## Claim C' section")
+    check_forgetting(out, sec, {"some-k2", "dense", "moe"}, "C")
     check("**Verdict C:**" in sec, "no verdict line for claim C")
 
 

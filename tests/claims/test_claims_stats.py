@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Unit tests of the pure parts of `some experiment claims` (some_tools.claims.stats, .runner, .plan
-and .experiment's domain-B corpus) and of the metrics.jsonl reader (some_tools.metrics) against
-hand-computed values."""
+and .experiment's domain-B corpus), of the gap and recycling parts' plans and statistics, and of
+the metrics.jsonl reader (some_tools.metrics) against hand-computed values."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import tempfile
@@ -13,7 +14,17 @@ from pathlib import Path
 import numpy as np
 
 from some_tools.claims import experiment, runner, stats
-from some_tools.claims.plan import SCALES, make_plan
+from some_tools.claims.plan import (
+    SCALES,
+    equal_trainable_d_ff,
+    make_gap_plan,
+    make_part_plan,
+    make_plan,
+    make_recycling_plan,
+    merge_plans,
+)
+from some_tools.claims.results import load_run
+from some_tools.errors import InputError
 
 
 def coact_example() -> tuple[np.ndarray, np.ndarray]:
@@ -209,6 +220,187 @@ class Plan(unittest.TestCase):
             for r in plan.runs:
                 self.assertEqual(plan.max_steps(r), plan.scale.steps_a + (plan.scale.steps_b if r.continue_from else 0))
             self.assertEqual(len(plan.evals), 12)
+
+
+class GapStats(unittest.TestCase):
+    def test_mean_std(self):
+        m, sd = stats.mean_std([10.0, 12.0])
+        self.assertAlmostEqual(m, 11.0)
+        self.assertAlmostEqual(sd, math.sqrt(2.0))            # sample std: sqrt(((-1)^2 + 1^2) / (2 - 1))
+        self.assertEqual(stats.mean_std([5.0]), (5.0, None))
+        with self.assertRaises(ValueError):
+            stats.mean_std([])
+
+    def test_formats(self):
+        self.assertEqual(stats.fmt_mean_std(151.234, 3.4567), "151.23 ± 3.46")
+        self.assertEqual(stats.fmt_mean_std(151.234, None), "151.23")
+        self.assertEqual(stats.fmt_pct(0.2634), "+26.3%")
+        self.assertEqual(stats.fmt_pct(-0.05), "-5.0%")
+        self.assertEqual(stats.yes_no(True), "yes")
+
+    def test_beyond_spread(self):
+        self.assertTrue(stats.beyond_spread(100.0, 1.0, 105.0, 2.0))    # 5 > 1 + 2
+        self.assertFalse(stats.beyond_spread(100.0, 3.0, 105.0, 2.0))   # 5 = 3 + 2: not beyond
+        self.assertTrue(stats.beyond_spread(100.0, None, 100.5, None))  # one seed: any difference
+
+    def test_within_gap(self):
+        self.assertTrue(stats.within_gap(110.0, 100.0))     # exactly +10%
+        self.assertFalse(stats.within_gap(110.5, 100.0))
+        self.assertTrue(stats.within_gap(80.0, 100.0))      # better than dense counts
+        self.assertFalse(stats.within_gap(106.0, 100.0, within=0.05))
+
+    def test_equal_params(self):
+        self.assertTrue(stats.equal_params(20064, 20000))   # 0.3%
+        self.assertTrue(stats.equal_params(20080, 20000))
+        self.assertFalse(stats.equal_params(22112, 20000))  # a shared expert's 2 d H more
+        self.assertTrue(stats.equal_params(0, 0))
+
+    def test_gap_closed(self):
+        # random 120, wide 100: recycled 105 covers 15 of the 20
+        self.assertAlmostEqual(stats.gap_closed(105.0, 120.0, 100.0), 0.75)
+        self.assertAlmostEqual(stats.gap_closed(125.0, 120.0, 100.0), -0.25)
+        self.assertIsNone(stats.gap_closed(105.0, 100.0, 100.0))
+        self.assertIsNone(stats.gap_closed(105.0, 90.0, 100.0))
+
+    def test_option_verdict(self):
+        self.assertEqual(stats.option_verdict("kmeans", 140.0, 1.0, "SoME", 150.0, 2.0),
+                         "kmeans val PPL 140.00 ± 1.00 vs SoME 150.00 ± 2.00: 7% better, beyond the seeds' spread")
+        self.assertEqual(stats.option_verdict("bias", 149.0, 2.0, "SoME", 150.0, 2.0),
+                         "bias val PPL 149.00 ± 2.00 vs SoME 150.00 ± 2.00: about equal (within 2%), within the "
+                         "seeds' spread")
+
+    def test_column_means(self):
+        self.assertEqual(stats.column_means([[1.0, 2.0], [3.0, 6.0]]), [2.0, 4.0])
+
+
+class FfnToResidual(unittest.TestCase):
+    """RunResult.ffn_out_ratio: the mean per block over the last N training log lines."""
+
+    def run_dir(self, d: str, lines: list[dict]) -> Path:
+        run = Path(d)
+        done = {"event": "done", "step": 20, "tokens": 80, "val_ppl": 10.0, "unigram_ppl": 20.0}
+        (run / "metrics.jsonl").write_text("\n".join(json.dumps(x) for x in [*lines, done]) + "\n")
+        return run
+
+    def test_tail_mean(self):
+        lines = [{"step": 5, "loss": 3.0, "ffn_out_ratio": [9.0, 9.0]},
+                 {"step": 10, "loss": 3.0, "ffn_out_ratio": [1.0, 0.5]},
+                 {"event": "eval", "step": 10, "val_ppl": 11.0},
+                 {"step": 15, "loss": 3.0, "ffn_out_ratio": [2.0, 0.25]},
+                 {"step": 20, "loss": 3.0, "ffn_out_ratio": [3.0, 0.75]}]
+        with tempfile.TemporaryDirectory() as d:
+            r = load_run(make_plan("tiny").run("dense"), self.run_dir(d, lines))
+            self.assertEqual(r.ffn_out_ratio(3), [2.0, 0.5])       # steps 10, 15, 20; the eval line is not one
+            self.assertEqual(r.ffn_out_ratio(1), [3.0, 0.75])
+
+    def test_missing_metric_names_file_and_key(self):
+        with tempfile.TemporaryDirectory() as d:
+            r = load_run(make_plan("tiny").run("dense"), self.run_dir(d, [{"step": 20, "loss": 3.0}]))
+            with self.assertRaises(InputError) as e:
+                r.ffn_out_ratio(3)
+            self.assertIn("metrics.jsonl", str(e.exception))
+            self.assertIn("ffn_out_ratio", str(e.exception))
+            self.assertIn("step 20", str(e.exception))
+
+
+class GapPlan(unittest.TestCase):
+    def test_equal_trainable_d_ff(self):
+        # SoME layer trains d^2 + d (linear query); dense 2 d d_ff: floor((d^2 + d) / 2d)
+        self.assertEqual(equal_trainable_d_ff(192), 96)    # 2 * 192 * 96 = 36864 <= 37056
+        self.assertEqual(equal_trainable_d_ff(32), 16)     # 1024 <= 1056
+        self.assertEqual(equal_trainable_d_ff(33), 17)     # 1122 <= 1122
+
+    def test_rows_runs_and_fairness(self):
+        for scale in SCALES:
+            plan = make_gap_plan(scale)
+            s = plan.scale
+            keys = [c.key for c in plan.gap]
+            self.assertEqual(keys, ["some", "learn-scale", "bias", "kmeans", "output-scale", "shared", "all", "dense",
+                                    "dense-shared", "dense-params"])
+            self.assertEqual(len(plan.runs), len(keys) * s.gap_seeds)
+            self.assertEqual(len({r.name for r in plan.runs}), len(plan.runs))
+            self.assertEqual(plan.evals, [])
+            by_key = {c.key: c for c in plan.gap}
+            for c in plan.gap:
+                runs = plan.gap_runs(c.key)
+                self.assertEqual([r.seed for r in runs], list(range(s.gap_seeds)))
+                for r in runs:
+                    self.assertEqual(r.sets["model.seed"], str(1234 + r.seed))
+                    self.assertEqual(r.sets["train.seed"], str(1234 + r.seed))
+                    self.assertEqual(plan.max_steps(r), s.gap_steps)
+                    self.assertEqual(r.sets["model.d_model"], str(s.d_model))
+                if c.ffn == "some":  # its dense comparison has its active units
+                    self.assertEqual(plan.gap_runs(c.equal_active)[0].active_ffn, runs[0].active_ffn, c.key)
+            self.assertEqual(by_key["dense"].d_ff, s.top_k * s.d_expert)
+            self.assertEqual(by_key["dense-shared"].d_ff, s.top_k * s.d_expert + s.d_expert)
+            self.assertEqual(by_key["dense-params"].d_ff, equal_trainable_d_ff(s.d_model))
+            every = by_key["all"].options
+            for key in ("learn-scale", "bias", "kmeans", "output-scale", "shared"):
+                for k, v in by_key[key].options.items():
+                    self.assertEqual(every[k], v, f"the combination lacks {k}={v}")
+
+    def test_small_budget_estimate(self):
+        # 20 runs of 100 steps at ~1.3-1.75 s per step (1 thread, measured by the claims part):
+        # under an hour.
+        s = SCALES["small"]
+        self.assertLessEqual(len(make_gap_plan("small").runs) * s.gap_steps * 1.75, 3600)
+
+
+class RecyclingPlan(unittest.TestCase):
+    def test_shapes_and_library(self):
+        for scale in SCALES:
+            plan = make_recycling_plan(scale)
+            s = plan.scale
+            wide, rec, rnd = plan.run("recycle-wide-dense"), plan.run("recycle-some-recycled"), \
+                plan.run("recycle-some-random")
+            self.assertEqual(plan.runs[0], wide)                    # trained before its library is used
+            self.assertEqual(wide.d_ff, s.recycle_experts * s.d_expert)
+            self.assertEqual(rec.experts_from, wide.name)
+            self.assertIsNone(rnd.experts_from)
+            self.assertEqual((rec.num_experts, rec.d_expert, rec.top_k), (rnd.num_experts, rnd.d_expert, rnd.top_k))
+            self.assertEqual(rec.num_experts * rec.d_expert, wide.d_ff)
+            self.assertEqual(plan.run("dense").active_ffn, rec.active_ffn)
+            self.assertEqual(len(plan.evals), 12)
+            for r in plan.runs:
+                self.assertEqual(plan.max_steps(r), s.steps_a + (s.steps_b if r.continue_from else 0))
+
+    def test_experts_from_is_the_run_dir(self):
+        with tempfile.TemporaryDirectory() as d:
+            args = type("Args", (), {"some": "/bin/true", "out": d, "data": d, "stdlib": d})()
+            plan = make_recycling_plan("tiny")
+            exp = experiment.Experiment(args, plan)
+            sets = exp.sets(plan.run("recycle-some-recycled"))
+            self.assertIn(f"model.experts_from={Path(d).resolve() / 'recycle-wide-dense'}", sets)
+            self.assertFalse(any(x.startswith("model.experts_from") for x in exp.sets(plan.run("recycle-some-random"))))
+            # the continuation resumes the checkpoint (its experts), no library option
+            self.assertFalse(any(x.startswith("model.experts_from")
+                                 for x in exp.sets(plan.run("recycle-some-recycled-then-python"))))
+
+
+class MergedPlans(unittest.TestCase):
+    def test_all_shares_the_dense_baseline(self):
+        plans = [make_part_plan("tiny", p) for p in ("claims", "gap", "recycling")]
+        merged = merge_plans(plans)
+        names = [r.name for r in merged.runs]
+        self.assertEqual(len(names), len(set(names)))
+        self.assertEqual(len(merged.runs), 9 + 20 + 7 - 2)        # dense and dense-then-python once
+        self.assertEqual(len(merged.evals), 12 + 12 - 4)          # dense's four evals once
+        self.assertEqual(merged.run("dense").claims, ("A", "C", "recycling"))
+        self.assertEqual(merge_plans([plans[0]]).runs, plans[0].runs)
+
+    def test_conflicting_runs_are_refused(self):
+        claims, rec = make_part_plan("tiny", "claims"), make_part_plan("tiny", "recycling")
+        rec.runs = [dataclasses.replace(r, d_ff=999) if r.name == "dense" else r for r in rec.runs]
+        with self.assertRaises(ValueError):
+            merge_plans([claims, rec])
+
+    def test_tasks_of_a_part(self):
+        with tempfile.TemporaryDirectory() as d:
+            args = type("Args", (), {"some": "/bin/true", "out": d, "data": d, "stdlib": d})()
+            gap = make_part_plan("tiny", "gap")
+            tasks = experiment.Experiment(args, gap).tasks()
+            self.assertEqual(len(tasks), 20)                       # no domain B: no prepare, no evals
+            self.assertTrue(all(t.kind == "train" for t in tasks))
 
 
 class DomainB(unittest.TestCase):

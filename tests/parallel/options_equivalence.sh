@@ -15,8 +15,8 @@ bash "$SRC/tests/make_test_dataset.sh" "$SOME" "$T"
 MPI=(mpirun --oversubscribe --bind-to none)
 COMMON=(--config configs/tiny.toml --data "$T/data" --set train.log_every=1 --set train.sample_tokens=0
         --set train.max_steps=16 --set train.micro_batch=2 --set train.threads=1 --set train.eval_every=8
-        --set router.learn_scale=true --set router.balance=bias --set router.bias_rate=0.01
-        --set router.key_init=kmeans --set expert.output_scale=true --set model.shared_expert=16)
+        --set router.gate_scale=learnable --set router.balance=bias --set router.bias_rate=0.01
+        --set router.key_init=data --set expert.output_scale=learnable --set model.shared_expert=16)
 run() {  # NAME NP P ARGS...
   local name=$1 np=$2 p=$3
   shift 3

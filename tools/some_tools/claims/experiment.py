@@ -1,4 +1,5 @@
-"""The seeds' three claims as one resumable experiment (`some experiment claims`, docs/design.md §10):
+"""The seeds' three claims, and two follow-ups, as one resumable experiment (`some experiment claims`,
+docs/claims.md, docs/design.md §10). `--part claims` (the default):
 
   A  reservoir:   SoME (random frozen experts, Knowledge-Gravity keys) vs the dense FFN vs SoME
                   with frozen keys vs the learned-gate MoE, at equal active parameters and tokens.
@@ -7,17 +8,26 @@
                   domain B (Python standard-library source, tokenised with A's tokenizer);
                   forgetting = PPL_A after / PPL_A before.
 
-    python -m some_tools.claims --some PATH [--out DIR] [--scale tiny|small] [--data DIR] [--stdlib DIR] [--dry-run]
+`--part gap`: what closes the gap to the dense FFN: SoME, each router / expert option alone, all of
+them together, and the dense FFN at equal active compute and at equal trainable parameters, two
+seeds each (OUT/report-gap.md). `--part recycling`: a trained wide dense FFN sliced into SoME's
+expert library, against a random library, the dense FFN and the wide model, plus claim C's
+forgetting (OUT/report-recycling.md). `--part all`: the three, runs they share trained once.
+
+    python -m some_tools.claims --some PATH [--out DIR] [--scale tiny|small] [--part claims|gap|recycling|all]
+                                [--data DIR] [--stdlib DIR] [--dry-run]
 
 Every training, evaluation and dataset preparation is a child process of the `some` executable
 PATH (`some experiment claims` passes itself), in its own directory under OUT (default
 runs/claims) with its output in RUN/stdout.log. Finished runs (metrics.jsonl ends with the "done"
-line) are skipped, interrupted ones continue with --resume auto. At the end OUT/report.md (and the
-PNGs it embeds) is written from the runs' metrics.jsonl, analytics files and eval outputs.
+line) are skipped, interrupted ones continue with --resume auto. At the end each part's report
+(OUT/report.md, report-gap.md, report-recycling.md, and the PNGs they embed) is written from the
+runs' metrics.jsonl, analytics files and eval outputs.
 Exit status: 0 done, 1 a child failed or an input is missing, 2 bad arguments, 128 + signal when
 stopped by a signal (continue with the same command).
 """
 import argparse
+import copy
 import hashlib
 import json
 import os
@@ -30,8 +40,10 @@ from pathlib import Path
 
 from some_tools import SOURCE_DIR
 from some_tools.claims import runner
-from some_tools.claims.plan import SCALES, Eval, Plan, Run, make_plan
+from some_tools.claims.plan import PARTS, SCALES, Eval, Plan, Run, make_part_plan, merge_plans
 from some_tools.claims.report import write_report
+from some_tools.claims.report_gap import write_gap_report
+from some_tools.claims.report_recycling import write_recycling_report
 from some_tools.claims.stats import parse_eval_output
 from some_tools.errors import InputError
 
@@ -93,7 +105,7 @@ def read_meta(data_dir: Path) -> dict | None:
 # ---------------------------------------------------------------------------------------------
 
 class Experiment:
-    """Paths and the task list of one claims experiment in OUT."""
+    """Paths and the task list of one claims experiment in OUT (the merged plan of its parts)."""
 
     def __init__(self, args, plan: Plan):
         self.some = str(Path(args.some).resolve())
@@ -106,6 +118,12 @@ class Experiment:
         self.stdlib = Path(args.stdlib).resolve() if args.stdlib else default_stdlib()
         self.base_config = SOURCE_DIR / self.scale.base_config
 
+    def for_plan(self, plan: Plan) -> "Experiment":
+        """The same experiment seen through one part's plan (what that part's report describes)."""
+        view = copy.copy(self)
+        view.plan = plan
+        return view
+
     def run_dir(self, name: str) -> Path:
         return self.out / name
 
@@ -115,6 +133,8 @@ class Experiment:
     def sets(self, run: Run) -> list[str]:
         kv = dict(self.scale.common) if not run.continue_from else {}
         kv.update(run.sets)
+        if run.experts_from and not run.continue_from:
+            kv["model.experts_from"] = str(self.run_dir(run.experts_from))
         kv["train.max_steps"] = str(self.plan.max_steps(run))
         out = []
         for k, v in kv.items():
@@ -133,7 +153,7 @@ class Experiment:
     def train_task(self, run: Run) -> runner.Task:
         d = self.run_dir(run.name)
         tokens_per_step = self.tokens_per_step()
-        steps = self.scale.steps_b if run.continue_from else self.scale.steps_a
+        steps = run.steps_b if run.continue_from else run.steps_a
 
         def before() -> list[str]:
             if not run.continue_from:
@@ -149,8 +169,9 @@ class Experiment:
             return self.train_argv(run)
 
         note = (f"{run.label}, domain {run.domain}, steps "
-                + (f"{self.scale.steps_a + 1}..{self.plan.max_steps(run)} from {run.continue_from}"
-                   if run.continue_from else f"1..{self.plan.max_steps(run)}"))
+                + (f"{run.steps_a + 1}..{self.plan.max_steps(run)} from {run.continue_from}"
+                   if run.continue_from else f"1..{self.plan.max_steps(run)}")
+                + (f", experts from {run.experts_from}" if run.experts_from else ""))
         return runner.Task("train", run.name, self.train_argv(run) if not run.continue_from else [], d / "stdout.log",
                            work=steps * tokens_per_step, done=lambda: runner.run_finished(d), before=before, note=note)
 
@@ -219,7 +240,8 @@ class Experiment:
         run_work = self.scale.steps_a * self.tokens_per_step()
         small = 0.02 * run_work  # an eval or the prepare, relative to a phase-A run (for the ETA only)
         tasks = [self.train_task(r) for r in runs_a]
-        tasks.append(self.prepare_task(small))
+        if runs_b or self.plan.evals:  # domain B exists only for the parts that use it
+            tasks.append(self.prepare_task(small))
         tasks += [self.eval_task(e, small) for e in self.plan.evals if e.when == "before"]
         tasks += [self.train_task(r) for r in runs_b]
         tasks += [self.eval_task(e, small) for e in self.plan.evals if e.when == "after"]
@@ -242,12 +264,24 @@ def check_out_dir(exp: Experiment) -> None:
     path.write_text(json.dumps(mine, indent=1) + "\n")
 
 
+def part_tasks(tasks: list[runner.Task], plan: Plan) -> list[runner.Task]:
+    """The tasks of one part's plan (in the order they ran): its runs, its evals, domain B's prepare."""
+    names = {r.name for r in plan.runs} | {e.name for e in plan.evals}
+    return [t for t in tasks if t.name in names or (t.kind == "prepare" and plan.evals)]
+
+
+REPORTS = {"claims": write_report, "gap": write_gap_report, "recycling": write_recycling_report}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m some_tools.claims", description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--some", required=True, help="the some executable every child runs")
     ap.add_argument("--out", default="runs/claims", help="output directory (default runs/claims)")
     ap.add_argument("--scale", default="small", choices=sorted(SCALES), help="tiny (tests) or small (default)")
+    ap.add_argument("--part", default="claims", choices=[*PARTS, "all"],
+                    help="claims (the seeds' claims A, B, C; default), gap (what closes the gap to dense), "
+                         "recycling (a trained dense FFN as the expert library), or all three")
     ap.add_argument("--data", help="domain-A dataset directory (default data/default, built by `some train` if absent)")
     ap.add_argument("--stdlib", help="folder of Python sources for domain B (default: this Python's standard library)")
     ap.add_argument("--dry-run", action="store_true", help="print the tasks and their commands, run nothing")
@@ -256,8 +290,9 @@ def main(argv=None) -> int:
         print(f"claims: --some {args.some} is not an executable file", file=sys.stderr)
         return 2
 
-    plan = make_plan(args.scale)
-    exp = Experiment(args, plan)
+    parts = list(PARTS) if args.part == "all" else [args.part]
+    plans = [make_part_plan(args.scale, part) for part in parts]
+    exp = Experiment(args, merge_plans(plans))
     tasks = exp.tasks()
     if args.dry_run:
         for i, t in enumerate(tasks, 1):
@@ -270,8 +305,9 @@ def main(argv=None) -> int:
     guard.install()
     started = time.time()
     t0 = time.monotonic()
-    print(f"claims: scale {exp.scale.name} ({exp.scale.budget}) | {len(tasks)} tasks | out {exp.out} | "
-          f"domain A {exp.data_a} | domain B {exp.stdlib}/*.py", flush=True)
+    budgets = ", ".join(f"{p}: {exp.scale.budget if p == 'claims' else exp.scale.part_budgets[p]}" for p in parts)
+    print(f"claims: scale {exp.scale.name} | parts {budgets} | {len(tasks)} tasks | out {exp.out} | "
+          f"domain A {exp.data_a}" + (f" | domain B {exp.stdlib}/*.py" if exp.plan.evals else ""), flush=True)
     task_runner = runner.Runner(tasks, guard, exp.out / "tasks.json")
     try:
         task_runner.run_all()
@@ -281,10 +317,14 @@ def main(argv=None) -> int:
     except runner.TaskFailed as e:
         print(f"claims: {e}", file=sys.stderr)
         return 1
+    reports = []
     try:
-        report = write_report(exp, tasks, invocation_s=time.monotonic() - t0, started=started)
+        for plan in plans:
+            reports.append(REPORTS[plan.part](exp.for_plan(plan), part_tasks(tasks, plan),
+                                              invocation_s=time.monotonic() - t0, started=started))
     except InputError as e:
         print(f"claims: error: {e}", file=sys.stderr)
         return 1
-    print(f"claims: report {report} | this invocation {runner.format_duration(time.monotonic() - t0)}", flush=True)
+    print(f"claims: report{'s' if len(reports) > 1 else ''} {', '.join(map(str, reports))} | this invocation "
+          f"{runner.format_duration(time.monotonic() - t0)}", flush=True)
     return 0

@@ -1,14 +1,23 @@
 """The runs of `some experiment claims` (some_tools.claims) at each scale: which models, with which
-settings, on which data, for how many steps, and in what order they run.
+settings, on which data, for how many steps, and in what order they run. Three parts, each its
+own plan and report (docs/claims.md): `claims` (the seeds' claims A, B, C), `gap` (which router
+and expert options close the gap to the dense FFN) and `recycling` (a trained dense FFN sliced
+into the expert library); `all` is the three merged.
 
 Fairness (docs/design.md §10): within a comparison every run has the same d_model, layers, heads, data,
 seq_len, batch, steps and so tokens; active FFN parameters per token are equal (k * h for SoME and
-MoE = d_ff of the dense baseline). Runs are shared between claims where the configuration is the
-same: the default SoME run is claim A's SoME, claim B's k = 2 and claim C's SoME before domain B.
+MoE = d_ff of the dense baseline; k * h + H with a shared expert of width H). Runs are shared
+where the configuration is the same: the default SoME run is claim A's SoME, claim B's k = 2 and
+claim C's SoME before domain B; claim A's dense run (and its continuation on domain B) is also
+the recycling part's dense baseline.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
+
+PARTS = ("claims", "gap", "recycling")
+SEED = 1234   # the trainer's default model.seed and train.seed: seed index i trains with SEED + i
 
 
 @dataclass(frozen=True)
@@ -25,7 +34,11 @@ class Scale:
     common: dict              # --set overrides of every run (beyond the model shape)
     python_bytes: int         # size of the domain-B corpus (Python standard library source)
     python_val_fraction: float
-    budget: str               # the time this scale is meant to take, as documented
+    budget: str               # the time the claims part is meant to take, as documented
+    gap_steps: int            # optimizer steps of every run of the gap part
+    gap_seeds: int            # seeds of every configuration of the gap part
+    recycle_experts: int      # E_r: the recycling part's library has E_r experts of width h
+    part_budgets: dict        # the time the gap and recycling parts are meant to take, as documented
 
 
 def _common(eval_every: int, eval_batches: int, checkpoint_every: int, log_every: int, threads: int,
@@ -50,16 +63,26 @@ SCALES = {
                   steps_a=60, steps_b=30,
                   common=_common(eval_every=15, eval_batches=4, checkpoint_every=15, log_every=5, threads=1,
                                  optim__warmup_steps=10),
-                  python_bytes=120_000, python_val_fraction=0.1, budget="about 2-3 minutes"),
+                  python_bytes=120_000, python_val_fraction=0.1, budget="about 2-3 minutes",
+                  gap_steps=60, gap_seeds=2, recycle_experts=8,
+                  part_budgets={"gap": "about 15-20 seconds", "recycling": "about 10 seconds"}),
     # configs/default.toml's model (d 192, 4 layers, 32 experts of width 192, top-2, seq 128,
     # 32 sequences per step) for fewer steps: nine runs and twelve evals in under an hour on 2 cores.
     # One intra-op thread: measured on this shared 2-core machine, a 2-thread trainer fell to
     # ~114 tokens/s whenever another process held a core (its OpenMP threads wait on each other),
     # while one thread kept ~2.7k tokens/s (1.5 s per step); unloaded, 2 threads give ~4.9k.
+    # The gap part: 10 configurations x 2 seeds = 20 runs of 100 steps (two evals each), estimated
+    # from the claims part's measured 1.3 s (dense) to 1.6 s (MoE) per step at 1 thread:
+    # ~50 minutes. The recycling part: 4 runs of 200 steps (the wide dense one ~1.7x a dense
+    # step), 3 of 100 more on domain B, 12 evals: ~30 minutes (less when the claims part ran in the
+    # same OUT: its dense run and continuation are shared).
     "small": Scale("small", "configs/default.toml", d_model=192, n_layers=4, num_experts=32, top_k=2, d_expert=192,
                    steps_a=200, steps_b=100,
                    common=_common(eval_every=50, eval_batches=20, checkpoint_every=50, log_every=10, threads=1),
-                   python_bytes=1_500_000, python_val_fraction=0.05, budget="under one hour on 2 cores"),
+                   python_bytes=1_500_000, python_val_fraction=0.05, budget="under one hour on 2 cores",
+                   gap_steps=100, gap_seeds=2, recycle_experts=8,
+                   part_budgets={"gap": "about 50 minutes on 2 cores (estimated)",
+                                 "recycling": "about 30 minutes on 2 cores (estimated)"}),
 }
 
 
@@ -76,11 +99,18 @@ class Run:
     num_experts: int = 0
     d_expert: int = 0
     d_ff: int = 0
+    steps_a: int = 0          # steps on domain A (set by make_plan)
+    steps_b: int = 0          # further steps on domain B of a continued run (set by make_plan)
+    shared_expert: int = 0    # H: width of the trainable shared expert every token also uses
+    experts_from: str | None = None   # run whose trained dense FFN becomes this SoME's experts
+    group: str = ""           # gap part: the configuration (GapConfig.key) this run is a seed of
+    seed: int = 0             # gap part: the seed index (model.seed = train.seed = SEED + seed)
 
     @property
     def active_ffn(self) -> int:
-        """Hidden units a token passes through per FFN: k * h (SoME, MoE), d_ff (dense)."""
-        return self.d_ff if self.ffn == "dense" else self.top_k * self.d_expert
+        """Hidden units a token passes through per FFN: k * h (+ H of a shared expert) for SoME and
+        MoE, d_ff for dense."""
+        return self.d_ff if self.ffn == "dense" else self.top_k * self.d_expert + self.shared_expert
 
 
 @dataclass(frozen=True)
@@ -92,18 +122,37 @@ class Eval:
     model: str                # the model's label in claim C
 
 
+@dataclass(frozen=True)
+class GapConfig:
+    """One row of the gap part: a model configuration trained with every seed."""
+    key: str                  # runs are gap-<key>-s<seed>
+    label: str
+    ffn: str                  # some | dense
+    options: dict             # the --set overrides that define it (beyond the model shape)
+    what: str                 # one line: what the row is
+    shared_expert: int = 0    # H
+    d_ff: int = 0             # dense
+    equal_active: str = ""    # key of the dense configuration with the same active FFN units per token
+
+
 @dataclass
 class Plan:
     scale: Scale
+    part: str = "claims"
     runs: list[Run] = field(default_factory=list)
     evals: list[Eval] = field(default_factory=list)
+    gap: list[GapConfig] = field(default_factory=list)   # the gap part's rows, in table order
 
     def run(self, name: str) -> Run:
         return next(r for r in self.runs if r.name == name)
 
     def max_steps(self, run: Run) -> int:
         """train.max_steps of a run: phase B continues the step count of its phase-A run."""
-        return self.scale.steps_a + (self.scale.steps_b if run.continue_from else 0)
+        return run.steps_a + (run.steps_b if run.continue_from else 0)
+
+    def gap_runs(self, key: str) -> list[Run]:
+        """The runs (one per seed) of a gap configuration."""
+        return [r for r in self.runs if r.group == key]
 
 
 def _some(name, label, s: Scale, k: int, e: int, h: int, claims, extra=None) -> Run:
@@ -116,10 +165,9 @@ def make_plan(scale_name: str) -> Plan:
     s = SCALES[scale_name]
     k, e, h = s.top_k, s.num_experts, s.d_expert
     shape = {"model.d_model": str(s.d_model), "model.n_layers": str(s.n_layers)}
-    plan = Plan(s)
+    plan = Plan(s, "claims")
     some = _some("some-k2", "SoME", s, k, e, h, ("A", "B", "C"))
-    dense = Run("dense", "dense", "dense", {"model.ffn": "dense", "model.d_ff": str(k * h)}, claims=("A", "C"),
-                d_ff=k * h)
+    dense = _dense(s, ("A", "C"))
     moe = Run("moe", "MoE", "moe",
               {"model.ffn": "moe", "model.top_k": str(k), "model.num_experts": str(e), "model.d_expert": str(h),
                "moe.balance": "aux_loss", "moe.aux_loss": "0.01"},
@@ -130,14 +178,148 @@ def make_plan(scale_name: str) -> Plan:
     k4 = _some("some-k4", "SoME k=4", s, 4, 2 * e, h // 2, ("B",))
     phase_a = [some, dense, moe, frozen, k1, k4]
     for r in phase_a:
-        plan.runs.append(Run(r.name, r.label, r.ffn, {**shape, **r.sets}, r.domain, None, r.claims, r.top_k,
-                             r.num_experts, r.d_expert, r.d_ff))
-    for base in (some, dense, moe):
+        plan.runs.append(_phase_a(r, s, shape))
+    _add_forgetting(plan, (some, dense, moe), ("C",))
+    return plan
+
+
+def _dense(s: Scale, claims) -> Run:
+    """The dense baseline at equal active compute (d_ff = k * h): claim A's and the recycling part's."""
+    k, h = s.top_k, s.d_expert
+    return Run("dense", "dense", "dense", {"model.ffn": "dense", "model.d_ff": str(k * h)}, claims=claims, d_ff=k * h)
+
+
+def _phase_a(r: Run, s: Scale, shape: dict, steps: int | None = None) -> Run:
+    """A domain-A run with the model shape of the scale and its step count."""
+    return dataclasses.replace(r, sets={**shape, **r.sets}, steps_a=steps or s.steps_a)
+
+
+def _add_forgetting(plan: Plan, bases: tuple[Run, ...], claims) -> None:
+    """Claim C's mechanism for `bases` (phase-A runs): each continued on domain B, and the four
+    evals (domain A and B, before and after)."""
+    s = plan.scale
+    for base in bases:
         plan.runs.append(Run(f"{base.name}-then-python", f"{base.label} then Python", base.ffn, {}, "B", base.name,
-                             ("C",), base.top_k, base.num_experts, base.d_expert, base.d_ff))
-    for base in (some, dense, moe):
+                             claims, base.top_k, base.num_experts, base.d_expert, base.d_ff, steps_a=s.steps_a,
+                             steps_b=s.steps_b, shared_expert=base.shared_expert))
+    for base in bases:
         for domain in ("A", "B"):
             plan.evals.append(Eval(f"{base.name}.before.{domain}", base.name, domain, "before", base.label))
             plan.evals.append(Eval(f"{base.name}-then-python.after.{domain}", f"{base.name}-then-python", domain,
                                    "after", base.label))
+
+
+# ---------------------------------------------------------------------------------------------
+# The gap part: which options close the gap to the dense FFN
+# ---------------------------------------------------------------------------------------------
+
+def equal_trainable_d_ff(d_model: int) -> int:
+    """d_ff of the dense FFN with (at most) the trainable parameters of a SoME layer: the SoME
+    layer trains only its query network (router.query = linear: d x d weights + d biases; keys
+    and experts are buffers), a dense FFN trains 2 d d_ff weights (no biases); everything else
+    (embeddings, attention, norms) is the same in both. floor((d^2 + d) / (2 d))."""
+    return (d_model * d_model + d_model) // (2 * d_model)
+
+
+def gap_configs(s: Scale) -> list[GapConfig]:
+    """The gap part's rows: the reference SoME, each option alone, all options together, and the
+    dense FFN at equal active compute (without and with the shared expert's width) and at equal
+    trainable parameters."""
+    k, e, h = s.top_k, s.num_experts, s.d_expert
+    shared = h  # H: the shared expert is as wide as one routed expert
+    some = {"model.ffn": "some", "model.top_k": str(k), "model.num_experts": str(e), "model.d_expert": str(h)}
+    options = {
+        "learn-scale": ({"router.gate_scale": "learnable"}, "learned gate scale (initial 1/temperature)"),
+        "bias": ({"router.balance": "bias"}, "loss-free selection bias (router.bias_rate default)"),
+        "kmeans": ({"router.key_init": "data"}, "keys = k-means++ centres of the first step's queries"),
+        "output-scale": ({"expert.output_scale": "learnable"}, "trainable output scale per expert"),
+        "shared": ({"model.shared_expert": str(shared)}, f"trainable shared dense expert of width H = h = {shared}"),
+    }
+    rows = [GapConfig("some", "SoME (reference)", "some", dict(some), "the scale's reference SoME, no option",
+                      equal_active="dense")]
+    for key, (sets, what) in options.items():
+        rows.append(GapConfig(key, f"SoME + {key}", "some", {**some, **sets}, what,
+                              shared_expert=shared if key == "shared" else 0,
+                              equal_active="dense-shared" if key == "shared" else "dense"))
+    every = {kv: v for sets, _ in options.values() for kv, v in sets.items()}
+    rows.append(GapConfig("all", "SoME + all options", "some", {**some, **every},
+                          "all five options together",
+                          shared_expert=shared, equal_active="dense-shared"))
+    d_eq = equal_trainable_d_ff(s.d_model)
+    for key, d_ff, what in (("dense", k * h, f"dense FFN at equal active compute, d_ff = k·h = {k * h}"),
+                            ("dense-shared", k * h + shared,
+                             f"dense FFN at equal active compute with the shared expert, d_ff = k·h + H = "
+                             f"{k * h + shared}"),
+                            ("dense-params", d_eq,
+                             f"dense FFN at equal trainable parameters, d_ff = floor((d² + d) / 2d) = {d_eq}")):
+        rows.append(GapConfig(key, f"dense d_ff={d_ff}", "dense", {"model.ffn": "dense", "model.d_ff": str(d_ff)},
+                              what, d_ff=d_ff))
+    return rows
+
+
+def make_gap_plan(scale_name: str) -> Plan:
+    s = SCALES[scale_name]
+    shape = {"model.d_model": str(s.d_model), "model.n_layers": str(s.n_layers)}
+    plan = Plan(s, "gap", gap=gap_configs(s))
+    for c in plan.gap:
+        for i in range(s.gap_seeds):
+            seeds = {"model.seed": str(SEED + i), "train.seed": str(SEED + i)}
+            run = Run(f"gap-{c.key}-s{i}", c.label, c.ffn, {**c.options, **seeds}, claims=("gap",),
+                      top_k=s.top_k if c.ffn == "some" else 0, num_experts=s.num_experts if c.ffn == "some" else 0,
+                      d_expert=s.d_expert if c.ffn == "some" else 0, d_ff=c.d_ff, shared_expert=c.shared_expert,
+                      group=c.key, seed=i)
+            plan.runs.append(_phase_a(run, s, shape, steps=s.gap_steps))
     return plan
+
+
+# ---------------------------------------------------------------------------------------------
+# The recycling part: a trained dense FFN as the expert library
+# ---------------------------------------------------------------------------------------------
+
+def make_recycling_plan(scale_name: str) -> Plan:
+    s = SCALES[scale_name]
+    k, h, er = s.top_k, s.d_expert, s.recycle_experts
+    shape = {"model.d_model": str(s.d_model), "model.n_layers": str(s.n_layers)}
+    plan = Plan(s, "recycling")
+    wide = Run("recycle-wide-dense", "wide dense", "dense", {"model.ffn": "dense", "model.d_ff": str(er * h)},
+               claims=("recycling",), d_ff=er * h)
+    recycled = dataclasses.replace(
+        _some("recycle-some-recycled", "recycled SoME", s, k, er, h, ("recycling",)), experts_from=wide.name)
+    random = _some("recycle-some-random", "random SoME", s, k, er, h, ("recycling",))
+    dense = _dense(s, ("recycling",))
+    for r in (wide, recycled, random, dense):  # the wide model first: it is the recycled SoME's library
+        plan.runs.append(_phase_a(r, s, shape))
+    _add_forgetting(plan, (recycled, random, dense), ("recycling",))
+    return plan
+
+
+def make_part_plan(scale_name: str, part: str) -> Plan:
+    if part == "claims":
+        return make_plan(scale_name)
+    if part == "gap":
+        return make_gap_plan(scale_name)
+    if part == "recycling":
+        return make_recycling_plan(scale_name)
+    raise ValueError(f"unknown part {part!r} (one of {', '.join(PARTS)})")
+
+
+def merge_plans(plans: list[Plan]) -> Plan:
+    """The runs and evals of several parts, each once: a run two parts share (same name) must have
+    the same configuration in both (only the parts using it differ)."""
+    merged = Plan(plans[0].scale, "+".join(p.part for p in plans))
+    runs: dict[str, Run] = {}
+    for plan in plans:
+        for r in plan.runs:
+            if r.name in runs:
+                mine = runs[r.name]
+                if dataclasses.replace(mine, claims=()) != dataclasses.replace(r, claims=()):
+                    raise ValueError(f"run {r.name} is planned twice with different settings ({plan.part})")
+                runs[r.name] = dataclasses.replace(mine, claims=tuple(dict.fromkeys(mine.claims + r.claims)))
+            else:
+                runs[r.name] = r
+        merged.gap += plan.gap
+        for e in plan.evals:
+            if e not in merged.evals:
+                merged.evals.append(e)
+    merged.runs = list(runs.values())
+    return merged

@@ -152,3 +152,42 @@ def plot_phase_curves(pairs: list[tuple[RunResult, RunResult]], rows: list[dict]
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     return plotting.save(fig, out, name)
 
+
+
+def plot_gap_bars(rows: list, out: Path, name: str) -> str:
+    """The gap part: mean val PPL per configuration (large marker, ± one std), each seed's value
+    (small dots), SoME configurations and dense ones in two colours; the axis does not start at 0
+    (the differences are a few percent). `rows`: report_gap.GapRow."""
+    plt = plotting.pyplot()
+    fig, ax = plt.subplots(figsize=(8, 0.4 * len(rows) + 1.5))
+    for i, row in enumerate(rows):
+        color = "tab:blue" if row.config.ffn == "some" else "tab:grey"
+        ax.errorbar([row.ppl], [i], xerr=[row.std or 0.0], fmt="o", ms=7, color=color, capsize=4)
+        ax.plot([r.val_ppl for r in row.runs], [i] * len(row.runs), ".", ms=5, color="k", alpha=0.6)
+        ax.annotate(f"{row.ppl:.2f}", (row.ppl + (row.std or 0.0), i), xytext=(6, 0), textcoords="offset points",
+                    va="center", fontsize=8)
+    ax.set_yticks(range(len(rows)))
+    ax.set_yticklabels([f"{row.config.label} [{row.key}]" for row in rows], fontsize=8)
+    ax.set_ylim(len(rows) - 0.5, -0.5)
+    ax.set_xlabel("final val PPL (marker: mean over seeds ± std; dots: seeds)")
+    ax.set_title("What closes the gap: SoME options (blue) against the dense FFN (grey)")
+    return plotting.save(fig, out, name)
+
+
+def plot_ffn_out_ratio(rows: list, last: int, out: Path, name: str) -> str:
+    """ffn_out_ratio per layer, one line per configuration (mean over seeds of each run's last
+    `last` log lines); dense configurations dashed. `rows`: report_gap.GapRow."""
+    plt = plotting.pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    cmap = plt.get_cmap("tab10")
+    for i, row in enumerate(rows):
+        ax.plot(range(len(row.ffn_out_ratio)), row.ffn_out_ratio, marker="o", ms=3, color=cmap(i % 10),
+                ls="-" if row.config.ffn == "some" else "--", label=row.config.label)
+    n = max(len(row.ffn_out_ratio) for row in rows)
+    ax.set_yscale("log")
+    ax.set_xticks(range(n))
+    ax.set_xlabel("layer")
+    ax.set_ylabel("Σ‖FFN output‖ / Σ‖residual entering the FFN‖ (log scale)")
+    ax.set_title(f"FFN output vs residual stream (mean of the last {last} log lines, over seeds)")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    return plotting.save(fig, out, name)

@@ -210,11 +210,16 @@ def claim_b(results: dict[str, RunResult], out: Path) -> tuple[str, dict]:
     return md, {"stats": coact_stats}
 
 
-def claim_c(exp, results: dict[str, RunResult], out: Path) -> tuple[str, dict]:
-    plan: Plan = exp.plan
-    rows, data = [], []
-    pairs = []
-    for base in ("some-k2", "dense", "moe"):
+FORGETTING_HEADER = ["model", "run on A", "run A then B", "PPL_A before", "PPL_A after", "forgetting (after/before)",
+                     "PPL_B before", "PPL_B after", "tokens on A", "tokens on B"]
+
+
+def forgetting_rows(plan: Plan, results: dict[str, RunResult], out: Path, bases: tuple[str, ...]):
+    """Claim C's numbers for the phase-A runs `bases` (each continued on domain B): table rows
+    (FORGETTING_HEADER), one dict per model (PPLs before / after on A and B, forgetting ratio)
+    and the (phase-A, continued) result pairs, from the four `some eval` outputs of each."""
+    rows, data, pairs = [], [], []
+    for base in bases:
         a, b = results[base], results[f"{base}-then-python"]
         ev = {(e.when, e.domain): load_eval(out / "evals" / f"{e.name}.txt")
               for e in plan.evals if e.run in (base, b.run.name)}
@@ -228,8 +233,13 @@ def claim_c(exp, results: dict[str, RunResult], out: Path) -> tuple[str, dict]:
         rows.append([a.run.label, f"`{a.run.name}`", f"`{b.run.name}`", stats.fmt_ppl(before_a), stats.fmt_ppl(after_a),
                      f"{ratio:.4f}", stats.fmt_ppl(before_b), stats.fmt_ppl(after_b), str(a.tokens),
                      str(b.tokens - a.tokens)])
-    header = ["model", "run on A", "run A then B", "PPL_A before", "PPL_A after", "forgetting (after/before)",
-              "PPL_B before", "PPL_B after", "tokens on A", "tokens on B"]
+    return rows, data, pairs
+
+
+def claim_c(exp, results: dict[str, RunResult], out: Path) -> tuple[str, dict]:
+    plan: Plan = exp.plan
+    rows, data, pairs = forgetting_rows(plan, results, out, ("some-k2", "dense", "moe"))
+    header = FORGETTING_HEADER
     ratios = {row["model"]: row["forgetting"] for row in data}
     verdict = stats.forgetting_verdict(ratios, subject="SoME")
     learned = [f"{row['model']} PPL_B {stats.fmt_ppl(row['ppl_B_before'])} -> {stats.fmt_ppl(row['ppl_B_after'])}"
@@ -307,11 +317,21 @@ def own_seconds(r: RunResult, results: dict[str, RunResult]) -> float:
     return own - float(results[r.run.continue_from].done["elapsed_s"]) if r.run.continue_from else own
 
 
+def part_budget(exp) -> str:
+    """The time the experiment's part is meant to take at its scale, as documented."""
+    part = exp.plan.part
+    return exp.scale.budget if part == "claims" else exp.scale.part_budgets[part]
+
+
 def settings_section(exp, tasks: list[Task], results: dict[str, RunResult], invocation_s: float,
                      started: float) -> str:
+    """Settings, every command, wall time and machine of one part (exp.plan, its `tasks`); the
+    wall time sums OUT/tasks.json over this part's tasks (a task two parts share counts in both)."""
     s = exp.scale
+    plan = exp.plan
     tokens_per_step = exp.tokens_per_step()
-    records = runner.load_task_records(exp.out / "tasks.json")
+    all_records = runner.load_task_records(exp.out / "tasks.json")
+    records = {key: rec for key, rec in all_records.items() if key in {f"{t.kind}:{t.name}" for t in tasks}}
     total_wall = sum(r.get("wall_s", 0.0) for r in records.values())
     train_s = sum(own_seconds(r, results) for r in results.values())
     meta_b = {}
@@ -323,13 +343,26 @@ def settings_section(exp, tasks: list[Task], results: dict[str, RunResult], invo
     files_b = files_txt.read_text().split() if files_txt.is_file() else []
     ran = sum(1 for t in tasks if t.status == "ran")
     run_rows = []
-    for r in exp.plan.runs:
+    for r in plan.runs:
         res = results[r.name]
         sets = ", ".join(f"`{k}={v}`" for k, v in r.sets.items()) or "(the phase-A run's config)"
+        if r.experts_from:
+            sets += f", `model.experts_from=<OUT>/{r.experts_from}`"
         run_rows.append([f"`{r.name}`", r.label, ", ".join(r.claims), r.domain,
-                         f"{exp.plan.max_steps(r) - (s.steps_a if r.continue_from else 0)}"
-                         + (f" (after {s.steps_a} on A)" if r.continue_from else ""),
+                         f"{plan.max_steps(r) - (r.steps_a if r.continue_from else 0)}"
+                         + (f" (after {r.steps_a} on A)" if r.continue_from else ""),
                          str(res.tokens), f"{own_seconds(res, results):.1f}", sets])
+    steps_a = sorted({r.steps_a for r in plan.runs if not r.continue_from})
+    steps_b = sorted({r.steps_b for r in plan.runs if r.continue_from})
+    phase_a = " / ".join(f"{n} steps x {tokens_per_step} tokens = {n * tokens_per_step} tokens" for n in steps_a)
+    domain_b = []
+    if plan.evals:
+        domain_b = [
+            f"- Domain B: {len(files_b)} files `*.py` of `{exp.stdlib}` (name order, files up to 60 kB, until "
+            f"{s.python_bytes} bytes; 60-line chunks as documents; list in `domain-b/files.txt`), `some prepare "
+            f"--tokenizer <domain A tokenizer> --val-fraction {s.python_val_fraction}` -> "
+            + (f"{meta_b['splits']['train']['num_tokens']} train / {meta_b['splits']['val']['num_tokens']} val "
+               "tokens." if meta_b else "(no meta.json)")]
     cmds = []
     for t in tasks:
         rec = records.get(f"{t.kind}:{t.name}", {})
@@ -339,27 +372,27 @@ def settings_section(exp, tasks: list[Task], results: dict[str, RunResult], invo
     md = [
         "## Settings, commands, time, machine",
         "",
-        f"- Scale `{s.name}` ({s.budget}); base config `{s.base_config}` with d_model {s.d_model}, "
+        f"- Part `{plan.part}`, scale `{s.name}` ({part_budget(exp)}); base config `{s.base_config}` with d_model "
+        f"{s.d_model}, "
         f"{s.n_layers} layers; reference SoME: E={s.num_experts} experts of width h={s.d_expert}, top-{s.top_k}; "
         f"dense d_ff = k·h = {s.top_k * s.d_expert}.",
-        f"- Every phase-A run: {s.steps_a} steps x {tokens_per_step} tokens = {s.steps_a * tokens_per_step} tokens "
+        f"- Every {'phase-A ' if steps_b else ''}run: {phase_a} "
         f"(train.global_batch {exp.scale_value('train.global_batch')}, train.seq_len "
-        f"{exp.scale_value('train.seq_len')}); claim C adds {s.steps_b} steps = {s.steps_b * tokens_per_step} tokens "
-        "on domain B.",
-        f"- Overrides of every phase-A run: {common}.",
-        f"- Domain A: `{exp.data_a}`. Domain B: {len(files_b)} files `*.py` of `{exp.stdlib}` (name order, files "
-        f"up to 60 kB, until {s.python_bytes} bytes; 60-line chunks as documents; list in `domain-b/files.txt`), "
-        f"`some prepare --tokenizer <domain A tokenizer> --val-fraction {s.python_val_fraction}` -> "
-        + (f"{meta_b['splits']['train']['num_tokens']} train / {meta_b['splits']['val']['num_tokens']} val tokens."
-           if meta_b else "(no meta.json)"),
+        f"{exp.scale_value('train.seq_len')})"
+        + "".join(f"; the continued runs add {n} steps = {n * tokens_per_step} tokens on domain B" for n in steps_b)
+        + ".",
+        f"- Overrides of every {'phase-A ' if steps_b else ''}run: {common}.",
+        f"- Domain A: `{exp.data_a}`.",
+        *domain_b,
         f"- `some` binary `{exp.some}`; source revision {git_revision()}.",
-        f"- Wall time of the experiment: {runner.format_duration(total_wall)} (every task's wall time, summed over all "
+        f"- Wall time of {'the experiment' if plan.part == 'claims' else 'this part'}: "
+        f"{runner.format_duration(total_wall)} (every task's wall time, summed over all "
         f"invocations; `tasks.json`), of which training {runner.format_duration(train_s)} (the runs' own elapsed_s). "
         f"This invocation: {ran} of {len(tasks)} tasks run, {runner.format_duration(invocation_s)} before this report "
         f"(started {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(started))}).",
         *[f"- Machine: {m}." for m in machine()],
         "",
-        table(["run", "model", "claims", "data", "steps", "tokens (cumulative)", "training seconds", "--set (beyond "
+        table(["run", "model", "used by", "data", "steps", "tokens (cumulative)", "training seconds", "--set (beyond "
                "the overrides above)"], run_rows),
         "",
         "Commands, in the order they ran (the output of each is in RUN/stdout.log, evals in evals/NAME.txt):",

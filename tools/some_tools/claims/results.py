@@ -56,6 +56,40 @@ class RunResult:
         """The routing list of the final eval line (one entry per routed layer)."""
         return self.evals[-1].get("routing", []) if self.evals else []
 
+    def ffn_out_ratio(self, last: int) -> list[float]:
+        """Per block, the mean of `ffn_out_ratio` (sum_t ||FFN output|| / sum_t ||residual entering
+        the FFN||, one value per block on every training log line) over the last `last` training
+        log lines of the run."""
+        lines = self.train[-last:]
+        path = self.dir / "metrics.jsonl"
+        if not lines:
+            raise InputError(f"{path}: no training log line (lines with \"step\" and no \"event\")")
+        values = []
+        for line in lines:
+            v = line.get("ffn_out_ratio")
+            if not isinstance(v, list) or not v:
+                raise InputError(f"{path}: the training line of step {line.get('step')} has no \"ffn_out_ratio\" "
+                                 "list (a trainer built before the metric?)")
+            values.append([float(x) for x in v])
+        if len({len(v) for v in values}) != 1:
+            raise InputError(f"{path}: \"ffn_out_ratio\" has a different number of blocks on different lines")
+        return stats.column_means(values)
+
+    def routing_mean(self, key: str) -> float | None:
+        """The mean over routed layers of `key` in the final eval line's routing (None: no routing,
+        or the key is null in every layer, as churn is at the first eval)."""
+        return stats.mean_or_none(x.get(key) for x in self.routing)
+
+    def routing_sum(self, key: str) -> int | None:
+        """The sum over routed layers of the integer `key` in the final eval line's routing."""
+        if not self.routing:
+            return None
+        missing = [x.get("layer") for x in self.routing if x.get(key) is None]
+        if missing:
+            raise InputError(f"{self.dir / 'metrics.jsonl'}: the last eval line's routing has no \"{key}\" for "
+                             f"layer(s) {missing}")
+        return int(sum(int(x[key]) for x in self.routing))
+
 
 def load_run(run: Run, run_dir: Path) -> RunResult:
     m = read_finished_metrics(run_dir)

@@ -96,6 +96,11 @@ def mean_or_none(values) -> float | None:
     return float(np.mean(v)) if v else None
 
 
+def column_means(rows: list[list[float]]) -> list[float]:
+    """Element-wise mean of equally long rows: [[1, 2], [3, 6]] -> [2.0, 4.0]."""
+    return [float(x) for x in np.mean(np.asarray(rows, dtype=np.float64), axis=0)]
+
+
 # ---------------------------------------------------------------------------------------------
 # Parameters, forgetting
 # ---------------------------------------------------------------------------------------------
@@ -143,6 +148,65 @@ def parse_eval_output(text: str) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------
+# Seeds, gaps (the gap and recycling parts)
+# ---------------------------------------------------------------------------------------------
+
+GAP_WITHIN = 0.10          # "within 10% of dense": val PPL at most 10% above the dense FFN's
+EQUAL_PARAMS_WITHIN = 0.01  # trainable parameter counts within 1% count as equal
+
+
+def mean_std(values) -> tuple[float, float | None]:
+    """Mean and sample standard deviation (n - 1, as `some sweep`'s summary) of the values; the
+    deviation is None for a single value. ValueError for none."""
+    v = np.asarray(list(values), dtype=np.float64)
+    if v.size == 0:
+        raise ValueError("mean_std of no values")
+    return float(v.mean()), (float(v.std(ddof=1)) if v.size > 1 else None)
+
+
+def fmt_mean_std(mean: float, std: float | None, spec: str = ".2f") -> str:
+    """"151.20 ± 3.41" (or just the mean when there is one seed)."""
+    return format(mean, spec) if std is None else f"{format(mean, spec)} ± {format(std, spec)}"
+
+
+def fmt_pct(rel: float) -> str:
+    """A relative change as a signed percentage with one decimal: 0.263 -> "+26.3%"."""
+    return f"{100 * rel:+.1f}%"
+
+
+def beyond_spread(mean: float, std: float | None, ref_mean: float, ref_std: float | None) -> bool:
+    """Whether two seed means differ by more than the sum of their seeds' standard deviations (a
+    deliberately rough test for two seeds: a difference inside the seed-to-seed spread is not
+    counted as an effect)."""
+    return abs(mean - ref_mean) > (std or 0.0) + (ref_std or 0.0)
+
+
+def within_gap(ppl: float, dense_ppl: float, within: float = GAP_WITHIN) -> bool:
+    """Whether a val PPL is at most `within` (10%) above the dense FFN's (better counts too):
+    ppl <= dense_ppl * (1 + within)."""
+    return ppl <= dense_ppl * (1.0 + within)
+
+
+def equal_params(a: int, b: int, within: float = EQUAL_PARAMS_WITHIN) -> bool:
+    """Whether two parameter counts differ by at most `within` of the larger one."""
+    return abs(a - b) <= within * max(a, b)
+
+
+def gap_closed(ppl: float, floor_ppl: float, ceiling_ppl: float) -> float | None:
+    """Share of the way from `floor_ppl` (e.g. SoME over a random library) to `ceiling_ppl` (e.g.
+    the wide dense model) that `ppl` covers: (floor - ppl) / (floor - ceiling); 1 = as good as the
+    ceiling, 0 = no better than the floor, negative = worse. None when the ceiling is not better
+    than the floor (nothing to close)."""
+    if floor_ppl <= ceiling_ppl:
+        return None
+    return (floor_ppl - ppl) / (floor_ppl - ceiling_ppl)
+
+
+def yes_no(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
+# ---------------------------------------------------------------------------------------------
 # Verdict wording
 # ---------------------------------------------------------------------------------------------
 
@@ -186,6 +250,15 @@ def unigram_verdict(name: str, ppl: float, unigram_ppl: float) -> str:
                 f"({unigram_ppl / ppl:.2f}x lower): it learned more than token frequencies")
     return (f"{name} val PPL {fmt_ppl(ppl)} is not below the unigram PPL {fmt_ppl(unigram_ppl)} of the same tokens: "
             f"it has not yet learned more than token frequencies")
+
+
+def option_verdict(name: str, mean: float, std: float | None, ref_name: str, ref_mean: float,
+                   ref_std: float | None) -> str:
+    """"learn-scale val PPL 140.00 ± 2.00 vs SoME 150.00 ± 1.00: 7% better, beyond the seeds'
+    spread" (or "within the seeds' spread")."""
+    spread = "beyond" if beyond_spread(mean, std, ref_mean, ref_std) else "within"
+    return (f"{name} val PPL {fmt_mean_std(mean, std)} vs {ref_name} {fmt_mean_std(ref_mean, ref_std)}: "
+            f"{compare_ppl(mean, ref_mean)}, {spread} the seeds' spread")
 
 
 def best_of(ppls: dict[str, float]) -> str:
