@@ -1,4 +1,4 @@
-// `some report RUN [--out DIR] [--step N] [--method tsne|umap]`: the routing-analytics report of a
+// `some report RUN [--out DIR] [--step N] [--method tsne|umap|both]`: the routing-analytics report of a
 // run directory (plots + report.md), made by tools/some_tools/report of this source tree with the
 // project's Python. The interpreter is SOME_PYTHON from the environment, else the venv Python
 // this binary was configured with. The script's exit status becomes this command's
@@ -22,8 +22,8 @@ void add_report_command(CLI::App& app) {
   cmd->add_option("--out", args->out_dir, "output directory (default: RUN/report)");
   cmd->add_option("--step", args->step, "analytics step to plot (default: the last analytics file)")
       ->check(CLI::NonNegativeNumber);
-  cmd->add_option("--method", args->method, "2-D embedding of the keys: tsne (default) or umap")
-      ->check(CLI::IsMember({"tsne", "umap"}));
+  cmd->add_option("--method", args->method, "2-D embedding of the keys: tsne (default), umap, or both side by side")
+      ->check(CLI::IsMember({"tsne", "umap", "both"}));
   cmd->callback([args] {
     std::vector<std::string> argv = {args->run_dir};
     if (!args->out_dir.empty()) argv.insert(argv.end(), {"--out", args->out_dir});

@@ -14,5 +14,6 @@ void add_checkpoint_command(CLI::App& app);
 void add_sweep_command(CLI::App& app);
 void add_experiment_command(CLI::App& app);
 void add_report_command(CLI::App& app);
+void add_top_command(CLI::App& app);
 
 }  // namespace some::launcher

@@ -36,6 +36,7 @@ int main(int argc, char** argv) {
   some::launcher::add_sweep_command(app);
   some::launcher::add_experiment_command(app);
   some::launcher::add_report_command(app);
+  some::launcher::add_top_command(app);
   app.parse_complete_callback([&] { some::log::setup(0, 1, verbose); });
   try {
     app.parse(argc, argv);

@@ -16,7 +16,8 @@ SUDO=""
 PACKAGES=(build-essential cmake ninja-build ccache pkg-config git
           openmpi-bin libopenmpi-dev libhdf5-dev hdf5-tools
           libspdlog-dev libfmt-dev libgtest-dev googletest libcli11-dev libtomlplusplus-dev
-          libsentencepiece-dev sentencepiece nlohmann-json3-dev libssl-dev bible-kjv python3-venv)
+          libsentencepiece-dev sentencepiece nlohmann-json3-dev libssl-dev bible-kjv python3-venv
+          tmux chromium)   # tmux: the `some top` tests drive it in a terminal; chromium: report.html in a browser
 
 step "Debian packages (${#PACKAGES[@]})"
 missing=()
@@ -31,10 +32,11 @@ else
   echo "    all present"
 fi
 
-step "Python venv .venv (torch==2.13.0 for LibTorch and the PyTorch reference tests; h5py, tensorboard, matplotlib, scikit-learn for tests and reports)"
+step "Python venv .venv (torch==2.13.0 for LibTorch and the PyTorch reference tests; h5py, tensorboard, matplotlib, scikit-learn, umap-learn, markdown for tests and reports; rich for some top)"
 [ -x .venv/bin/python ] || python3 -m venv .venv
-if ! .venv/bin/python -c "import torch, h5py, tensorboard, matplotlib, sklearn; assert torch.__version__.startswith('2.13.0')" 2>/dev/null; then
-  .venv/bin/pip install -q --disable-pip-version-check torch==2.13.0 h5py numpy tensorboard matplotlib scikit-learn
+if ! .venv/bin/python -c "import torch, h5py, tensorboard, matplotlib, sklearn, umap, markdown, rich; assert torch.__version__.startswith('2.13.0')" 2>/dev/null; then
+  .venv/bin/pip install -q --disable-pip-version-check torch==2.13.0 h5py numpy tensorboard matplotlib scikit-learn \
+    umap-learn markdown rich
 fi
 TORCH_PREFIX=$(.venv/bin/python -c 'import torch; print(torch.utils.cmake_prefix_path)')
 

@@ -29,13 +29,34 @@ ls "$T/run/analytics/step_00000010.h5" "$T/run/analytics/step_00000020.h5" > /de
 # The last analytics step, into RUN/report.
 "$SOME" report "$T/run" | tee "$T/report.out"
 grep -q "report.md" "$T/report.out" || fail "some report did not say where the report is"
+grep -q "report.html" "$T/report.out" || fail "some report did not say where report.html is"
 check_report "$T/run/report" "$T/run" 20
+# report.html: self-contained, the same images and text (rendered in a browser by report.browser).
+"$PY" "$HERE/check_html.py" "$T/run/report"
 
 # An earlier step and UMAP (a note when the package is missing), into --out.
 "$SOME" report "$T/run" --step 10 --out "$T/rep10" --method umap
 check_report "$T/rep10" "$T/run" 10
 if ! "$PY" -c "import umap" 2> /dev/null; then
   grep -q "UMAP was requested" "$T/rep10/report.md" || fail "no note that UMAP is unavailable"
+else
+  grep -q "keys embedded by UMAP" "$T/rep10/report.md" || fail "--method umap did not draw the keys with UMAP"
+fi
+
+# Both maps: t-SNE and UMAP side by side, the same clusters, each map's silhouette of them.
+"$SOME" report "$T/run" --out "$T/both" --method both
+check_report "$T/both" "$T/run" 20
+if "$PY" -c "import umap" 2> /dev/null; then
+  grep -q "middle: the same keys embedded by UMAP" "$T/both/report.md" || fail "--method both has no UMAP map"
+  [ "$(grep -c "in the 2-D map (Euclidean; how well the map keeps them apart): t-SNE [0-9.-]*, UMAP [0-9.-]*" \
+      "$T/both/report.md")" -eq 2 ] || fail "--method both lacks the t-SNE and UMAP silhouettes of both layers"
+  "$PY" - "$T/both/layer_0_keys.png" "$T/run/report/layer_0_keys.png" <<'PY' || fail "--method both drew no third panel"
+import struct, sys
+w = [struct.unpack(">II", open(p, "rb").read()[16:24])[0] for p in sys.argv[1:]]
+sys.exit(0 if w[0] > 1.25 * w[1] else 1)   # three panels are wider than two
+PY
+else
+  grep -q "UMAP was requested" "$T/both/report.md" || fail "no note that UMAP is unavailable"
 fi
 
 # The cross-check can fail: a metrics.jsonl whose Gini disagrees gets a warning.

@@ -214,6 +214,23 @@ def table(md):
                                         for line in lines[2:] if line.startswith("|"))}
 
 
+class MapSilhouette(unittest.TestCase):
+    """analytics.map_silhouette: how well a 2-D map keeps the key clusters apart."""
+
+    def test_separated_clusters_score_high_and_mixed_low(self):
+        labels = np.repeat([0, 1, 2], 10)
+        rng = np.random.default_rng(0)
+        centers = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+        apart = centers[labels] + 0.1 * rng.normal(size=(30, 2))
+        self.assertGreater(analytics.map_silhouette(apart, labels), 0.9)
+        mixed = rng.normal(size=(30, 2))   # the same labels on points that ignore them
+        self.assertLess(analytics.map_silhouette(mixed, labels), 0.2)
+
+    def test_undefined_cases_are_none(self):
+        self.assertIsNone(analytics.map_silhouette(np.zeros((5, 2)), np.zeros(5, dtype=int)))
+        self.assertIsNone(analytics.map_silhouette(np.eye(3, 2), np.arange(3)))
+
+
 class BaselineReports(unittest.TestCase):
     """Runs of E = 7 experts, d = 4, one routed layer, analytics of step 10 with counts and
     co-activation only (what the trainer writes for model.ffn = moe | hash)."""

@@ -153,6 +153,17 @@ def cluster_keys(keys, k_max: int = 8, seed: int = 0) -> Clustering:
     return Clustering(best, scores[best], _relabel_by_size(labels[best]), scores)
 
 
+def map_silhouette(xy, labels) -> float | None:
+    """Euclidean silhouette of the key clusters in a 2-D map: how well the map keeps the clusters found
+    in key space apart (None with fewer than 2 clusters, or as many clusters as points)."""
+    from sklearn.metrics import silhouette_score
+    labels = np.asarray(labels)
+    k = np.unique(labels).size
+    if k < 2 or k >= labels.size:
+        return None
+    return float(silhouette_score(np.asarray(xy, dtype=np.float64), labels, metric="euclidean"))
+
+
 def _relabel_by_size(labels: np.ndarray) -> np.ndarray:
     """Cluster 0 = the largest, then by first member: stable colours between runs."""
     ids, first, size = np.unique(labels, return_index=True, return_counts=True)
@@ -175,7 +186,8 @@ def embed_2d(keys, method: str = "tsne", seed: int = 0) -> tuple[np.ndarray, str
         return xy, f"PCA (E = {e} is too few points for t-SNE)"
     if method == "umap":
         import umap  # caller checks that it imports
-        reducer = umap.UMAP(n_components=2, metric="cosine", n_neighbors=min(15, e - 1), random_state=seed)
+        # n_jobs=1: a fixed random_state makes UMAP single-threaded anyway (and it warns unless told).
+        reducer = umap.UMAP(n_components=2, metric="cosine", n_neighbors=min(15, e - 1), random_state=seed, n_jobs=1)
         return reducer.fit_transform(kn), f"UMAP (cosine, n_neighbors = {min(15, e - 1)})"
     from sklearn.manifold import TSNE
     perplexity = float(max(2.0, min(30.0, (e - 1) / 3.0)))

@@ -1,11 +1,12 @@
 """Routing-analytics report of a run directory (`some report`, docs/report.md, docs/design.md §9):
 PNG plots and report.md.
 
-    python -m some_tools.report RUN [--out DIR] [--step N] [--method tsne|umap]
+    python -m some_tools.report RUN [--out DIR] [--step N] [--method tsne|umap|both]
 
 Reads RUN/metrics.jsonl (required), RUN/analytics/step_XXXXXXXX.h5 (one per eval, routed layers
 only), RUN/config.toml (or the config in the latest checkpoint's manifest). Writes to DIR
-(default RUN/report/): report.md and the PNGs it embeds. Gini, entropy, dead experts and key
+(default RUN/report/): report.md and the PNGs it embeds, and report.html (the same page,
+self-contained, for a browser). Gini, entropy, dead experts and key
 geometry are recomputed from the analytics file (some_tools.analytics) and checked against the
 trainer's numbers in metrics.jsonl. Exit status: 0 on success, 1 for a missing or unreadable
 input (the message names the file), 2 for bad arguments.
@@ -18,5 +19,5 @@ runs get the loss curves only.
 
 One module per stage: load (the run's config, router and MoE gate; metrics.jsonl and the
 analytics files through some_tools.metrics / some_tools.analytics_files), summary (per-layer
-numbers and the cross-check), plots, markdown; make puts them together.
+numbers and the cross-check), plots, markdown, html; make puts them together.
 """

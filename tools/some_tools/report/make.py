@@ -7,6 +7,7 @@ from pathlib import Path
 from some_tools import analytics_files
 from some_tools.analytics_files import LayerData
 from some_tools.errors import InputError
+from some_tools.report.html import write_html
 from some_tools.report.load import load_config, load_metrics, load_moe_gate, router_of
 from some_tools.report.markdown import write_markdown
 from some_tools.report.plots import plot_curves, plot_layer, plot_routing_over_training, plot_usage
@@ -19,12 +20,12 @@ def make_report(run: Path, out: Path, step: int | None, method: str) -> Path:
     m, notes = load_metrics(run)
     cfg, cfg_source = load_config(run)
     files = analytics_files.list_files(run)
-    if method == "umap":
+    if method in ("umap", "both"):
         try:
             import umap  # noqa: F401
         except ImportError:
-            notes.append("UMAP was requested but the `umap` package does not import here (pip install umap-learn); "
-                         "the key space is drawn with t-SNE instead.")
+            notes.append("UMAP was requested but the `umap` package does not import here (pip install umap-learn; "
+                         "scripts/setup.sh installs it); the key space is drawn with t-SNE only.")
             method = "tsne"
 
     data: list[LayerData] = []
@@ -76,7 +77,9 @@ def make_report(run: Path, out: Path, step: int | None, method: str) -> Path:
         ours = images.get("layers", {}).values()
         if re.fullmatch(r"layer_\d+_(keys|coactivation)\.png", p.name) and p.name not in ours:
             p.unlink()
-    return write_markdown(out, run, cfg, cfg_source, m, step, layers, images, warnings, notes, edges, router, gate)
+    md = write_markdown(out, run, cfg, cfg_source, m, step, layers, images, warnings, notes, edges, router, gate)
+    write_html(md)
+    return md
 
 
 def main(argv=None) -> int:
@@ -85,8 +88,8 @@ def main(argv=None) -> int:
     p.add_argument("run", type=Path, help="run directory (metrics.jsonl, analytics/, config.toml)")
     p.add_argument("--out", type=Path, help="output directory (default RUN/report)")
     p.add_argument("--step", type=int, help="analytics step to plot (default: the last)")
-    p.add_argument("--method", choices=("tsne", "umap"), default="tsne",
-                   help="2-D embedding of the keys (MoE: gate rows)")
+    p.add_argument("--method", choices=("tsne", "umap", "both"), default="tsne",
+                   help="2-D embedding of the keys (MoE: gate rows); both: t-SNE and UMAP side by side")
     a = p.parse_args(argv)
     try:
         path = make_report(a.run, a.out or a.run / "report", a.step, a.method)
@@ -94,4 +97,5 @@ def main(argv=None) -> int:
         print(f"report: error: {e}", file=sys.stderr)
         return 1
     print(f"report: {path}")
+    print(f"report: {path.with_suffix('.html')} (self-contained: open it in a browser)")
     return 0

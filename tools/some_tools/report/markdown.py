@@ -86,6 +86,11 @@ def _routing_table(layers: list[LayerSummary], router: Router, gate: Gate | None
     return out
 
 
+def _short(embedding: str | None) -> str:
+    """"t-SNE" of "t-SNE (cosine distance, perplexity 2)"."""
+    return embedding.split(" (")[0] if embedding else ""
+
+
 def write_markdown(out: Path, run: Path, cfg: dict, cfg_source: str, m: metrics.Metrics, step: int | None,
                    layers: list[LayerSummary], images: dict, warnings: list[str], notes: list[str],
                    edges: dict[int, list], router: Router, gate: Gate | None) -> Path:
@@ -170,6 +175,10 @@ def write_markdown(out: Path, run: Path, cfg: dict, cfg_source: str, m: metrics.
                 alt = "key space and co-activation"
                 cap = (f"Left: the keys embedded by {s.embedding}, coloured by KMeans cluster, marker area = eval "
                        "load. Right: the co-activation graph at the same positions.")
+                if s.alt_embedding:
+                    cap = (f"Left: the keys embedded by {s.embedding}; middle: the same keys embedded by "
+                           f"{s.alt_embedding}; both coloured by the same KMeans clusters, marker area = eval load. "
+                           f"Right: the co-activation graph at the {_short(s.embedding)} positions.")
             elif s.vector_kind == "gate":
                 alt = "gate space and co-activation"
                 cap = (f"Left: the gate rows W_g[i] ({gate.source}) embedded by {s.embedding}, coloured by KMeans "
@@ -184,6 +193,11 @@ def write_markdown(out: Path, run: Path, cfg: dict, cfg_source: str, m: metrics.
             if s.clustering is not None:
                 scores = ", ".join(f"k={k}: {v:.3f}" for k, v in s.clustering.scores.items()) or "no k tried"
                 lines.append(f"- Silhouette by k: {scores}")
+                maps = [(_short(s.embedding), s.map_silhouette), (_short(s.alt_embedding), s.alt_map_silhouette)]
+                maps = [f"{name} {v:.3f}" for name, v in maps if name and v is not None]
+                if maps:
+                    lines.append(f"- Silhouette of the k = {s.clustering.k} clusters in the 2-D map (Euclidean; "
+                                 f"how well the map keeps them apart): {', '.join(maps)}")
             lines.append(f"- Strongest co-activated pairs (C_ij/√(n_i n_j)): {top}")
             if s.bias is not None and np.any(s.bias != 0):
                 lo, hi = int(np.argmin(s.bias)), int(np.argmax(s.bias))

@@ -204,22 +204,24 @@ def _marker_sizes(load: np.ndarray) -> np.ndarray:
     return 25 + 475 * load / top
 
 
-def _draw_experts(ax, s: LayerSummary, label_ids: bool):
+def _draw_experts(ax, s: LayerSummary, label_ids: bool, xy: np.ndarray | None = None):
+    """The experts at `xy` (default: the layer's main map s.xy)."""
+    xy = s.xy if xy is None else xy
     colors = np.array(_expert_colors(s), dtype=object)
     live = s.data.counts > 0
     sizes = _marker_sizes(s.load)
-    ax.scatter(s.xy[live, 0], s.xy[live, 1], s=sizes[live], c=list(colors[live]),
+    ax.scatter(xy[live, 0], xy[live, 1], s=sizes[live], c=list(colors[live]),
                edgecolors="k", linewidths=0.6, alpha=0.9, zorder=3)
     if (~live).any():  # dead: an X in its cluster's colour
-        ax.scatter(s.xy[~live, 0], s.xy[~live, 1], s=70, marker="X", c=list(colors[~live]),
+        ax.scatter(xy[~live, 0], xy[~live, 1], s=70, marker="X", c=list(colors[~live]),
                    edgecolors="k", linewidths=0.6, alpha=0.9, zorder=3)
     if label_ids:
-        for i, (x, y) in enumerate(s.xy):
+        for i, (x, y) in enumerate(xy):
             ax.annotate(str(i), (x, y), xytext=(4, 4), textcoords="offset points", fontsize=7, color="0.2",
                         zorder=4)
-    pad = 0.08 * (np.ptp(s.xy, axis=0) + 1e-9)
-    ax.set_xlim(s.xy[:, 0].min() - pad[0], s.xy[:, 0].max() + pad[0])
-    ax.set_ylim(s.xy[:, 1].min() - pad[1], s.xy[:, 1].max() + pad[1])
+    pad = 0.08 * (np.ptp(xy, axis=0) + 1e-9)
+    ax.set_xlim(xy[:, 0].min() - pad[0], xy[:, 0].max() + pad[0])
+    ax.set_ylim(xy[:, 1].min() - pad[1], xy[:, 1].max() + pad[1])
     ax.set_xticks([])
     ax.set_yticks([])
     ax.grid(False)
@@ -283,12 +285,19 @@ def _short_method(embedding: str) -> str:
     return ""
 
 
+def _map_sil(value: float | None, method: str) -> str:
+    return "" if value is None else f"\nsilhouette of these clusters in the {method} map: {value:.3f}"
+
+
 def plot_layer(s: LayerSummary, step: int, max_edges: int, gate: Gate | None, out: Path) -> tuple[str, list]:
     """Routers with vectors (SoME keys, MoE gate rows): their 2-D embedding coloured by cluster, and
     the co-activation graph at the same positions. Without (hash): the co-activation matrix and the
     co-activation graph laid out by it."""
     plt = plotting.pyplot()
-    fig, (ax_k, ax_c) = plt.subplots(1, 2, figsize=(15, 7))
+    if s.alt_xy is not None:  # --method both: the second map between the first and the graph
+        fig, (ax_k, ax_u, ax_c) = plt.subplots(1, 3, figsize=(22, 7))
+    else:
+        fig, (ax_k, ax_c) = plt.subplots(1, 2, figsize=(15, 7))
     method = _short_method(s.embedding)
     edges = analytics.top_edges(s.coact_norm, max_edges)
     n_pairs = int((np.triu(s.coact_norm, 1) > 0).sum())
@@ -300,9 +309,18 @@ def plot_layer(s: LayerSummary, step: int, max_edges: int, gate: Gate | None, ou
         else:
             at = f"{gate.source}" + (f"; analytics of step {step}" if gate.step != step else "")
             space = f"Layer {s.data.layer} gate space: rows W_g[i] of the MoE gate ({at})"
-        ax_k.set_title(f"{space}\n{s.embedding}; k = {s.clustering.k} KMeans clusters, cosine silhouette {sil}")
+        ax_k.set_title(f"{space}\n{s.embedding}; k = {s.clustering.k} KMeans clusters, cosine silhouette {sil}"
+                       + _map_sil(s.map_silhouette, method))
         ax_k.set(xlabel=f"{method} 1 (no units)", ylabel=f"{method} 2 (no units)")
-        _expert_legend(ax_k, s)
+        if s.alt_xy is not None:
+            alt = _short_method(s.alt_embedding)
+            _draw_experts(ax_u, s, s.E <= 64, s.alt_xy)
+            ax_u.set_title(f"{space}\n{s.alt_embedding}; the same k = {s.clustering.k} clusters"
+                           + _map_sil(s.alt_map_silhouette, alt))
+            ax_u.set(xlabel=f"{alt} 1 (no units)", ylabel=f"{alt} 2 (no units)")
+            _expert_legend(ax_u, s)
+        else:
+            _expert_legend(ax_k, s)
         _draw_coactivation_graph(fig, ax_c, s, edges)
         vec = "key" if s.vector_kind == "keys" else "gate"
         corr = f", corr({vec} cos, strength) = {s.coact_corr:.2f}" if s.coact_corr is not None else ""

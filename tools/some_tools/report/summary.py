@@ -30,6 +30,10 @@ class LayerSummary:
     coact_norm: np.ndarray         # (E, E) C_ij / sqrt(n_i n_j)
     coact_corr: float | None       # corr(vector cosine, coact_norm) over live pairs
     bias: np.ndarray | None = None  # (E,) MoE selection bias
+    map_silhouette: float | None = None      # silhouette of the clusters in xy (2-D, Euclidean)
+    alt_xy: np.ndarray | None = None         # (E, 2) a second map (--method both: UMAP beside t-SNE)
+    alt_embedding: str | None = None
+    alt_map_silhouette: float | None = None
 
     @property
     def E(self) -> int:
@@ -55,11 +59,20 @@ def summarize(d: LayerData, method: str, gate: np.ndarray | None = None, bias: n
         xy, how = analytics.coactivation_layout(d.coact, d.counts)
         return LayerSummary(**base, vectors=None, vector_kind=None, key_cos=None, key_norm=None, clustering=None,
                             xy=xy, embedding=how, coact_corr=None)
-    xy, how = analytics.embed_2d(vectors, method=method, seed=0)
+    # "both": t-SNE places the experts (and the co-activation graph), UMAP is drawn beside it; the
+    # clusters come from the vectors themselves, so both maps get the same colours.
+    xy, how = analytics.embed_2d(vectors, method="tsne" if method == "both" else method, seed=0)
+    clustering = analytics.cluster_keys(vectors, k_max=8, seed=0)
+    alt_xy = alt_how = alt_sil = None
+    if method == "both":
+        alt_xy, alt_how = analytics.embed_2d(vectors, method="umap", seed=0)
+        alt_sil = analytics.map_silhouette(alt_xy, clustering.labels)
     return LayerSummary(**base, vectors=vectors, vector_kind=kind,
                         key_cos=analytics.mean_pairwise_cosine(vectors), key_norm=analytics.mean_key_norm(vectors),
-                        clustering=analytics.cluster_keys(vectors, k_max=8, seed=0), xy=xy, embedding=how,
-                        coact_corr=analytics.coactivation_key_correlation(d.coact, d.counts, vectors))
+                        clustering=clustering, xy=xy, embedding=how,
+                        coact_corr=analytics.coactivation_key_correlation(d.coact, d.counts, vectors),
+                        map_silhouette=analytics.map_silhouette(xy, clustering.labels), alt_xy=alt_xy,
+                        alt_embedding=alt_how, alt_map_silhouette=alt_sil)
 
 
 def cross_check(layers: list[LayerSummary], eval_line: dict | None, step: int) -> list[str]:
