@@ -5,6 +5,10 @@ eager with grouped experts], each side's best tokens/s kept, and the ratios C++ 
 and interleaved because this VM's speed drifts by +-20% between minutes. Prints one JSON object.
 
   bench/compare_eager.py [--pairs 3] [--steps 8] [--threads 2] [--shapes issue13,default]
+                         [--dtype float32|bfloat16]
+
+--dtype bfloat16 runs both under bf16 autocast (C++: train.dtype = "bfloat16"; eager:
+torch.autocast, its grouped experts on bf16 copies of the frozen weights made once).
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ TRAIN_KEYS = ("micro_batch", "global_batch", "seq_len")
 def cpp_tokens_per_s(shape, args):
     sets = [f"{'train' if k in TRAIN_KEYS else 'model'}.{k}={v}" for k, v in shape.items()]
     cmd = [os.path.join(ROOT, "build", "bin", "bench_train_step"), "--configs", "default", "--steps", str(args.steps),
-           "--warmup", "2", "--set", *sets, f"train.threads={args.threads}"]
+           "--warmup", "2", "--dtype", args.dtype, "--set", *sets, f"train.threads={args.threads}"]
     out = subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, text=True).stdout
     result = json.loads(out)["results"][0]
     return result["tokens_per_s"]
@@ -41,7 +45,7 @@ def eager_tokens_per_s(shape, experts, args):
     flags = {"d-model": shape["d_model"], "layers": shape["n_layers"], "heads": shape["n_heads"],
              "experts-count": shape["num_experts"], "d-expert": shape["d_expert"], "top-k": shape["top_k"],
              "micro-batch": shape["micro_batch"], "global-batch": shape["global_batch"], "seq-len": shape["seq_len"],
-             "steps": args.steps, "threads": args.threads}
+             "steps": args.steps, "threads": args.threads, "dtype": args.dtype}
     cmd = [sys.executable, os.path.join(HERE, "eager_reference.py"), "--experts", experts]
     for k, v in flags.items():
         cmd += [f"--{k}", str(v)]
@@ -55,8 +59,9 @@ def main():
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--shapes", default="issue13,default")
+    ap.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
     args = ap.parse_args()
-    report = {"pairs": args.pairs, "steps": args.steps, "threads": args.threads, "shapes": {}}
+    report = {"pairs": args.pairs, "steps": args.steps, "threads": args.threads, "dtype": args.dtype, "shapes": {}}
     for name in args.shapes.split(","):
         shape = SHAPES[name]
         best = {"cpp": 0.0, "eager_loop": 0.0, "eager_grouped": 0.0}

@@ -80,10 +80,11 @@ class SoMELayer(nn.Module):
 
     def forward(self, x):  # (N, d)
         q = self.query(x)
-        qn = F.normalize(q, dim=-1)
-        scores = qn @ F.normalize(self.keys, dim=-1).T  # (N, E)
-        idx = scores.detach().topk(self.top_k, dim=-1).indices  # (N, k)
-        gates = torch.softmax(torch.clamp(scores.gather(1, idx) / 0.3, -10, 10), -1)
+        with torch.autocast("cpu", enabled=False):  # routing in fp32 under any autocast
+            qn = F.normalize(q.float(), dim=-1)
+            scores = qn @ F.normalize(self.keys, dim=-1).T  # (N, E)
+            idx = scores.detach().topk(self.top_k, dim=-1).indices  # (N, k)
+            gates = torch.softmax(torch.clamp(scores.gather(1, idx) / 0.3, -10, 10), -1)
         with torch.no_grad():  # Knowledge Gravity statistics
             flat = idx.reshape(-1)
             self.n.index_add_(0, flat, torch.ones(flat.numel()))
@@ -98,8 +99,13 @@ class SoMELayer(nn.Module):
         rows = x[token]  # (N*k, d) sorted by expert
         if self.compute == "grouped":
             offs = counts.cumsum(0).to(torch.int32)
-            h = F.gelu(torch._grouped_mm(rows, self.w_down.transpose(1, 2), offs=offs))
-            out = torch._grouped_mm(h, self.w_up.transpose(1, 2), offs=offs)
+            down, up = self.w_down, self.w_up
+            if torch.is_autocast_enabled("cpu"):  # autocast has no rule for _grouped_mm: cast by hand, once
+                if getattr(self, "_bf16", None) is None:
+                    self._bf16 = (down.bfloat16(), up.bfloat16())
+                down, up, rows = *self._bf16, rows.bfloat16()
+            h = F.gelu(torch._grouped_mm(rows, down.transpose(1, 2), offs=offs))
+            out = torch._grouped_mm(h, up.transpose(1, 2), offs=offs)
         else:
             outs, start = [], 0
             for e, c in enumerate(counts.tolist()):
@@ -107,8 +113,8 @@ class SoMELayer(nn.Module):
                     outs.append(F.gelu(rows[start:start + c] @ self.w_down[e].T) @ self.w_up[e].T)
                     start += c
             out = torch.cat(outs)
-        weighted = out * gates.reshape(-1)[order].unsqueeze(1)
-        return torch.zeros_like(x).index_add(0, token, weighted)
+        weighted = out * gates.reshape(-1)[order].unsqueeze(1)  # fp32 (the gates')
+        return torch.zeros(x.shape, dtype=weighted.dtype).index_add(0, token, weighted).to(x.dtype)
 
     @torch.no_grad()
     def gravity(self, alpha=0.01, beta=0.002, delta=0.001, rho=0.99):
@@ -163,6 +169,8 @@ def main():
                           ("seq-len", 128), ("steps", 8), ("warmup", 2), ("threads", 2)):
         ap.add_argument(f"--{name}", type=int, default=default)
     ap.add_argument("--experts", choices=["loop", "grouped"], default="loop", help="how the experts run")
+    ap.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
+                    help="bfloat16: the forward under torch.autocast (routing in fp32, as the C++ does)")
     args = ap.parse_args()
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)
@@ -177,7 +185,8 @@ def main():
         opt.zero_grad(set_to_none=True)
         for _ in range(micro):
             batch = torch.randint(0, args.vocab, (args.micro_batch, args.seq_len + 1))
-            loss = model(batch[:, :-1], batch[:, 1:])
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.dtype == "bfloat16"):
+                loss = model(batch[:, :-1], batch[:, 1:])
             (loss / micro).backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
@@ -193,6 +202,7 @@ def main():
         times.append(time.perf_counter() - t)
     tokens = args.global_batch * args.seq_len
     print(json.dumps({"implementation": f"pytorch eager ({args.experts} experts)", "torch": torch.__version__,
+                      "dtype": args.dtype,
                       "threads": args.threads, "tokens_per_s": tokens * len(times) / sum(times),
                       "step_ms": 1e3 * sum(times) / len(times), "step_ms_best": 1e3 * min(times),
                       "shape": {k: v for k, v in vars(args).items() if k not in ("steps", "warmup", "threads")}}))

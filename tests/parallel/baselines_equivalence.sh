@@ -10,19 +10,9 @@ T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 cd "$SRC"
 bash "$SRC/tests/make_test_dataset.sh" "$SOME" "$T"
-MPI=(mpirun --oversubscribe --bind-to none)
 COMMON=(--config configs/tiny.toml --data "$T/data" --set train.log_every=1 --set train.sample_tokens=0
         --set train.max_steps=16 --set train.micro_batch=2 --set train.threads=1 --set train.eval_every=8)
-run() {  # NAME NP P ARGS...
-  local name=$1 np=$2 p=$3
-  shift 3
-  if [ "$np" = 1 ]; then
-    "$SOME" train "${COMMON[@]}" "$@" --run-dir "$T/$name" > "$T/$name.log" 2>&1
-  else
-    "${MPI[@]}" -np "$np" "$SOME" train "${COMMON[@]}" --set parallel.expert_parallel="$p" "$@" \
-        --run-dir "$T/$name" > "$T/$name.log" 2>&1
-  fi || { tail -n 20 "$T/$name.log"; echo "FAIL: run $name (np $np, P $p) failed"; exit 1; }
-}
+source "$SRC/tests/parallel/runs.sh"
 MOE=(--set model.ffn=moe --set moe.balance=aux_loss --set moe.aux_loss=0.05)
 BIAS=(--set model.ffn=moe --set moe.balance=bias --set moe.bias_rate=0.01)
 HASH=(--set model.ffn=hash)
@@ -34,31 +24,20 @@ SOME_INJECT_SIGNAL=0:8 run moe_stop 2 2 "${MOE[@]}"
 "$SOME" train "${COMMON[@]}" "${MOE[@]}" --run-dir "$T/moe_stop" --resume auto > "$T/moe_resume.log" 2>&1 ||
   { tail -n 20 "$T/moe_resume.log"; echo "FAIL: resume on W=1"; exit 1; }
 SRC="$SRC" "$PY" - "$T" <<'PY'
-import json, os, sys
+import os, sys
 import numpy as np
-sys.path.insert(0, os.path.join(os.environ["SRC"], "tests"))
-import checkpoint_h5
+sys.path.insert(0, os.path.join(os.environ["SRC"], "tests", "parallel"))
+from compare_runs import compare, losses, state
 root = sys.argv[1]
-def losses(run):
-    return {l["step"]: l["loss"] for l in map(json.loads, open(f"{root}/{run}/metrics.jsonl")) if "event" not in l}
-def state(run):
-    return {k: v for k, v in checkpoint_h5.load(f"{root}/{run}").items() if not k.startswith("rng.")}
 failed = False
 for ref, others in (("moe_w1", ("moe_w2p2", "moe_w4p2", "moe_stop")), ("bias_w1", ("bias_w2p2",)), ("hash_w1", ("hash_w4p2",))):
-    a, sa = losses(ref), state(ref)
+    sa = state(root, ref)
     experts = sum(".experts." in k and not k.startswith("optim.") for k in sa)
     moments = sum(k.startswith("optim.exp_avg.") and ".experts." in k for k in sa)
-    assert len(a) == 16 and experts > 0 and moments == experts, (ref, len(a), experts, moments)
+    assert len(losses(root, ref)) == 16 and experts > 0 and moments == experts, (ref, experts, moments)
     for run in others:
-        b, sb = losses(run), state(run)
-        assert sorted(b) == sorted(a) and set(sb) == set(sa), (run, sorted(b), set(sb) ^ set(sa))
-        rel = max(abs(a[s] - b[s]) / abs(a[s]) for s in a)
-        diff = max(float(np.abs(sa[k].astype(np.float64) - sb[k]).max()) for k in sa)
-        ok = rel <= 1e-4 and diff <= 1e-4
-        failed |= not ok
-        print(f"{'ok  ' if ok else 'FAIL'} {run} vs {ref}: largest per-step loss difference {rel:.2e} (relative), "
-              f"largest final tensor difference {diff:.2e} over {len(sa)} tensors ({experts} expert matrices)")
-bias = [v for k, v in state("bias_w1").items() if k.endswith("moe.bias")]
+        failed |= not compare(root, ref, run, f" ({experts} expert matrices)")
+bias = [v for k, v in state(root, "bias_w1").items() if k.endswith("moe.bias")]
 ok = len(bias) == 2 and all(np.abs(b).max() > 0 for b in bias)
 failed |= not ok
 print(f"{'ok  ' if ok else 'FAIL'} moe.balance = bias moved the selection bias (max |b| {max(np.abs(b).max() for b in bias):.3f})")

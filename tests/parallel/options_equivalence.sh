@@ -12,52 +12,30 @@ T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 cd "$SRC"
 bash "$SRC/tests/make_test_dataset.sh" "$SOME" "$T"
-MPI=(mpirun --oversubscribe --bind-to none)
 COMMON=(--config configs/tiny.toml --data "$T/data" --set train.log_every=1 --set train.sample_tokens=0
         --set train.max_steps=16 --set train.micro_batch=2 --set train.threads=1 --set train.eval_every=8
         --set router.gate_scale=learnable --set router.balance=bias --set router.bias_rate=0.01
         --set router.key_init=data --set expert.output_scale=learnable --set model.shared_expert=16)
-run() {  # NAME NP P ARGS...
-  local name=$1 np=$2 p=$3
-  shift 3
-  if [ "$np" = 1 ]; then
-    "$SOME" train "${COMMON[@]}" "$@" --run-dir "$T/$name" > "$T/$name.log" 2>&1
-  else
-    "${MPI[@]}" -np "$np" "$SOME" train "${COMMON[@]}" --set parallel.expert_parallel="$p" "$@" \
-        --run-dir "$T/$name" > "$T/$name.log" 2>&1
-  fi || { tail -n 20 "$T/$name.log"; echo "FAIL: run $name (np $np, P $p) failed"; exit 1; }
-}
+source "$SRC/tests/parallel/runs.sh"
 run w1 1 1; run w2p2 2 2; run w4p2 4 2
 SOME_INJECT_SIGNAL=0:8 run stop 2 2
 "$SOME" train "${COMMON[@]}" --run-dir "$T/stop" --resume auto > "$T/resume.log" 2>&1 ||
   { tail -n 20 "$T/resume.log"; echo "FAIL: resume on W=1"; exit 1; }
 SRC="$SRC" "$PY" - "$T" <<'PY'
-import json, os, sys
+import os, sys
 import numpy as np
-sys.path.insert(0, os.path.join(os.environ["SRC"], "tests"))
-import checkpoint_h5
+sys.path.insert(0, os.path.join(os.environ["SRC"], "tests", "parallel"))
+from compare_runs import compare, losses, state
 root = sys.argv[1]
-def losses(run):
-    return {l["step"]: l["loss"] for l in map(json.loads, open(f"{root}/{run}/metrics.jsonl")) if "event" not in l}
-def state(run):
-    return {k: v for k, v in checkpoint_h5.load(f"{root}/{run}").items() if not k.startswith("rng.")}
-failed = False
-a, sa = losses("w1"), state("w1")
+sa = state(root, "w1")
 wanted = ("some.gate_log_scale", "some.selection_bias", "some.expert_scale", "some.shared.up.weight",
           "optim.exp_avg.layers.1.some.expert_scale")
 missing = [w for w in wanted if not any(k.endswith(w) for k in sa)]
-assert len(a) == 16 and not missing, (len(a), missing)
+assert len(losses(root, "w1")) == 16 and not missing, missing
+failed = False
 for run in ("w2p2", "w4p2", "stop"):
-    b, sb = losses(run), state(run)
-    assert sorted(b) == sorted(a) and set(sb) == set(sa), (run, sorted(b), set(sb) ^ set(sa))
-    rel = max(abs(a[s] - b[s]) / abs(a[s]) for s in a)
-    worst = max(sa, key=lambda k: float(np.abs(sa[k].astype(np.float64) - sb[k]).max()))
-    diff = float(np.abs(sa[worst].astype(np.float64) - sb[worst]).max())
-    ok = rel <= 1e-4 and diff <= 1e-4
-    failed |= not ok
-    print(f"{'ok  ' if ok else 'FAIL'} {run} vs w1: largest per-step loss difference {rel:.2e} (relative), "
-          f"largest final tensor difference {diff:.2e} ({worst}) over {len(sa)} tensors")
-# Every option did something: the bias and the scales moved, the keys left their random start.
+    failed |= not compare(root, "w1", run)
+# Every option did something: the selection bias and the expert scales moved.
 moved = {w: max(float(np.abs(v - (1.0 if w.endswith("expert_scale") else 0.0)).max())
                 for k, v in sa.items() if k.endswith(w) and not k.startswith("optim."))
          for w in ("some.selection_bias", "some.expert_scale")}
