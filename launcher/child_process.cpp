@@ -136,7 +136,8 @@ std::string self_executable() {
 ToolExitStatus::ToolExitStatus(const std::string& tool, int code)
     : CLI::ParseError("RuntimeError", fmt::format("{} exited with status {}", tool, code), code) {}
 
-void run_python_tool(const std::string& command, const std::string& tool, const std::vector<std::string>& args) {
+std::vector<std::string> python_tool_argv(const std::string& command, const std::string& tool,
+                                          const std::vector<std::string>& args) {
   const char* env = std::getenv("SOME_PYTHON");
   const bool from_env = env != nullptr && *env != '\0';
   const std::string python = from_env ? env : SOME_PYTHON_PATH;
@@ -145,7 +146,7 @@ void run_python_tool(const std::string& command, const std::string& tool, const 
   const auto main_file = tools_dir + "/some_tools/" + tool + "/__main__.py";
   if (access(python.c_str(), X_OK) != 0) {
     throw Error(fmt::format("{}: Python interpreter '{}' ({}) is not an executable file; set SOME_PYTHON to a Python "
-                            "with numpy, h5py, matplotlib and scikit-learn",
+                            "with the packages scripts/setup.sh installs in .venv",
                             command, python,
                             from_env ? "from the SOME_PYTHON environment variable"
                                      : "the venv Python this binary was configured with"));
@@ -155,16 +156,21 @@ void run_python_tool(const std::string& command, const std::string& tool, const 
                             module, main_file, SOME_SOURCE_DIR));
   }
   // `python -m` finds the package in this source tree, in front of anything the caller has on
-  // PYTHONPATH. The child inherits this process's environment, and `some` only waits for the
-  // tool from here on, so setting it here changes nothing else.
+  // PYTHONPATH. The tool inherits this process's environment, and `some` only waits for (or
+  // becomes) the tool from here on, so setting it here changes nothing else.
   const char* user_path = std::getenv("PYTHONPATH");
   const auto python_path = user_path != nullptr && *user_path != '\0' ? tools_dir + ":" + user_path : tools_dir;
   setenv("PYTHONPATH", python_path.c_str(), 1);
   std::vector<std::string> argv = {python, "-m", module};
   argv.insert(argv.end(), args.begin(), args.end());
+  return argv;
+}
+
+void run_python_tool(const std::string& command, const std::string& tool, const std::vector<std::string>& args) {
+  const auto argv = python_tool_argv(command, tool, args);
   forward_stop_signals();
   const int code = exit_code(wait_child(spawn_child(argv)));
-  if (code != 0) throw ToolExitStatus(module, code);
+  if (code != 0) throw ToolExitStatus("some_tools." + tool, code);
 }
 
 }  // namespace some::launcher

@@ -45,5 +45,10 @@ struct ToolExitStatus : CLI::ParseError {
 // environment, else the venv this binary was configured with), forwarding stop signals; a
 // non-zero exit becomes ToolExitStatus. `command` ("some report") names the caller in errors.
 void run_python_tool(const std::string& command, const std::string& tool, const std::vector<std::string>& args);
+// The command line of that tool, `python -m some_tools.<tool> args...`, with tools/ put in front of
+// this process's PYTHONPATH; an Error naming `command` when the interpreter or the tool is missing.
+// For a caller that must become the tool (`some top` needs the terminal) rather than wait for it.
+std::vector<std::string> python_tool_argv(const std::string& command, const std::string& tool,
+                                          const std::vector<std::string>& args);
 
 }  // namespace some::launcher
