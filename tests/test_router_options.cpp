@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "common/random.h"
 #include "src/model/key_store.h"
 #include "src/model/router.h"
 #include "src/model/some_layer.h"
@@ -119,8 +120,9 @@ TEST(RouterOptions, KMeansPlusPlusFindsTheClusters) {
   EXPECT_EQ(kmeans_plus_plus(points.narrow(0, 0, 2), 5, 77, 5).size(0), 2);
 }
 
-// router.key_init = data: after step 1 every key is a unit centre of that step's queries
-// (close to some query), and the update after a later step (a resumed run) is Knowledge Gravity.
+// router.key_init = data: after step 1 the keys are exactly the k-means++ centres of that step's
+// queries (all 64 are in the pool), seeded by (train.seed, step, layer); the update after a later
+// step (a resumed run) is Knowledge Gravity.
 TEST(RouterOptions, KMeansKeysAfterTheFirstStepOnly) {
   auto o = layer_options();
   o.router.key_init = "data";
@@ -136,10 +138,8 @@ TEST(RouterOptions, KMeansKeysAfterTheFirstStepOnly) {
   EXPECT_FALSE(torch::allclose(keys, before));
   EXPECT_TRUE(torch::allclose(keys.norm(2, 1), torch::ones({6}), 0, 1e-5));
   torch::NoGradGuard no_grad;
-  auto queries = torch::nn::functional::normalize(layer.router().route(x, {}, false).queries,
-                                                  torch::nn::functional::NormalizeFuncOptions().dim(1));
-  auto nearest = std::get<0>(torch::mm(keys, queries.t()).max(1));
-  EXPECT_GT(nearest.min().item<float>(), 0.5f);
+  auto queries = layer.router().route(x, {}, false).queries;  // (64, d), normalised
+  EXPECT_TRUE(torch::allclose(keys, kmeans_plus_plus(queries, 6, some::hash_u64(5, 1, 1), 5), 0, 1e-6));
 
   // A second layer that (as after a resume) first updates at step 9: gravity, not k-means.
   SoMELayer resumed(o, 1);

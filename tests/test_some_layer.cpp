@@ -85,6 +85,27 @@ TEST(Routing, DotScoresAreRawProducts) {
   EXPECT_EQ(route(q, keys, 1, ScoreFunction::kDot, r).indices[0][0].item<int64_t>(), 1);
 }
 
+// The sums behind ffn_out_ratio: with the attention's output projection zeroed the residual
+// entering the FFN is the block's input, so a training forward adds (sum_t ||FFN(RMSNorm(x_t))||,
+// sum_t ||x_t||); two forwards add twice; an eval forward adds nothing.
+TEST(Transformer, BlockSumsFfnOutputAndResidualNorms) {
+  auto o = small_options();
+  o.d_ff = 12;
+  Block block(o, 0, "dense", nullptr);
+  torch::NoGradGuard no_grad;
+  block->named_parameters()["attn.proj.weight"].zero_();
+  auto x = torch::randn({2, 5, 16});
+  block->collect_stats = true;
+  block->forward(x, {});
+  block->forward(x, {});
+  auto y = block->ffn->forward(at::rms_norm(x.reshape({-1, 16}), {16}, {}, 1e-6));
+  auto want = 2 * torch::stack({y.norm(2, -1).sum(), x.norm(2, -1).sum()});
+  EXPECT_TRUE(torch::allclose(block->norms, want, 1e-5, 1e-5)) << block->norms << want;
+  block->collect_stats = false;
+  block->forward(x, {});
+  EXPECT_TRUE(torch::allclose(block->norms, want, 1e-5, 1e-5));
+}
+
 TEST(Experts, GroupedEqualsNaiveIncludingEmptyExperts) {
   torch::manual_seed(1);
   ExpertOptions opts;

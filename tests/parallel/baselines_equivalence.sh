@@ -6,13 +6,9 @@
 # and resumed on W=1 (trainable experts and their moments resharded) must match too.
 set -euo pipefail
 SOME=$1 SRC=$2 PY=$3
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-cd "$SRC"
-bash "$SRC/tests/make_test_dataset.sh" "$SOME" "$T"
+source "$SRC/tests/parallel/runs.sh"
 COMMON=(--config configs/tiny.toml --data "$T/data" --set train.log_every=1 --set train.sample_tokens=0
         --set train.max_steps=16 --set train.micro_batch=2 --set train.threads=1 --set train.eval_every=8)
-source "$SRC/tests/parallel/runs.sh"
 MOE=(--set model.ffn=moe --set moe.balance=aux_loss --set moe.aux_loss=0.05)
 BIAS=(--set model.ffn=moe --set moe.balance=bias --set moe.bias_rate=0.01)
 HASH=(--set model.ffn=hash)

@@ -4,10 +4,7 @@
 # attention, every expert, the AdamW moments) within 1e-4 of the single-process run.
 set -euo pipefail
 SOME=$1 SRC=$2 PY=$3
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-cd "$SRC"
-bash "$SRC/tests/make_test_dataset.sh" "$SOME" "$T"
+source "$SRC/tests/parallel/runs.sh"
 COMMON=(--config configs/tiny.toml --data "$T/data" --set train.log_every=1 --set train.sample_tokens=0
         --set train.max_steps=20 --set train.micro_batch=2 --set train.threads=1 --set parallel.key_check_every=5)
 "$SOME" train "${COMMON[@]}" --run-dir "$T/w1" >/dev/null 2>&1

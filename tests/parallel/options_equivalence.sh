@@ -8,15 +8,11 @@
 # on W=2 P=2 and resumed on W=1 must match too (the k-means initialisation is not redone).
 set -euo pipefail
 SOME=$1 SRC=$2 PY=$3
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-cd "$SRC"
-bash "$SRC/tests/make_test_dataset.sh" "$SOME" "$T"
+source "$SRC/tests/parallel/runs.sh"
 COMMON=(--config configs/tiny.toml --data "$T/data" --set train.log_every=1 --set train.sample_tokens=0
         --set train.max_steps=16 --set train.micro_batch=2 --set train.threads=1 --set train.eval_every=8
         --set router.gate_scale=learnable --set router.balance=bias --set router.bias_rate=0.01
         --set router.key_init=data --set expert.output_scale=learnable --set model.shared_expert=16)
-source "$SRC/tests/parallel/runs.sh"
 run w1 1 1; run w2p2 2 2; run w4p2 4 2
 SOME_INJECT_SIGNAL=0:8 run stop 2 2
 "$SOME" train "${COMMON[@]}" --run-dir "$T/stop" --resume auto > "$T/resume.log" 2>&1 ||

@@ -1,7 +1,13 @@
-# Sourced by the equivalence scripts: `run NAME NP P ARGS...` trains the caller's COMMON config
-# (plus ARGS) into $T/NAME on NP ranks with parallel.expert_parallel = P (NP = 1: one process,
-# no mpirun), its output in $T/NAME.log; a failed run prints its tail and ends the script.
-# Needs SOME, T and COMMON set by the caller.
+# Sourced by the equivalence scripts after `SOME=$1 SRC=$2 PY=$3`: makes the scratch folder T
+# (removed on exit) with the test dataset in $T/data, enters SRC, and defines
+# `run NAME NP P ARGS...`, which trains the caller's COMMON config (plus ARGS) into $T/NAME on NP
+# ranks with parallel.expert_parallel = P (NP = 1: one process, no mpirun), its output in
+# $T/NAME.log; a failed run prints its tail and ends the script.
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+cd "$SRC"
+bash "$SRC/tests/make_test_dataset.sh" "$SOME" "$T"
+
 run() {
   local name=$1 np=$2 p=$3
   shift 3

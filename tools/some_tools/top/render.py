@@ -310,24 +310,19 @@ def run_detail(run: Run, index: int, n_runs: int, layer: int | None, width: int,
     half = width // 2 if wide else width
     if layer is not None:
         load, routing = load_panel(run, layer, half, ascii_only), routing_panel(run, layer, half, ascii_only)
-        if wide:
-            g = Table.grid(expand=True)
-            g.add_column(ratio=1)
-            g.add_column(ratio=1)
-            g.add_row(load, routing)
-            parts.append(g)
-        else:
-            parts += [routing, load]
+        parts += side_by_side(load, routing) if wide else [routing, load]
     curves, sample = curves_panel(run, half, ascii_only), sample_panel(run)
-    if wide:
-        g = Table.grid(expand=True)
-        g.add_column(ratio=1)
-        g.add_column(ratio=1)
-        g.add_row(curves, sample)
-        parts.append(g)
-    else:
-        parts += [curves, sample]
+    parts += side_by_side(curves, sample) if wide else [curves, sample]
     return Group(*parts)
+
+
+def side_by_side(left, right) -> list:
+    """Two panels in one row of equal halves (wide terminals)."""
+    g = Table.grid(expand=True)
+    g.add_column(ratio=1)
+    g.add_column(ratio=1)
+    g.add_row(left, right)
+    return [g]
 
 
 def footer(paused: bool, n_runs: int) -> Text:
