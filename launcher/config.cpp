@@ -61,6 +61,11 @@ std::vector<Entry> schema(Config& c) {
       {"router.balance", &r.balance, "bias: a per-expert selection bias b, top-k of scores + b (gates from the scores alone), b_i += bias_rate * sign(mean load - load_i) after every step from the global batch's loads (loss-free balancing); none", 0, 0, {"none", "bias"}},
       {"router.bias_rate", &r.bias_rate, "step of the selection bias (balance = bias)", 0, 10},
       {"router.key_init", &r.key_init, "random; or data: after the first step the keys become k-means++ centres (then 5 Lloyd rounds) of that step's queries, gathered from every rank", 0, 0, {"random", "data"}},
+      {"router.search", &r.search, "how a token finds its top-k keys: exact (scores against every key), or an approximate nearest-neighbour index over the keys (FAISS HNSW or IVF), updated after every Knowledge Gravity step; the selected keys' scores and gates are exact either way", 0, 0, {"exact", "hnsw", "ivf"}},
+      {"router.ivf_lists", &r.ivf_lists, "search = ivf: inverted lists (k-means centres of the keys); 0 = about 4 sqrt(E)", 0, 1 << 24},
+      {"router.ivf_probe", &r.ivf_probe, "search = ivf: lists scanned per query", 1, 1 << 24},
+      {"router.hnsw_m", &r.hnsw_m, "search = hnsw: graph links per key", 2, 1024},
+      {"router.hnsw_ef_search", &r.hnsw_ef_search, "search = hnsw: candidate list size per query", 1, 1 << 20},
       {"expert.init", &e.init, "initialisation of the frozen expert library", 0, 0, {"default", "orthogonal", "sparse"}},
       {"expert.sparsity", &e.sparsity, "fraction of exact zeros per matrix (init = sparse)", 0, 0.999},
       {"expert.activation", &e.activation, "expert (and dense FFN) non-linearity", 0, 0, {"gelu", "silu", "relu"}},
@@ -81,6 +86,7 @@ std::vector<Entry> schema(Config& c) {
       {"gravity.use_repulsion", &g.use_repulsion, "ablation switch: repulsion"},
       {"gravity.max_key_norm", &g.max_key_norm, "clamp key norms to this; 0 = off", 0, kInf},
       {"gravity.restart_below", &g.restart_below, "re-seed keys whose usage falls below this; 0 = off", 0, kInf},
+      {"gravity.peer_stats", &g.peer_stats, "what the per-step allreduce carries for the peer pull: the co-activation counts C (E x E), or the peer sums P = C K (E x d, exact: the keys are identical on every rank); auto = peer_sum when E > d_model", 0, 0, {"auto", "coactivation", "peer_sum"}},
       {"moe.balance", &b.balance, "load balancing of the MoE baseline: Switch auxiliary loss, selection bias (aux-loss-free), none", 0, 0, {"aux_loss", "bias", "none"}},
       {"moe.aux_loss", &b.aux_loss, "weight of the auxiliary loss E * sum_i f_i P_i (balance = aux_loss)", 0, 100},
       {"moe.bias_rate", &b.bias_rate, "selection-bias step: b_i += rate * sign(mean load - load_i) (balance = bias)", 0, 10},
@@ -304,9 +310,14 @@ void validate(const Config& c) {
   const bool some = m.ffn == "some";
   const model::RouterOptions defaults;
   if (!some && (m.router.gate_scale != defaults.gate_scale || m.router.balance != defaults.balance ||
-                m.router.key_init != defaults.key_init)) {
-    fail(fmt::format("router.gate_scale, router.balance and router.key_init are options of the SoME router, but "
-                     "model.ffn = '{}' (the MoE baseline balances with moe.balance)", m.ffn));
+                m.router.key_init != defaults.key_init || m.router.search != defaults.search)) {
+    fail(fmt::format("router.gate_scale, router.balance, router.key_init and router.search are options of the SoME "
+                     "router, but model.ffn = '{}' (the MoE baseline balances with moe.balance)", m.ffn));
+  }
+  if (m.router.search != "exact" && m.router.balance == "bias") {
+    // The index ranks keys by score alone; a per-expert bias would need every score again.
+    fail(fmt::format("router.search = '{}' cannot be combined with router.balance = 'bias' (the index ranks keys by "
+                     "score, not score + bias): use router.search = 'exact'", m.router.search));
   }
   if (!routed && (m.shared_expert > 0 || m.expert.output_scale != model::ExpertOptions().output_scale)) {
     fail("model.shared_expert and expert.output_scale belong to a routed layer, but model.ffn = 'dense'");

@@ -16,7 +16,7 @@ SUDO=""
 PACKAGES=(build-essential cmake ninja-build ccache pkg-config git
           openmpi-bin libopenmpi-dev libhdf5-dev hdf5-tools
           libspdlog-dev libfmt-dev libgtest-dev googletest libcli11-dev libtomlplusplus-dev
-          libsentencepiece-dev sentencepiece nlohmann-json3-dev libssl-dev bible-kjv python3-venv
+          libsentencepiece-dev sentencepiece nlohmann-json3-dev libssl-dev bible-kjv python3-venv libfaiss-dev
           tmux chromium)   # tmux: the `some top` tests drive it in a terminal; chromium: report.html in a browser
 
 step "Debian packages (${#PACKAGES[@]})"

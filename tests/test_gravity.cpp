@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "common/errors.h"
 #include "src/model/key_store.h"
 
 using some::model::GravityOptions;
@@ -28,7 +29,7 @@ struct Example {
     stats.add(r);
   }
   torch::Tensor run(const GravityOptions& g) {
-    knowledge_gravity(keys, usage, stats.n(), stats.S(), stats.C(), 2, g);
+    knowledge_gravity(keys, usage, stats.n(), stats.S(), stats.peer_sums(keys), 2, g);
     return keys;
   }
 };
@@ -172,6 +173,68 @@ TEST(GravityStats, PeerSumEqualsCTimesK) {
     }
   }
   expect_near(torch::matmul(stats.C(), keys), expected, 1e-4);
+  // gravity.peer_stats = peer_sum accumulates the same P directly, without C.
+  GravityStats peer(E, d, torch::TensorOptions(), some::model::PeerStats::kPeerSum);
+  peer.add(r, keys);
+  EXPECT_EQ(peer.flat().numel(), E + 2 * E * d);
+  expect_near(peer.peer_sums(keys), expected, 1e-4);
+  expect_near(peer.n(), stats.n(), 0);
+  expect_near(peer.S(), stats.S(), 0);
+  EXPECT_THROW(peer.C(), c10::Error);
+  EXPECT_THROW(peer.add(r), c10::Error);  // peer sums need the keys
+}
+
+TEST(GravityStats, PeerStatsAutoChoosesTheSmallerBuffer) {
+  using some::model::PeerStats;
+  using some::model::resolve_peer_stats;
+  EXPECT_EQ(resolve_peer_stats("auto", 64, 256), PeerStats::kCoactivation);   // E*E < E*d
+  EXPECT_EQ(resolve_peer_stats("auto", 256, 256), PeerStats::kCoactivation);  // equal: keep C for analytics
+  EXPECT_EQ(resolve_peer_stats("auto", 257, 256), PeerStats::kPeerSum);
+  EXPECT_EQ(resolve_peer_stats("peer_sum", 8, 256), PeerStats::kPeerSum);
+  EXPECT_EQ(resolve_peer_stats("coactivation", 4096, 256), PeerStats::kCoactivation);
+  try {
+    resolve_peer_stats("dense", 8, 8);
+    FAIL() << "expected a ConfigError";
+  } catch (const some::ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("gravity.peer_stats = 'dense'"), std::string::npos) << e.what();
+  }
+}
+
+TEST(KeyStore, PeerSumAndCoactivationGiveTheSameUpdate) {
+  // Two replicas of one key store, one reducing C and one P: several micro-batches, three
+  // Knowledge Gravity steps with every force on (EMA usage, inertia, peer pull, decay,
+  // repulsion): the keys agree to 1e-6 after each step.
+  using some::model::KeyStore;
+  torch::manual_seed(11);
+  const int64_t E = 40, d = 8, k = 3;
+  GravityOptions g;
+  g.alpha = 0.05;
+  g.beta = 0.3;
+  g.delta = 0.01;
+  g.repulsion = 0.01;
+  auto keys0 = torch::randn({E, d});
+  auto make = [&](const char* peer) {
+    GravityOptions o = g;
+    o.peer_stats = peer;
+    return KeyStore(keys0.clone(), torch::ones({E}), k, some::model::RouterOptions(), o);
+  };
+  auto coact = make("coactivation"), peer = make("peer_sum");
+  for (int step = 0; step < 3; ++step) {
+    for (int micro = 0; micro < 3; ++micro) {
+      auto q = torch::randn({64, d});
+      auto rc = coact.route(q), rp = peer.route(q);
+      ASSERT_TRUE(torch::equal(rc.indices, rp.indices));
+      coact.accumulate(rc);
+      peer.accumulate(rp);
+    }
+    EXPECT_EQ(peer.stats().flat().numel(), E + 2 * E * d);
+    EXPECT_EQ(coact.stats().flat().numel(), E + E * d + E * E);
+    coact.apply_gravity(0);
+    peer.apply_gravity(0);
+    EXPECT_GT((coact.keys() - keys0).abs().max().item<float>(), 1e-3);  // the keys did move
+    expect_near(peer.keys(), coact.keys(), 1e-6);
+    expect_near(peer.usage(), coact.usage(), 0);
+  }
 }
 
 TEST(Gravity, PercentileDecayReachesExpertsTiedAtTheBottom) {
@@ -184,13 +247,13 @@ TEST(Gravity, PercentileDecayReachesExpertsTiedAtTheBottom) {
   GravityOptions g;
   g.use_alpha = g.use_beta = g.use_repulsion = false;
   g.delta = 0.5;
-  auto decayed = knowledge_gravity(keys, usage, n, torch::zeros({E, d}), torch::zeros({E, E}), 2, g);
+  auto decayed = knowledge_gravity(keys, usage, n, torch::zeros({E, d}), torch::zeros({E, d}), 2, g);
   auto expected = torch::tensor({1, 1, 1, 1, 1, 1, 0, 0, 0, 0}, torch::kBool);
   EXPECT_TRUE(torch::equal(decayed, expected)) << decayed;
   expect_near(keys.select(1, 0), torch::where(expected, 0.5f, 1.f));
   // All usages equal: nobody is below anybody, nothing decays.
   auto flat_usage = torch::ones({E});
   auto none = knowledge_gravity(keys, flat_usage, torch::full({E}, 2.f), torch::zeros({E, d}),
-                                torch::zeros({E, E}), 2, g);
+                                torch::zeros({E, d}), 2, g);
   EXPECT_FALSE(none.any().item<bool>());
 }

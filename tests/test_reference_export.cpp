@@ -40,7 +40,7 @@ torch::Tensor export_some_step(const model::ModelOptions& o, const torch::Tensor
   {
     const auto& s = layer.key_store()->stats();
     auto keys = layer.key_store()->keys().clone(), usage = layer.key_store()->usage().clone();
-    decayed = model::knowledge_gravity(keys, usage, s.n(), s.S(), s.C(), o.top_k, o.gravity);
+    decayed = model::knowledge_gravity(keys, usage, s.n(), s.S(), s.peer_sums(keys), o.top_k, o.gravity);
   }
   layer.key_store()->apply_gravity(0);
 

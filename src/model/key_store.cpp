@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include <fmt/format.h>
+
 #include "common/check.h"
 #include "common/choice.h"
 #include "common/errors.h"
@@ -12,18 +14,39 @@ namespace some::model {
 using torch::Tensor;
 namespace F = torch::nn::functional;
 
-GravityStats::GravityStats(int64_t E, int64_t d, torch::TensorOptions opts) : E_(E), d_(d) {
-  flat_ = torch::zeros({E + E * d + E * E}, opts.dtype(torch::kFloat32));
+PeerStats resolve_peer_stats(const std::string& name, int64_t E, int64_t d) {
+  if (name == "auto") return E > d ? PeerStats::kPeerSum : PeerStats::kCoactivation;
+  return parse_choice<PeerStats>("gravity.peer_stats", name,
+                                 {{"coactivation", PeerStats::kCoactivation}, {"peer_sum", PeerStats::kPeerSum}});
+}
+
+GravityStats::GravityStats(int64_t E, int64_t d, torch::TensorOptions opts, PeerStats peer)
+    : E_(E), d_(d), peer_(peer) {
+  const auto peer_size = peer == PeerStats::kCoactivation ? E * E : E * d;
+  flat_ = torch::zeros({E + E * d + peer_size}, opts.dtype(torch::kFloat32));
   make_views();
 }
 
 void GravityStats::make_views() {
   n_ = flat_.narrow(0, 0, E_);
   S_ = flat_.narrow(0, E_, E_ * d_).view({E_, d_});
-  C_ = flat_.narrow(0, E_ + E_ * d_, E_ * E_).view({E_, E_});
+  if (peer_ == PeerStats::kCoactivation) {
+    C_ = flat_.narrow(0, E_ + E_ * d_, E_ * E_).view({E_, E_});
+  } else {
+    P_ = flat_.narrow(0, E_ + E_ * d_, E_ * d_).view({E_, d_});
+  }
 }
 
-void GravityStats::add(const Routing& r) {
+const Tensor& GravityStats::C() const {
+  TORCH_CHECK(peer_ == PeerStats::kCoactivation, "co-activation counts requested from peer-sum statistics");
+  return C_;
+}
+
+Tensor GravityStats::peer_sums(const Tensor& keys) const {
+  return peer_ == PeerStats::kPeerSum ? P_ : torch::matmul(C_, keys);
+}
+
+void GravityStats::add(const Routing& r, const Tensor& keys) {
   // index_add_ rather than bincount: no host synchronisation on CUDA.
   torch::NoGradGuard no_grad;
   const auto k = r.indices.size(1);
@@ -34,6 +57,14 @@ void GravityStats::add(const Routing& r) {
   if (r.queries.defined()) {
     auto q_rep = r.queries.unsqueeze(1).expand({-1, k, -1}).reshape({-1, d_});   // (N*k, d)
     S_.index_add_(0, flat_idx, q_rep);
+  }
+  if (peer_ == PeerStats::kPeerSum) {
+    // P_i += (sum of the token's selected keys) - K_i, for each selected i.
+    TORCH_CHECK(keys.defined(), "peer-sum statistics need the keys the tokens were routed with");
+    auto selected = keys.index_select(0, flat_idx).view({-1, k, d_});       // (N, k, d)
+    auto peers = selected.sum(1, /*keepdim=*/true) - selected;              // (N, k, d)
+    P_.index_add_(0, flat_idx, peers.reshape({-1, d_}));
+    return;
   }
   if (k > 1) {
     // C_ij += #tokens that selected both i and j (i != j): every ordered pair (a, b), a != b, of
@@ -65,14 +96,26 @@ Tensor routing_scores(const Tensor& q, const Tensor& keys, ScoreFunction score) 
 }
 
 Routing route(const Tensor& q, const Tensor& keys, int64_t top_k, ScoreFunction score, const RouterOptions& r,
-              const Tensor& log_scale, const Tensor& selection_bias) {
+              const Tensor& log_scale, const Tensor& selection_bias, const Tensor& chosen) {
   // Routing runs in fp32 whatever autocast says: keys and statistics stay fp32 (docs/design.md §3).
   c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
   auto q32 = q.to(torch::kFloat32);
-  auto scores = routing_scores(q32, keys, score);                            // (N, E)
-  auto indices = stable_top_k(selection_bias.defined() ? scores.detach() + selection_bias : scores.detach(),
-                              top_k);                                        // (N, k)
-  auto selected = scores.gather(1, indices);                                 // (N, k)
+  Tensor indices, selected;
+  if (chosen.defined()) {
+    // Only the k found keys are scored: (N, 1, d) . (N, k, d) -> (N, k), best first.
+    auto picked = keys.index_select(0, chosen.reshape({-1})).view({chosen.size(0), top_k, -1});
+    auto qs = score == ScoreFunction::kDot ? q32 : F::normalize(q32, F::NormalizeFuncOptions().dim(-1).eps(1e-12));
+    if (score == ScoreFunction::kCosine) picked = F::normalize(picked, F::NormalizeFuncOptions().dim(-1).eps(1e-12));
+    auto s = (qs.unsqueeze(1) * picked).sum(-1);                            // (N, k)
+    auto order = std::get<1>(s.detach().sort(/*stable=*/true, /*dim=*/1, /*descending=*/true));
+    indices = chosen.gather(1, order);
+    selected = s.gather(1, order);
+  } else {
+    auto scores = routing_scores(q32, keys, score);                          // (N, E)
+    indices = stable_top_k(selection_bias.defined() ? scores.detach() + selection_bias : scores.detach(),
+                           top_k);                                           // (N, k)
+    selected = scores.gather(1, indices);                                    // (N, k)
+  }
   auto scaled = log_scale.defined() ? selected * log_scale.clamp_max(std::log(r.max_scale)).exp()
                                     : selected / r.temperature;
   auto logits = scaled.clamp(-r.logit_clamp, r.logit_clamp);
@@ -85,7 +128,7 @@ Routing route(const Tensor& q, const Tensor& keys, int64_t top_k, ScoreFunction 
 }
 
 Tensor knowledge_gravity(Tensor& keys, Tensor& usage, const Tensor& n, const Tensor& S,
-                         const Tensor& C, int64_t top_k, const GravityOptions& g) {
+                         const Tensor& P, int64_t top_k, const GravityOptions& g) {
   torch::NoGradGuard no_grad;
   const auto E = keys.size(0);
   const auto old = keys.clone();  // Jacobi: every force reads the keys from before the update
@@ -106,10 +149,9 @@ Tensor knowledge_gravity(Tensor& keys, Tensor& usage, const Tensor& n, const Ten
     delta += torch::where(hit, (g.alpha * inertia).unsqueeze(1) * (mean_q - old), 0.0);
   }
   if (g.use_beta && g.beta != 0 && top_k > 1) {
-    auto c = C.sum(1);                                                         // (E,) = (k-1) n_i
-    auto peer_sum = torch::matmul(C, old);                                     // P = C K
+    auto c = n * static_cast<double>(top_k - 1);                               // (E,) = sum_j C_ij
     auto hit = (c > 0).unsqueeze(1);
-    auto mean_p = peer_sum / c.clamp_min(1).unsqueeze(1);
+    auto mean_p = P / c.clamp_min(1).unsqueeze(1);
     delta += torch::where(hit, (g.beta * inertia).unsqueeze(1) * (mean_p - old), 0.0);
   }
   if (g.use_repulsion && g.repulsion != 0 && E > 1) {
@@ -142,15 +184,51 @@ KeyStore::KeyStore(Tensor keys, Tensor usage, int64_t top_k, RouterOptions route
                    GravityOptions gravity)
     : keys_(std::move(keys)), usage_(std::move(usage)), top_k_(top_k), router_(std::move(router)),
       score_(parse_score_function(router_.score)), gravity_(std::move(gravity)),
+      peer_stats_(resolve_peer_stats(gravity_.peer_stats, keys_.size(0), keys_.size(1))),
       init_pending_(router_.key_init == "data") {}
 
 Routing KeyStore::route(const Tensor& q) const {
-  return model::route(q, keys_, top_k_, score_, router_, log_scale_, selection_bias_);
+  if (router_.search == "exact") return model::route(q, keys_, top_k_, score_, router_, log_scale_, selection_bias_);
+  sync_index();
+  auto q_cpu = q.detach().to(torch::kCPU, torch::kFloat32);
+  if (score_ == ScoreFunction::kCosine) q_cpu = F::normalize(q_cpu, F::NormalizeFuncOptions().dim(-1).eps(1e-12));
+  auto chosen = index_->search(q_cpu.contiguous(), top_k_);                 // (N, k) CPU int64
+  if ((chosen < 0).any().item<bool>()) {
+    throw ConfigError(fmt::format("router.search = '{}' found fewer than top_k = {} keys for a token: raise "
+                                  "router.ivf_probe (or router.hnsw_ef_search)", router_.search, top_k_));
+  }
+  return model::route(q, keys_, top_k_, score_, router_, log_scale_, selection_bias_, chosen.to(keys_.device()));
+}
+
+void KeyStore::sync_index() const {
+  if (index_ && index_version_ == keys_._version()) return;
+  if (!index_) {
+    KeyIndexOptions o;
+    o.kind = parse_key_search(router_.search);
+    o.cosine = score_ == ScoreFunction::kCosine;
+    o.ivf_lists = router_.ivf_lists;
+    o.ivf_probe = router_.ivf_probe;
+    o.hnsw_m = router_.hnsw_m;
+    o.hnsw_ef_search = router_.hnsw_ef_search;
+    index_ = KeyIndex::make(o, keys_.size(1));
+  }
+  // The centres are trained once, from the keys of the first build; every later rebuild (a load,
+  // the k-means key initialisation) fills the lists with the stored centres, so the index is a
+  // function of (centres, keys) at any step, whatever was interrupted or resumed.
+  auto keys = keys_.detach().to(torch::kCPU, torch::kFloat32).contiguous();
+  torch::NoGradGuard no_grad;
+  if (index_state_.defined() && index_state_.abs().sum().item<double>() > 0) {
+    index_->restore(index_state_.detach().cpu(), keys);
+  } else {
+    index_->build(keys);
+    if (index_state_.defined()) index_state_.copy_(index_->state());
+  }
+  index_version_ = keys_._version();
 }
 
 GravityStats& KeyStore::stats() {
   if (!stats_ || stats_->flat().device() != keys_.device()) {
-    stats_.emplace(keys_.size(0), keys_.size(1), keys_.options());
+    stats_.emplace(keys_.size(0), keys_.size(1), keys_.options(), peer_stats_);
     top1_sum_ = torch::zeros({1}, keys_.options().dtype(torch::kFloat32));
   }
   return *stats_;
@@ -163,7 +241,7 @@ Tensor& KeyStore::top1_sum() {
 
 void KeyStore::accumulate(const Routing& r) {
   torch::NoGradGuard no_grad;
-  stats().add(r);
+  stats().add(r, keys_);
   top1_sum_.add_(r.scores.select(1, 0).sum());
   if (gravity_.restart_below > 0 || init_pending_) {
     // An evenly strided subset of every micro-batch: deterministic, bounded, and every
@@ -201,8 +279,12 @@ void KeyStore::clear_step() {
 void KeyStore::apply_gravity(uint64_t restart_seed, parallel::Communicator* world) {
   torch::NoGradGuard no_grad;
   auto& s = stats();
+  // The index follows the keys incrementally when it is in step with them; otherwise the next
+  // route rebuilds it.
+  const bool follow = index_ && index_version_ == keys_._version() && !router_.freeze_keys;
+  const auto before = follow ? keys_.clone() : Tensor();
   if (!router_.freeze_keys) {
-    knowledge_gravity(keys_, usage_, s.n(), s.S(), s.C(), top_k_, gravity_);
+    knowledge_gravity(keys_, usage_, s.n(), s.S(), s.peer_sums(keys_), top_k_, gravity_);
     if (gravity_.restart_below > 0) gather_pool(world);
     if (gravity_.restart_below > 0 && pool_q_.defined()) {
       auto dead = (usage_ < gravity_.restart_below).nonzero().view({-1}).cpu();
@@ -217,6 +299,11 @@ void KeyStore::apply_gravity(uint64_t restart_seed, parallel::Communicator* worl
         usage_[e] = 1.0;
       }
     }
+  }
+  if (follow) {
+    auto moved = (keys_ != before).any(1).nonzero().view({-1}).cpu();       // (M,)
+    index_->update(keys_.detach().to(torch::kCPU, torch::kFloat32).contiguous(), moved);
+    index_version_ = keys_._version();
   }
   init_pending_ = false;  // a resumed run never re-initialises its keys
   clear_step();

@@ -4,41 +4,57 @@
 //
 // Legend: N tokens, d model width, E experts, k = top_k.
 #include <cstdint>
+#include <memory>
 #include <optional>
 
 #include <torch/torch.h>
 
 #include "parallel/communicator.h"
+#include "src/model/key_index.h"
 #include "src/model/options.h"
 #include "src/model/router.h"
 
 namespace some::model {
 
+// gravity.peer_stats: what a step's statistics carry for the peer pull (docs/design.md §3).
+enum class PeerStats { kCoactivation, kPeerSum };
+// auto = peer sums when E > d (then E x d is smaller than E x E); a ConfigError naming the key otherwise.
+PeerStats resolve_peer_stats(const std::string& name, int64_t E, int64_t d);
+
 // The statistics Knowledge Gravity consumes, summed over every token of an optimizer step
-// (docs/design.md §3). n, S and C are views into one flat fp32 buffer so that a multi-rank run reduces
-// them with a single allreduce.
+// (docs/design.md §3): n (E,), S (E, d), and for the peer pull either the co-activation counts
+// C (E, E) or the peer sums P = C K (E, d). They are views into one flat fp32 buffer so that a
+// multi-rank run reduces them with a single allreduce. P is exact because every rank routes with
+// the same keys during a step: P_i = sum over the tokens that selected i of their other selected keys.
 class GravityStats {
  public:
-  GravityStats(int64_t E, int64_t d, torch::TensorOptions opts);
-  void add(const Routing& r);  // no grad; counts each token once (S only when r.queries is defined)
+  GravityStats(int64_t E, int64_t d, torch::TensorOptions opts, PeerStats peer = PeerStats::kCoactivation);
+  // No grad; counts each token once (S only when r.queries is defined). `keys` (E, d), the keys
+  // the tokens were routed with, is needed for peer sums.
+  void add(const Routing& r, const torch::Tensor& keys = {});
   void zero() { flat_.zero_(); }
-  torch::Tensor& flat() { return flat_; }   // (E + E*d + E*E,) the allreduce buffer
+  torch::Tensor& flat() { return flat_; }   // (E + E*d + E*E,) or (E + 2*E*d,): the allreduce buffer
+  PeerStats peer_stats() const { return peer_; }
   const torch::Tensor& n() const { return n_; }   // (E,)   selections
   const torch::Tensor& S() const { return S_; }   // (E, d) query sums
-  const torch::Tensor& C() const { return C_; }   // (E, E) co-activation counts, zero diagonal
+  const torch::Tensor& C() const;                 // (E, E) co-activation counts, zero diagonal (kCoactivation)
+  // (E, d) peer sums: C K with the given keys, or the accumulated P (kPeerSum, `keys` unused).
+  torch::Tensor peer_sums(const torch::Tensor& keys) const;
 
  private:
   int64_t E_, d_;
-  torch::Tensor flat_, n_, S_, C_;
+  PeerStats peer_;
+  torch::Tensor flat_, n_, S_, C_, P_;
   torch::Tensor off_diag_;  // (k (k - 1),) flat indices a*k + b, a != b, of a token's selection pairs
   void make_views();
 };
 
 // One Knowledge Gravity update, in place, on fp32 keys (E, d) and usage (E,), from reduced
-// statistics. Jacobi order: every force reads the keys from before the update.
+// statistics: selections n (E,), query sums S (E, d), peer sums P = C K (E, d), each expert's peer
+// count being c_i = (k - 1) n_i. Jacobi order: every force reads the keys from before the update.
 // Returns the mask (E,) of keys that were decayed.
 torch::Tensor knowledge_gravity(torch::Tensor& keys, torch::Tensor& usage, const torch::Tensor& n,
-                                const torch::Tensor& S, const torch::Tensor& C, int64_t top_k,
+                                const torch::Tensor& S, const torch::Tensor& P, int64_t top_k,
                                 const GravityOptions& g);
 
 // router.score, parsed once when the key store is built (not at every forward).
@@ -52,9 +68,11 @@ torch::Tensor routing_scores(const torch::Tensor& q, const torch::Tensor& keys, 
 // tau = router.temperature and c = router.logit_clamp. With `log_scale` (1,) (router.gate_scale = learnable)
 // the logits are s * exp(min(log_scale, log max_scale)) instead; with `selection_bias` (E,)
 // (router.balance = bias) the top-k is of scores + bias, the gates still of the scores alone.
+// With `chosen` (N, k) the experts were already found (router.search = hnsw | ivf): only their k
+// scores are computed, and the k are re-ordered best first by those exact scores.
 Routing route(const torch::Tensor& q, const torch::Tensor& keys, int64_t top_k, ScoreFunction score,
               const RouterOptions& r, const torch::Tensor& log_scale = {},
-              const torch::Tensor& selection_bias = {});
+              const torch::Tensor& selection_bias = {}, const torch::Tensor& chosen = {});
 
 // k-means++ seeding (D^2 sampling, Arthur & Vassilvitskii 2007) of min(k, P) centres among the
 // unit vectors `points` (P, d), then `rounds` of spherical Lloyd (assign by cosine, centre = the
@@ -73,10 +91,13 @@ class KeyStore {
   // (router.gate_scale = learnable) and the selection bias (E,) (router.balance = bias).
   void set_gate_log_scale(torch::Tensor log_scale) { log_scale_ = std::move(log_scale); }
   void set_selection_bias(torch::Tensor bias) { selection_bias_ = std::move(bias); }
+  // router.search = ivf: the layer's registered buffer (L, d) for the index's centres, so that a
+  // checkpoint holds them and a resumed run's index is the one it left (all zero: not yet trained).
+  void set_index_state(torch::Tensor state) { index_state_ = std::move(state); }
 
   Routing route(const torch::Tensor& q) const;        // q (N, d) -> routing of N tokens
   void accumulate(const Routing& r);                   // adds to this step's statistics
-  GravityStats& stats();                               // this step's n, S, C
+  GravityStats& stats();                               // this step's n, S and C or P
   torch::Tensor& top1_sum();                           // (1,) sum of this step's top-1 scores
   // Applies Knowledge Gravity with this step's (already reduced) statistics, then clears them.
   // `restart_seed` and the restart pool gathered over `world` (null: one process) make the
@@ -100,6 +121,7 @@ class KeyStore {
   RouterOptions router_;
   ScoreFunction score_;
   GravityOptions gravity_;
+  PeerStats peer_stats_;
   std::optional<GravityStats> stats_;
   torch::Tensor top1_sum_;  // (1,) sum of top-1 scores this step, for the log line
   // Every rank's pool, in rank order (one process: unchanged).
@@ -107,6 +129,15 @@ class KeyStore {
   void clear_step();
 
   torch::Tensor log_scale_, selection_bias_;  // undefined unless their option is on
+  // router.search = hnsw | ivf: the nearest-neighbour index over the keys (CPU, fp32). Rebuilt from
+  // the keys whenever they changed outside apply_gravity — a checkpoint load, a device move, the
+  // k-means initialisation: the keys tensor's version counter tells — and updated with the keys
+  // that moved after each Knowledge Gravity step. Every rank holds the same keys and applies the same
+  // calls, so every rank holds the same index and routes a token alike.
+  mutable std::unique_ptr<KeyIndex> index_;
+  mutable int64_t index_version_ = -1;
+  torch::Tensor index_state_;  // (L, d) ivf centres buffer; undefined for hnsw
+  void sync_index() const;
   // About kRestartPool normalised queries per micro-batch of this step with their top-1 expert:
   // the pool a dead key is re-seeded from (gravity.restart_below); for k-means key
   // initialisation, about kInitPoolPerExpert per expert.

@@ -35,6 +35,10 @@ KeyStoreRouter::KeyStoreRouter(const ModelOptions& opts, int64_t layer, nn::Modu
     selection_bias_ = owner.register_buffer("selection_bias", torch::zeros({E}));
     key_store_->set_selection_bias(selection_bias_);
   }
+  if (opts.router.search == "ivf") {
+    key_store_->set_index_state(
+        owner.register_buffer("ivf_centres", torch::zeros({ivf_list_count(opts.router.ivf_lists, E), d})));
+  }
   key_init_from_data_ = opts.router.key_init == "data";
   bias_rate_ = opts.router.bias_rate;
 }

@@ -19,6 +19,13 @@ struct RouterOptions {
   std::string balance = "none";   // none | bias: gradient-free selection bias (arXiv 2408.15664)
   double bias_rate = 0.001;       // b_i += rate * sign(mean load - load_i) after every step
   std::string key_init = "random";  // random | data: k-means++ on the first step's queries
+  // Key search (docs/design.md §3 "Search"): exact scores against every key, or an approximate
+  // nearest-neighbour index over the keys (FAISS), rebuilt / updated after every Knowledge Gravity step.
+  std::string search = "exact";   // exact | hnsw | ivf
+  int64_t ivf_lists = 0;          // ivf: inverted lists; 0 = about 4 sqrt(E)
+  int64_t ivf_probe = 8;          // ivf: lists searched per query
+  int64_t hnsw_m = 32;            // hnsw: links per node
+  int64_t hnsw_ef_search = 64;    // hnsw: candidate list size at search
 };
 
 struct ExpertOptions {
@@ -45,6 +52,9 @@ struct GravityOptions {
   bool use_repulsion = true;
   double max_key_norm = 0.0;      // 0 = no clamp
   double restart_below = 0.0;     // 0 = off: re-seed keys whose usage falls below this
+  // What the allreduce carries for the peer pull: the co-activation counts C (E x E) or the peer
+  // sums P = C K (E x d); auto: P when E > d (docs/design.md §3).
+  std::string peer_stats = "auto";  // auto | coactivation | peer_sum
 };
 
 // The learned-gate MoE baseline (docs/design.md §10).

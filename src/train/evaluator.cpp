@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "checkpoints/tensor_file.h"
+#include "common/check.h"
 #include "common/logging.h"
 #include "src/model/key_store.h"
 #include "src/model/routed_ffn.h"
@@ -46,18 +47,30 @@ torch::Tensor Evaluator::batch(int64_t first, int64_t count) const {
       .to(device_);
 }
 
-EvalResult Evaluator::run(model::Transformer& model) {
+EvalResult Evaluator::run(model::Transformer& model, OnlineAdapter* adapter) {
+  SOME_REQUIRE(!adapter || parallel_.world_size() == 1, Error,
+               "adapting keys while evaluating runs in one process, not on {} ranks", parallel_.world_size());
   torch::NoGradGuard no_grad;
   const bool was_training = model->is_training();
   model->eval();
   model->set_collect_stats(false);  // eval forwards never feed Knowledge Gravity
   // Every routed layer: SoME's, and the baselines' (which have no keys or scores).
   auto layers = model->routed_layers();
-  const auto E = model->options().num_experts, d = model->options().d_model;
+  const auto E = model->options().num_experts;
+  // Counts (and, up to kDenseCoactivationMaxExperts, the dense co-activation) per layer; above
+  // that the co-activation is counted sparsely and kept as its strongest pairs (docs/design.md §3).
+  const bool dense_coactivation = E <= kDenseCoactivationMaxExperts;
   std::vector<model::GravityStats> stats;
+  std::vector<CoactivationPairs> pairs;
   std::vector<std::vector<torch::Tensor>> top1(layers.size());
   std::vector<double> top1_score(layers.size(), 0.0);
-  for (size_t l = 0; l < layers.size(); ++l) stats.emplace_back(E, d, torch::TensorOptions(device_));
+  for (size_t l = 0; l < layers.size(); ++l) {
+    // S is not needed here: a width of 0 keeps the buffer at n (E,) and C (E, E).
+    if (dense_coactivation) stats.emplace_back(E, 0, torch::TensorOptions(device_));
+    pairs.emplace_back(E);
+  }
+  std::vector<torch::Tensor> counts(layers.size());  // (E,) selections, when C is not dense
+  for (auto& c : counts) c = torch::zeros({E}, torch::TensorOptions(device_).dtype(torch::kFloat32));
 
   EvalResult out;
   const int64_t per_rank = num_windows_ / parallel_.world_size();
@@ -73,12 +86,23 @@ EvalResult Evaluator::run(model::Transformer& model) {
     for (size_t l = 0; l < layers.size(); ++l) {
       const auto& r = layers[l]->last_routing();  // the baselines have no queries: counts and co-activation only
       if (layers[l]->key_store()) sums[2 + l] += r.scores.select(1, 0).sum().item<double>();
-      stats[l].add(r);
+      if (dense_coactivation) {
+        stats[l].add(model::Routing{r.indices, {}, {}, {}});  // n and C only
+      } else {
+        auto flat = r.indices.reshape({-1});
+        counts[l].index_add_(0, flat, torch::ones({flat.size(0)}, counts[l].options()));
+        pairs[l].add(r.indices);
+      }
       top1[l].push_back(r.indices.select(1, 0).cpu());
     }
+    if (adapter) adapter->read();  // after scoring: this micro-batch moves only the keys of later ones
   }
+  if (adapter) adapter->flush();
   parallel_.world().allreduce_sum(sums);
   for (auto& s : stats) parallel_.world().allreduce_sum(s.flat());
+  if (!dense_coactivation) {
+    for (auto& c : counts) parallel_.world().allreduce_sum(c);
+  }
   out.tokens = static_cast<int64_t>(sums[1].item<double>());
   out.loss = sums[0].item<double>() / std::max(sums[1].item<double>(), 1.0);
   out.ppl = std::exp(out.loss);
@@ -86,7 +110,9 @@ EvalResult Evaluator::run(model::Transformer& model) {
 
   const auto indices = model->routed_layer_indices();
   for (size_t l = 0; l < layers.size(); ++l) {
-    LayerEvalStats s{stats[l].n().cpu().clone(), stats[l].C().cpu().clone(),
+    LayerEvalStats s{dense_coactivation ? stats[l].n().cpu().clone() : counts[l].cpu(),
+                     dense_coactivation ? stats[l].C().cpu().clone() : torch::Tensor(),
+                     dense_coactivation ? torch::Tensor() : pairs[l].strongest(16 * E, parallel_.world()),
                      top1[l].empty() ? torch::empty({0}, torch::kLong) : torch::cat(top1[l])};
     auto summary = summarize_routing(indices[l], s.counts, layers[l]->key_store() ? layers[l]->key_store()->keys() : torch::Tensor(),
                                      top1_score[l] / static_cast<double>(std::max<int64_t>(out.tokens, 1)));
@@ -117,7 +143,11 @@ void Evaluator::write_analytics(const std::string& path, model::Transformer& mod
       tensors[prefix + "usage"] = store->usage();
     }
     tensors[prefix + "counts"] = result.layers[l].counts;
-    tensors[prefix + "coactivation"] = result.layers[l].coactivation;
+    if (result.layers[l].coactivation.defined()) {
+      tensors[prefix + "coactivation"] = result.layers[l].coactivation;
+    } else {
+      tensors[prefix + "coactivation_pairs"] = result.layers[l].coactivation_pairs;
+    }
   }
   checkpoints::write_tensors(path, tensors);
 }

@@ -11,13 +11,15 @@
 #include "data/dataset.h"
 #include "parallel/parallel_state.h"
 #include "src/model/transformer.h"
+#include "src/train/adapt.h"
 #include "src/train/routing_analytics.h"
 
 namespace some::train {
 
 struct LayerEvalStats {
   torch::Tensor counts;        // (E,) selections
-  torch::Tensor coactivation;  // (E, E)
+  torch::Tensor coactivation;  // (E, E) up to kDenseCoactivationMaxExperts, else undefined and ...
+  torch::Tensor coactivation_pairs;  // ... (M, 3) rows (i, j, count), i < j, the strongest pairs
   torch::Tensor top1;          // (N,) top-1 expert of every evaluated token
 };
 
@@ -35,7 +37,10 @@ class Evaluator {
   Evaluator(data::TokenSplit split, int64_t seq_len, int64_t micro_batch, int64_t eval_batches,
             torch::Device device, parallel::ParallelState& parallel);
 
-  EvalResult run(model::Transformer& model);
+  // With `adapter` (keys that adapt while reading, adapt.h; one process only): the windows are
+  // read in order, each micro-batch scored with the keys as adapted by the micro-batches before
+  // it, then read by the adapter; what is read after its last update makes one more at the end.
+  EvalResult run(model::Transformer& model, OnlineAdapter* adapter = nullptr);
   double unigram_ppl() const { return unigram_ppl_; }
   int64_t num_windows() const { return num_windows_; }
   // keys, usage, co-activation and counts per layer -> `path` (docs/design.md §9).

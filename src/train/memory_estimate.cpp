@@ -8,6 +8,7 @@
 
 #include "common/check.h"
 #include "common/errors.h"
+#include "src/model/key_store.h"
 #include "src/train/device.h"
 
 namespace some::train {
@@ -67,7 +68,10 @@ MemoryEstimate estimate_memory(const model::ModelOptions& m, const TrainOptions&
       trainable += m.router.query == "mlp" ? 2 * d * q + q + d : d * d + d;
       act_per_token += m.router.query == "mlp" ? 2 * q + 2 * d : 2 * d;  // query (and hidden), normalised
       buffers += E * d + E;               // keys, usage
-      buffers += E + E * d + E * E;       // Knowledge Gravity's statistics (n, S, C)
+      // Knowledge Gravity's statistics: n, S, and C (E x E) or the peer sums P (E x d).
+      const bool peer_sum = model::resolve_peer_stats(m.gravity.peer_stats, m.num_experts, m.d_model) ==
+                            model::PeerStats::kPeerSum;
+      buffers += E + E * d + (peer_sum ? E * d : E * E);
       if (m.router.gate_scale == "learnable") trainable += 1;          // the gate's log-scale
       if (m.router.balance == "bias") buffers += E;     // the selection bias
     } else if (m.ffn == "moe") {

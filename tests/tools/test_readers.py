@@ -119,6 +119,23 @@ class AnalyticsFiles(unittest.TestCase):
         np.testing.assert_array_equal(layers[1].counts, [3.0, 0.0, 1.0])
         self.assertEqual(layers[1].coact.shape, (3, 3))
 
+    def test_coactivation_pairs_rebuild_the_symmetric_matrix(self):
+        # What the trainer writes above 4096 experts: rows (i, j, count), i < j, strongest first.
+        path = self.run / "step_00000010.h5"
+        with h5py.File(path, "w") as f:
+            f["layers/0/counts"] = np.array([3.0, 4.0, 1.0, 0.0])
+            f["layers/0/coactivation_pairs"] = np.array([[0, 1, 3], [1, 2, 1]], dtype=np.int64)
+        (layer,) = analytics_files.read(path)
+        expected = np.zeros((4, 4))
+        expected[0, 1] = expected[1, 0] = 3
+        expected[1, 2] = expected[2, 1] = 1
+        np.testing.assert_array_equal(layer.coact, expected)
+        with h5py.File(path, "w") as f:
+            f["layers/0/counts"] = np.ones(analytics_files.MAX_DENSE_EXPERTS + 1)
+            f["layers/0/coactivation_pairs"] = np.zeros((0, 3), dtype=np.int64)
+        with self.assertRaisesRegex(InputError, r"step_00000010\.h5: /layers/0 has 8193 experts"):
+            analytics_files.read(path)
+
     def test_read_errors_name_the_file(self):
         path = self.run / "step_00000010.h5"
         with h5py.File(path, "w") as f:
