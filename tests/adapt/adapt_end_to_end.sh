@@ -13,16 +13,7 @@ trap 'rm -rf "$T"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 export OMP_NUM_THREADS=1
 
-python3 - "$T/corpus" <<'PY'
-import os, random, sys
-os.makedirs(sys.argv[1], exist_ok=True)
-random.seed(5)
-w = "the king a shepherd went up to spoke unto came down from the city the mountain the river".split()
-with open(f"{sys.argv[1]}/c.txt", "w") as f:
-    f.write("\n\n".join(" ".join(random.choice(w) for _ in range(60)) for _ in range(300)))
-PY
-"$SOME" prepare --input "$T/corpus" --out "$T/data" --vocab-size 300 --val-fraction 0.2 > "$T/prepare.out" 2>&1 \
-  || fail "some prepare: $(tail -3 "$T/prepare.out")"
+bash "$SRC/tests/make_test_dataset.sh" "$SOME" "$T" --val-fraction 0.2  # more val windows: several updates
 cd "$SRC"
 "$SOME" train --config configs/tiny.toml --data "$T/data" --run-dir "$T/run" --set train.max_steps=20 \
         --set train.sample_tokens=0 > "$T/train.out" 2>&1 || fail "training the tiny SoME model: $(tail -3 "$T/train.out")"
