@@ -2,7 +2,10 @@
 // config asked for, the step split into synchronised phases (forward, backward, optimizer, key
 // update), model FLOPs per token, MFU against the GEMM peak measured in the same run (fp32 on
 // the CPU, bf16 on a GPU) and, on a GPU, against the H100's dense bf16 peak of 989 TFLOP/s, and
-// the peak of the device's allocator. Prints JSON.
+// the peak of the device's allocator. Prints JSON lines, each as soon as it is known, so that a
+// run cut short keeps what it measured: a header (device, dtype, torch, threads, the GEMM peak),
+// then one line per config ("config": name, ...), then — for default,default_4x_wide — a summary
+// line with the wide/default ratio. Every line has "benchmark": "train_step".
 //
 //   build/bin/bench_train_step [--steps 8] [--warmup 2] [--data data/default]
 //   build/bin/bench_train_step --device cuda --dtype bfloat16 --configs default,150m,1b
@@ -241,31 +244,35 @@ int main(int argc, char** argv) {
     launcher::set_threads(first);
     auto meta = launcher::ensure_dataset(data_dir);
     const auto peak = gemm_peak(device, device.is_cuda() ? 8192 : 1024, 10);
+    auto emit = [](nlohmann::json line) {  // one line, flushed: survives a cut of what follows
+      line["benchmark"] = "train_step";
+      std::cout << line.dump() << std::endl;
+    };
+    nlohmann::json header = {{"device", device.is_cuda() ? describe_cuda_devices() : std::string("cpu")},
+                             {"dtype", dtype},
+                             {"torch_version", TORCH_VERSION},
+                             {"threads", torch::get_num_threads()},
+                             {"gemm_peak_flops", peak.flops},
+                             {"gemm_peak_dtype", peak.dtype},
+                             {"gemm_peak_shape", peak.shape},
+                             {"configs", configs}};
+    if (device.is_cuda()) header["h100_bf16_peak_flops"] = kH100Bf16PeakFlops;
+    emit(header);
 
-    nlohmann::json results = nlohmann::json::array();
+    std::vector<double> tokens_per_s;
     for (const auto& name : configs) {
       auto cfg = named_config(name, overrides);
       // Big models on the CPU (d_model >= 512): a quarter of the steps and one warm-up step.
       const bool shorten = !device.is_cuda() && cfg.model.d_model >= 512;
-      results.push_back(bench_config(name, cfg, meta, device, shorten ? std::max(2, steps / 4) : steps,
-                                     shorten ? 1 : warmup, peak, profile, profile_shapes));
-      std::cerr << "bench_train_step: " << name << " " << results.back()["tokens_per_s"].get<double>()
-                << " tokens/s" << std::endl;
+      auto result = bench_config(name, cfg, meta, device, shorten ? std::max(2, steps / 4) : steps,
+                                 shorten ? 1 : warmup, peak, profile, profile_shapes);
+      tokens_per_s.push_back(result["tokens_per_s"].get<double>());
+      std::cerr << "bench_train_step: " << name << " " << tokens_per_s.back() << " tokens/s" << std::endl;
+      emit(result);
     }
-    nlohmann::json out = {{"benchmark", "train_step"},
-                          {"device", device.is_cuda() ? describe_cuda_devices() : std::string("cpu")},
-                          {"dtype", dtype},
-                          {"torch_version", TORCH_VERSION},
-                          {"threads", torch::get_num_threads()},
-                          {"gemm_peak_flops", peak.flops},
-                          {"gemm_peak_dtype", peak.dtype},
-                          {"gemm_peak_shape", peak.shape},
-                          {"results", results}};
-    if (device.is_cuda()) out["h100_bf16_peak_flops"] = kH100Bf16PeakFlops;
-    if (results.size() >= 2 && configs[0] == "default" && configs[1] == "default_4x_wide") {
-      out["wide_vs_default_tokens_per_s"] = results[1]["tokens_per_s"].get<double>() / results[0]["tokens_per_s"].get<double>();
+    if (configs.size() >= 2 && configs[0] == "default" && configs[1] == "default_4x_wide") {
+      emit({{"wide_vs_default_tokens_per_s", tokens_per_s[1] / tokens_per_s[0]}});
     }
-    std::cout << out.dump(2) << std::endl;
   } catch (const std::exception& e) {
     std::cerr << "bench_train_step: " << e.what() << std::endl;
     return 2;

@@ -37,7 +37,8 @@ def cpp_tokens_per_s(shape, args):
     cmd = [os.path.join(ROOT, "build", "bin", "bench_train_step"), "--configs", "default", "--steps", str(args.steps),
            "--warmup", "2", "--dtype", args.dtype, "--set", *sets, f"train.threads={args.threads}"]
     out = subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, text=True).stdout
-    result = json.loads(out)["results"][0]
+    # JSON lines: a header, then one line per config.
+    result = next(line for line in map(json.loads, out.splitlines()) if "config" in line)
     return result["tokens_per_s"]
 
 

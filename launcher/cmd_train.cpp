@@ -14,6 +14,7 @@
 #include "common/logging.h"
 #include "common/stop_signal.h"
 #include "launcher/commands.h"
+#include "launcher/model_init.h"
 #include "launcher/session.h"
 #include "parallel/mpi_communicator.h"
 #include "parallel/parallel_state.h"
@@ -83,6 +84,12 @@ void run_train(const TrainArgs& args) {
   train::check_memory(train::estimate_memory(model_options(cfg, meta), cfg.train, cfg.parallel.expert_parallel),
                       train::available_memory(device, local_ranks()));
 
+  // The model, and what model.init_from / model.experts_from give it, before the run directory:
+  // a checkpoint that does not fit is refused with nothing written.
+  model::Transformer model(model_options(cfg, meta), &parallel);
+  InitPlan init;
+  if (!resume) init = plan_init(model, cfg, &world);
+
   // --resume auto continues in its own run directory; anything else starts a new one.
   const auto run_dir = make_run_dir(args.run_dir, &world, /*allow_existing=*/args.resume == "auto");
   if (args.resume == "auto" && !resume && leader) {
@@ -100,11 +107,10 @@ void run_train(const TrainArgs& args) {
             torch::get_num_threads(), parallel.describe());
   if (device.is_cuda()) log->info("{}", describe_cuda_devices());
 
-  model::Transformer model(model_options(cfg, meta), &parallel);
-  if (!cfg.model.experts_from.empty()) {
-    if (resume) log->info("model.experts_from ignored: the experts come from the checkpoint resumed");
-    else load_expert_library(model, cfg, &world);
+  if (resume && (!cfg.model.init_from.empty() || !cfg.model.experts_from.empty())) {
+    log->info("model.init_from / model.experts_from ignored: the weights come from the checkpoint resumed");
   }
+  apply_init(model, init);
   log->info("model: {} parameters ({} trainable), {} layers, d_model {}, ffn {}{}", model->num_parameters(false),
             model->num_parameters(true), cfg.model.n_layers, cfg.model.d_model, cfg.model.ffn,
             cfg.model.ffn != "dense" ? fmt::format(" ({} experts of width {}, top-{})", cfg.model.num_experts,
@@ -123,6 +129,7 @@ void run_train(const TrainArgs& args) {
   train_opts.device = device.str();  // this rank's device, e.g. cuda:3 (config.toml keeps "cuda")
   train::Trainer trainer(model, cfg.optim, train_opts, meta, run_dir, parallel, cfg.parallel);
   trainer.set_config_text(to_toml(cfg));
+  if (init.optimizer) trainer.init_optimizer_state(init_optimizer_state(model, init));
   if (resume) trainer.resume(*resume, /*verify=*/args.resume != "auto");  // auto verified it already
   auto summary = trainer.run();
   auto rss = world.allgather(torch::tensor({train::peak_rss_bytes()}, torch::kInt64));

@@ -49,7 +49,11 @@ std::vector<Entry> schema(Config& c) {
       {"model.capacity_factor", &m.capacity_factor, "0 = dropless; > 0: an expert computes at most ceil(cf * slots / E) of a forward's slots, the rest are dropped (zero output) and counted", 0, 1e6},
       {"model.shared_expert", &m.shared_expert, "hidden width of a trainable dense expert every token of a routed layer also uses, added to the routed output (DeepSeekMoE's shared expert); 0 = none", 0, 1 << 20},
       {"model.seed", &m.seed, "seed of the expert library and the keys", 0, 1.8e19},
-      {"model.experts_from", &m.experts_from, "checkpoint (or run directory) of a trained dense model: expert i of layer l = slice i of h hidden units of its layer-l FFN (E*h = d_ff), or a full copy (h = d_ff); empty = expert.init"},
+      {"model.init_from", &m.init_from, "checkpoint (or run directory) whose tensors start this run: every tensor of model.init_parts whose global name and shape fit is copied, a wider dense FFN gives a narrower dense FFN or an expert library its units (model.init_units), the rest keeps its initialisation; any W and P on either side; ignored on --resume; empty = none"},
+      {"model.init_parts", &m.init_parts, "which tensors model.init_from gives: all; backbone (embeddings, attention, norms, LM head, routers: everything but the FFNs); ffn (the dense FFNs, experts and shared experts)", 0, 0, {"all", "backbone", "ffn"}},
+      {"model.init_units", &m.init_units, "how a wider dense FFN of model.init_from is cut: first (consecutive slices of units), magnitude (the units of largest ‖up_j‖·‖down_j‖), cluster (balanced k-means of the units by normalised input weights, MoEfication)", 0, 0, {"first", "magnitude", "cluster"}},
+      {"model.init_optimizer", &m.init_optimizer, "with model.init_from: also the AdamW moments (cut like the weights) and step of every trainable tensor taken"},
+      {"model.experts_from", &m.experts_from, "checkpoint (or run directory) of a trained dense model: expert i of layer l = slice i of h hidden units of its layer-l FFN (E*h = d_ff), or a full copy (h = d_ff); the special case model.init_from with init_parts = ffn, init_units = first; empty = expert.init"},
       {"router.query", &r.query, "query network Q: one Linear, or Linear-GELU-Linear", 0, 0, {"linear", "mlp"}},
       {"router.mlp_hidden", &r.mlp_hidden, "hidden width of the mlp query network; 0 = 2 * d_model", 0, 1 << 20},
       {"router.score", &r.score, "cosine similarity, or raw dot product (V1)", 0, 0, {"cosine", "dot"}},
@@ -304,7 +308,16 @@ void validate(const Config& c) {
     fail(fmt::format("model.d_model = {} must split into model.n_heads = {} heads of even width", m.d_model, m.n_heads));
   }
   if (!m.experts_from.empty() && m.ffn != "some") {
-    fail(fmt::format("model.experts_from = '{}' builds a SoME layer's experts, but model.ffn = '{}'", m.experts_from, m.ffn));
+    fail(fmt::format("model.experts_from = '{}' builds a SoME layer's experts, but model.ffn = '{}' (model.init_from "
+                     "initialises any model)", m.experts_from, m.ffn));
+  }
+  if (!m.experts_from.empty() && !m.init_from.empty()) {
+    fail(fmt::format("model.experts_from = '{}' and model.init_from = '{}': set one (experts_from is init_from with "
+                     "init_parts = ffn, init_units = first)", m.experts_from, m.init_from));
+  }
+  if (m.init_from.empty() && (m.init_parts != "all" || m.init_units != "first" || m.init_optimizer)) {
+    fail("model.init_parts, model.init_units and model.init_optimizer say how model.init_from initialises the model, "
+         "but model.init_from is empty");
   }
   const bool routed = m.ffn != "dense";
   const bool some = m.ffn == "some";

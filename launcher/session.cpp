@@ -3,11 +3,14 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <thread>
 
+#include <c10/core/impl/DeviceGuardImplInterface.h>
 #include <fmt/chrono.h>
 
 #include "checkpoints/checkpoint.h"
+#include "common/check.h"
 #include "common/errors.h"
 #include "common/logging.h"
 #include "data/prepare.h"
@@ -85,19 +88,33 @@ std::string default_config_path() {
   throw DataError("configs/default.toml not found (run from the repository root, or pass --config FILE)");
 }
 
+int local_rank() {
+  for (const char* var : {"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID"}) {
+    if (const char* v = std::getenv(var)) return std::max(0, std::atoi(v));
+  }
+  return 0;
+}
+
+torch::Device rank_cuda_device(int local_rank, int device_count,
+                               const std::function<void(const torch::Device&)>& make_current) {
+  SOME_REQUIRE(device_count > 0, ConfigError, "train.device = \"cuda\" but no CUDA device is visible");
+  const torch::Device device(torch::kCUDA, static_cast<c10::DeviceIndex>(local_rank % device_count));
+  make_current(device);
+  log::get("train")->info("local rank {}: {} of {} visible GPU(s) is this process's current device", local_rank,
+                          device.str(), device_count);
+  return device;
+}
+
 torch::Device select_device(const Config& cfg) {
   if (cfg.train.device == "cuda" && !torch::cuda::is_available()) {
     throw ConfigError("train.device = \"cuda\" but no CUDA device is available to this LibTorch build");
   }
   if (cfg.train.device != "cuda") return torch::Device(cfg.train.device);
-  int local_rank = 0;
-  for (const char* var : {"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID"}) {
-    if (const char* v = std::getenv(var)) {
-      local_rank = std::atoi(v);
-      break;
-    }
-  }
-  return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(local_rank % torch::cuda::device_count()));
+  return rank_cuda_device(local_rank(), static_cast<int>(torch::cuda::device_count()), [](const torch::Device& d) {
+    // Through Torch's device-guard registry: the same call as c10::cuda::set_device, and it
+    // compiles against a CPU-only LibTorch too.
+    c10::impl::getDeviceGuardImpl(d.type())->setDevice(d);
+  });
 }
 
 void set_threads(const Config& cfg, int local_ranks) {
@@ -114,50 +131,6 @@ model::ModelOptions model_options(const Config& cfg, const data::DatasetMeta& me
   opts.vocab_size = meta.vocab_size;
   opts.max_seq_len = cfg.train.seq_len;
   return opts;
-}
-
-void load_expert_library(model::Transformer& model, const Config& cfg, parallel::Communicator* comm) {
-  const auto& path = cfg.model.experts_from;
-  checkpoints::CheckpointReader reader(path, /*verify=*/true, comm);
-  const auto source = load_config_text(reader.manifest().info.config, reader.dir() + "/manifest.json", {});
-  const auto& m = cfg.model;
-  auto bad = [&](const std::string& what) {
-    return ConfigError(fmt::format("model.experts_from = '{}': {}", path, what));
-  };
-  if (source.model.ffn != "dense") throw bad(fmt::format("its model.ffn is '{}', not 'dense'", source.model.ffn));
-  if (source.model.d_model != m.d_model) {
-    throw bad(fmt::format("its model.d_model is {}, this model's is {}", source.model.d_model, m.d_model));
-  }
-  if (source.model.expert.activation != m.expert.activation) {
-    throw bad(fmt::format("its FFN activation is '{}', expert.activation is '{}'", source.model.expert.activation,
-                          m.expert.activation));
-  }
-  const int64_t d_ff = source.model.d_ff, h = m.d_expert, E = m.num_experts;
-  const bool slices = E * h == d_ff, copies = h == d_ff;
-  if (!slices && !copies) {
-    throw bad(fmt::format("its FFN width d_ff = {} is neither num_experts x d_expert = {} x {} = {} (slices) nor "
-                          "d_expert = {} (copies)",
-                          d_ff, E, h, E * h, h));
-  }
-  // Expert i of layer l: rows [i*h, (i+1)*h) of up (d_ff, d) and the matching columns of down
-  // (d, d_ff); with copies every expert is the whole FFN.
-  torch::NoGradGuard no_grad;
-  auto state = model->state_tensors();
-  const auto indices = model->some_layer_indices();
-  for (auto l : indices) {
-    if (l >= source.model.n_layers) throw bad(fmt::format("it has {} layers, this model needs layer {}", source.model.n_layers, l));
-    auto up = reader.read(fmt::format("layers.{}.dense.up.weight", l));      // (d_ff, d)
-    auto down = reader.read(fmt::format("layers.{}.dense.down.weight", l));  // (d, d_ff)
-    for (int64_t i = 0; i < E; ++i) {
-      auto w_down = state.find(model::names::expert(l, "some", i, "w_down"));
-      if (w_down == state.end()) continue;  // another rank's expert
-      const int64_t first = slices ? i * h : 0;
-      w_down->second.copy_(up.narrow(0, first, h));                                       // (h, d)
-      state.at(model::names::expert(l, "some", i, "w_up")).copy_(down.narrow(1, first, h));  // (d, h)
-    }
-  }
-  log::get("train")->info("expert library from {}: {} of its {}-wide FFNs into {} SoME layer(s) of {} experts", reader.dir(),
-                          slices ? fmt::format("slices of {} units", h) : std::string("copies"), d_ff, indices.size(), E);
 }
 
 LoadedRun load_run(const std::string& path, const std::vector<std::string>& overrides, const std::string& data_dir) {

@@ -1,6 +1,7 @@
 #pragma once
 // What several sub-commands share: the dataset (prepared on demand for the default corpus),
 // the run directory, the device and threads, and a finished run loaded back for eval/generate.
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -29,15 +30,17 @@ std::string make_run_dir(const std::string& requested, parallel::Communicator* c
 // configs/default.toml of the working directory, else of the repository holding the binary.
 std::string default_config_path();
 // ConfigError when cuda is asked and absent; under an MPI launcher each rank takes the GPU of
-// its local rank (cuda:<local rank mod devices>).
+// its local rank (rank_cuda_device) and makes it current before any other CUDA call.
 torch::Device select_device(const Config& cfg);
+// This process's rank on its node (OMPI_COMM_WORLD_LOCAL_RANK, MPI_LOCALRANKID, SLURM_LOCALID; 0).
+int local_rank();
+// cuda:<local_rank mod device_count>, passed to `make_current` (the process's current CUDA
+// device) before it is returned: CUDA calls made without naming a device — pinned host memory,
+// NCCL's setup, cudaMemGetInfo, libraries — then land on the rank's own GPU, not all on GPU 0.
+torch::Device rank_cuda_device(int local_rank, int device_count,
+                               const std::function<void(const torch::Device&)>& make_current);
 void set_threads(const Config& cfg, int local_ranks = 1);
 model::ModelOptions model_options(const Config& cfg, const data::DatasetMeta& meta);
-
-// model.experts_from: fills this rank's experts of every SoME layer from the FFN of the same
-// layer of a trained dense model's checkpoint. ConfigError naming the path and the values when
-// the two models do not fit together. Collective over `comm` when given (shared verification).
-void load_expert_library(model::Transformer& model, const Config& cfg, parallel::Communicator* comm = nullptr);
 
 struct LoadedRun {
   Config config;

@@ -9,6 +9,7 @@
 
 #include "common/errors.h"
 #include "launcher/config.h"
+#include "launcher/session.h"
 
 using namespace some;
 using some::launcher::Config;
@@ -222,4 +223,46 @@ TEST(Config, FuzzedDefaultConfigIsLoadedOrNamed) {
   }
   std::printf("[ config fuzz ] 200 mutated configs/default.toml: %d loaded, %d named ConfigErrors\n", loaded, named);
   EXPECT_GT(named, 100);
+}
+
+// One GPU per rank, for real: the rank's device is made current before select_device returns it
+// (else unguarded CUDA calls of every rank land on GPU 0), cuda:<local rank mod visible GPUs>.
+TEST(Session, EachRankMakesItsGpuCurrentBeforeUsingIt) {
+  std::vector<torch::Device> made_current;
+  auto record = [&](const torch::Device& d) { made_current.push_back(d); };
+  EXPECT_EQ(launcher::rank_cuda_device(0, 8, record), torch::Device(torch::kCUDA, 0));
+  EXPECT_EQ(launcher::rank_cuda_device(5, 8, record), torch::Device(torch::kCUDA, 5));
+  EXPECT_EQ(launcher::rank_cuda_device(5, 4, record), torch::Device(torch::kCUDA, 1));  // 8 ranks on a 4-GPU node
+  EXPECT_EQ(launcher::rank_cuda_device(3, 1, record), torch::Device(torch::kCUDA, 0));  // CUDA_VISIBLE_DEVICES per rank
+  ASSERT_EQ(made_current.size(), 4u);
+  EXPECT_EQ(made_current[1], torch::Device(torch::kCUDA, 5));
+  EXPECT_EQ(made_current[2], torch::Device(torch::kCUDA, 1));
+  EXPECT_THROW(launcher::rank_cuda_device(0, 0, record), ConfigError);
+  EXPECT_EQ(made_current.size(), 4u);
+}
+
+TEST(Session, LocalRankComesFromTheLauncher) {
+  ::unsetenv("MPI_LOCALRANKID");
+  ::unsetenv("SLURM_LOCALID");
+  ::setenv("OMPI_COMM_WORLD_LOCAL_RANK", "3", 1);
+  EXPECT_EQ(launcher::local_rank(), 3);
+  ::unsetenv("OMPI_COMM_WORLD_LOCAL_RANK");
+  ::setenv("SLURM_LOCALID", "2", 1);
+  EXPECT_EQ(launcher::local_rank(), 2);
+  ::unsetenv("SLURM_LOCALID");
+  EXPECT_EQ(launcher::local_rank(), 0);
+}
+
+// model.init_from and its options: experts_from is its special case (one or the other), and the
+// options without it say nothing.
+TEST(Config, InitFromOptionsNeedInitFrom) {
+  EXPECT_NE(config_error("", {"model.init_units=cluster"}).find("model.init_from is empty"), std::string::npos);
+  EXPECT_NE(config_error("", {"model.init_optimizer=true"}).find("model.init_from is empty"), std::string::npos);
+  EXPECT_NE(config_error("", {"model.init_from=a", "model.experts_from=b"}).find("set one"), std::string::npos);
+  EXPECT_NE(config_error("", {"model.init_from=a", "model.init_parts=head"}).find("one of all, backbone, ffn"),
+            std::string::npos);
+  auto cfg = launcher::load_config_text("", "x.toml", {"model.init_from=runs/a", "model.init_parts=ffn",
+                                                       "model.init_units=cluster", "model.ffn=dense"});
+  EXPECT_EQ(cfg.model.init_units, "cluster");
+  EXPECT_EQ(launcher::load_config_text(launcher::to_toml(cfg), "config.toml", {}).model.init_from, "runs/a");
 }

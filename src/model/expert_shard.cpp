@@ -13,6 +13,8 @@
 
 namespace some::model {
 
+bool ExpertShardImpl::fault_zero_grouped_output = false;
+
 namespace {
 ExpertShardImpl::Compute parse_compute(const std::string& name) {
   using C = ExpertShardImpl::Compute;
@@ -69,7 +71,7 @@ torch::Tensor ExpertShardImpl::forward(const torch::Tensor& x, parallel::RowCoun
                "expert.compute = \"grouped\" needs rows of 16-byte multiples: model.d_model = {} and model.d_expert = {} "
                "in {} are not; use \"auto\" or \"loop\"",
                w_down.size(2), w_down.size(1), c10::toString(compute_dtype(x)));
-  return grouped ? forward_grouped(x, counts.device) : forward_loop(x, counts.on_host());
+  return grouped ? forward_grouped(x, counts) : forward_loop(x, counts.on_host());
 }
 
 bool ExpertShardImpl::grouped_fits(torch::ScalarType dtype) const {
@@ -107,16 +109,51 @@ std::pair<torch::Tensor, torch::Tensor> ExpertShardImpl::weights_as(torch::Scala
   return {cast_down_, cast_up_};
 }
 
-torch::Tensor ExpertShardImpl::forward_grouped(const torch::Tensor& x, const torch::Tensor& counts) {
-  // Row offsets, computed on the device: expert e owns rows [ends[e-1], ends[e]). The counts sum
-  // to the rows, so every row is covered and none of the output is left uninitialised.
-  auto offsets = counts.cumsum(0).to(torch::kInt32);                         // (E_local,)
+torch::Tensor ExpertShardImpl::no_rows(const torch::Tensor& x, torch::ScalarType dtype) const {
+  // (0, d), yet a function of x (and of trainable weights): under expert parallelism the
+  // backward's all-to-all runs on every rank only if every rank's expert output is part of the
+  // graph; and trainable experts get zero gradients like every other rank's, not none.
+  auto out = x.to(dtype) * 0;                                                // (0, d)
+  if (trainable()) out = out + (w_down.sum() + w_up.sum()).to(dtype) * 0;
+  return out;
+}
+
+torch::Tensor ExpertShardImpl::forward_grouped(const torch::Tensor& x, parallel::RowCounts& counts) {
   const auto dtype = compute_dtype(x);
+  last_grouped_calls = 0;
+  if (x.size(0) == 0) return no_rows(x, dtype);  // a rank given no rows: M = 0 never reaches the kernel
   auto [down, up] = weights_as(dtype, x.device());                           // (E_local, h, d), (E_local, d, h)
   // The casts are explicit, so autocast stays out (it has no rule for _grouped_mm).
   c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
-  auto h = activate(at::_grouped_mm(x.to(dtype), down.transpose(1, 2), offsets), activation_);  // (M, h)
-  return at::_grouped_mm(h, up.transpose(1, 2), offsets);                                     // (M, d)
+  const auto xc = x.to(dtype);                                               // (M, d)
+  const int64_t E_local = down.size(0);
+  if (E_local <= max_groups_per_call) return grouped_pair(xc, down, up, counts.device);
+  // More experts than one call takes: consecutive chunks of experts, each with its own rows and
+  // offsets rebased to them. Where each chunk's rows begin is read on the host (one
+  // synchronisation on CUDA; none where the all-to-all already brought the counts there).
+  const auto& host = counts.on_host();
+  std::vector<torch::Tensor> outs;
+  int64_t row = 0;
+  for (int64_t first = 0; first < E_local; first += max_groups_per_call) {
+    const int64_t n = std::min(max_groups_per_call, E_local - first);
+    const int64_t rows = std::accumulate(host.begin() + first, host.begin() + first + n, int64_t{0});
+    if (rows == 0) continue;
+    outs.push_back(grouped_pair(xc.narrow(0, row, rows), down.narrow(0, first, n), up.narrow(0, first, n),
+                                counts.device.narrow(0, first, n)));             // (rows, d)
+    row += rows;
+  }
+  return outs.size() == 1 ? outs.front() : torch::cat(outs);                 // (M, d)
+}
+
+torch::Tensor ExpertShardImpl::grouped_pair(const torch::Tensor& x, const torch::Tensor& down, const torch::Tensor& up,
+                                            const torch::Tensor& counts) {
+  // Row offsets, computed on the device: expert e owns rows [ends[e-1], ends[e]). The counts sum
+  // to the rows, so every row is covered and none of the output is left uninitialised.
+  auto offsets = counts.cumsum(0).to(torch::kInt32);                                         // (G,)
+  ++last_grouped_calls;
+  auto h = activate(at::_grouped_mm(x, down.transpose(1, 2), offsets), activation_);          // (M, h)
+  auto y = at::_grouped_mm(h, up.transpose(1, 2), offsets);                                   // (M, d)
+  return fault_zero_grouped_output ? y * 0 : y;
 }
 
 torch::Tensor ExpertShardImpl::forward_loop(const torch::Tensor& x, const std::vector<int64_t>& counts) {
@@ -132,7 +169,7 @@ torch::Tensor ExpertShardImpl::forward_loop(const torch::Tensor& x, const std::v
     outs.push_back(torch::matmul(h, ups[e].t()));                               // (M_e, d)
     offset += counts[e];
   }
-  if (outs.empty()) return torch::zeros_like(x);
+  if (outs.empty()) return no_rows(x, x.scalar_type());
   return outs.size() == 1 ? outs.front() : torch::cat(outs);
 }
 

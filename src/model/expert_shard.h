@@ -43,7 +43,9 @@ class ExpertShardImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x, const std::vector<int64_t>& counts);
   // The two ways forward() computes, by expert.compute (auto: grouped_pays_off()).
   torch::Tensor forward_loop(const torch::Tensor& x, const std::vector<int64_t>& counts);
-  torch::Tensor forward_grouped(const torch::Tensor& x, const torch::Tensor& counts);  // counts (E_local,) on x's device
+  // The grouped kernel, at most max_groups_per_call experts per at::_grouped_mm call (CUDA's
+  // kernel takes fewer than 1024 groups); counts.device is read, counts.host only for more experts.
+  torch::Tensor forward_grouped(const torch::Tensor& x, parallel::RowCounts& counts);
   // expert.compute = auto: the grouped kernel where its rows fit (16-byte multiples) — on the
   // CPU in any dtype, on CUDA in bf16 (its fast path); the loop elsewhere.
   bool grouped_pays_off(const torch::Tensor& x) const;
@@ -52,6 +54,14 @@ class ExpertShardImpl : public torch::nn::Module {
   torch::Tensor forward_naive(const torch::Tensor& x, const torch::Tensor& expert_of);
 
   bool trainable() const { return kind_ == Kind::kTrainable; }
+
+  // Experts per at::_grouped_mm call: its CUDA kernel sets up one thread per group in one block
+  // and refuses 1024 or more. The same chunking runs on every device (tests lower it).
+  int64_t max_groups_per_call = 1023;
+  int64_t last_grouped_calls = 0;  // kernel pairs the last forward_grouped ran (what the tests count)
+  // Fault injection for tests only: the grouped kernel's output (and so its gradients) become
+  // zeros, to show that the grouped-vs-loop checks fail on a kernel that writes nothing.
+  static bool fault_zero_grouped_output;
 
   torch::Tensor w_down;  // (E_local, h, d)
   torch::Tensor w_up;    // (E_local, d, h)
@@ -63,6 +73,11 @@ class ExpertShardImpl : public torch::nn::Module {
   // copy made once — not state, never checkpointed — and again only when the weights were
   // loaded anew (their version counter moved).
   std::pair<torch::Tensor, torch::Tensor> weights_as(torch::ScalarType dtype, const torch::Device& device);
+  // x (M, d), down (G, h, d), up (G, d, h), counts (G,) on x's device -> (M, d): two grouped GEMMs.
+  torch::Tensor grouped_pair(const torch::Tensor& x, const torch::Tensor& down, const torch::Tensor& up,
+                             const torch::Tensor& counts);
+  // The output of a shard given no rows: (0, d) in `dtype`, tied to x (and trainable weights).
+  torch::Tensor no_rows(const torch::Tensor& x, torch::ScalarType dtype) const;
 
   Activation activation_;
   Kind kind_;

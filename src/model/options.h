@@ -79,8 +79,14 @@ struct ModelOptions {
   double capacity_factor = 0.0;   // > 0: each expert computes at most ceil(cf * slots / E) slots per forward
   int64_t shared_expert = 0;      // > 0: hidden width of a trainable expert every token uses (DeepSeekMoE)
   uint64_t seed = 1234;           // expert library and key initialisation
-  // A checkpoint of a trained dense model whose FFNs become the expert library (docs/design.md §2); the
-  // launcher loads it into the shards after construction. Empty: experts from expert.init.
+  // A checkpoint whose tensors initialise this model (docs/design.md §2); the launcher copies them
+  // into the model after construction (launcher/model_init.h). Empty: none.
+  std::string init_from;
+  std::string init_parts = "all";   // all | backbone | ffn: which tensors are taken
+  std::string init_units = "first";  // first | magnitude | cluster: how a wider dense FFN is cut
+  bool init_optimizer = false;      // also the AdamW moments and step of what is taken
+  // The special case init_from = a dense model, init_parts = ffn, init_units = first: its FFNs
+  // become the expert library. Empty: experts from expert.init.
   std::string experts_from;
   RouterOptions router;
   ExpertOptions expert;

@@ -42,7 +42,7 @@ torch::Tensor BlockImpl::forward(const torch::Tensor& x, const torch::Tensor& to
     auto sums = torch::stack({y.detach().to(torch::kFloat32).norm(2, -1).sum(), h.detach().to(torch::kFloat32).norm(2, -1).sum()});
     norms = norms.defined() && norms.device() == sums.device() ? norms.add_(sums) : sums;
   }
-  return h + y;
+  return ffn_ablated ? h : h + y;
 }
 
 TransformerImpl::TransformerImpl(const ModelOptions& opts, const parallel::ParallelState* parallel) : opts_(opts) {
@@ -237,6 +237,12 @@ int64_t TransformerImpl::bytes_held() {
   for (auto& p : parameters()) bytes += p.numel() * p.element_size();
   for (auto& b : buffers()) bytes += b.numel() * b.element_size();
   return bytes;
+}
+
+void TransformerImpl::ablate_ffn(int64_t layer) {
+  SOME_REQUIRE(layer >= -1 && layer < opts_.n_layers, ConfigError, "--ablate-ffn {}: the model has blocks 0..{}", layer,
+               opts_.n_layers - 1);
+  for (int64_t l = 0; l < opts_.n_layers; ++l) layers_[l]->as<BlockImpl>()->ffn_ablated = l == layer;
 }
 
 double TransformerImpl::flops_per_token(int64_t seq_len, bool with_backward) const {

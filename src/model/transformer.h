@@ -52,6 +52,9 @@ class BlockImpl : public torch::nn::Module {
   // (2,) fp32 (StepRouting::ffn_out_ratio); eval and generation forwards must not.
   bool collect_stats = false;
   torch::Tensor norms;
+  // The FFN's output left out of the residual stream (an ablation at eval: how much this block's
+  // FFN contributes). The FFN still runs, so routed layers stay collective over their ranks.
+  bool ffn_ablated = false;
 
  private:
   RMSNorm attn_norm_{nullptr}, ffn_norm_{nullptr};
@@ -70,6 +73,8 @@ class TransformerImpl : public torch::nn::Module {
   torch::Tensor loss(const torch::Tensor& tokens, const torch::Tensor& targets);
 
   const ModelOptions& options() const { return opts_; }
+  // Ablates the FFN of block `layer` (BlockImpl::ffn_ablated); -1: none. ConfigError outside the blocks.
+  void ablate_ffn(int64_t layer);
   // The SoME layers in depth order (index into layers for `layer_index`).
   std::vector<SoMELayer*> some_layers();
   std::vector<int64_t> some_layer_indices() const { return some_layer_indices_; }

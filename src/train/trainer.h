@@ -50,6 +50,10 @@ class Trainer {
   // Restores everything a checkpoint holds (weights, this rank's experts, key stores, AdamW
   // moments, RNG) at any W and P; run() then continues after its step. Returns that step.
   int64_t resume(const std::string& checkpoint_dir, bool verify = true);
+  // AdamW state for a run that starts from another run's weights (model.init_optimizer), by
+  // checkpoint names: optim.exp_avg.<name>, optim.exp_avg_sq.<name>, optim.step.<name>. Tensors
+  // it lacks keep a fresh state; the run itself still starts at step 0.
+  void init_optimizer_state(const std::map<std::string, torch::Tensor>& state);
   // Writes RUN/checkpoints/step_XXXXXXXX (collective). Returns its directory.
   std::string save_checkpoint(int64_t step, const std::string& reason);
   // The resolved config recorded in every checkpoint's manifest.

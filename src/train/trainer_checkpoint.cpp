@@ -4,6 +4,7 @@
 #include <fstream>
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <fmt/ranges.h>
 
 #include "checkpoints/checkpoint.h"
 #include "common/check.h"
@@ -151,6 +152,27 @@ int64_t Trainer::resume(const std::string& checkpoint_dir, bool verify) {
   log::get("train")->info("resumed from {} at step {} (written by W={} P={}; now W={} P={})", reader.dir(), start_step_,
                           m.info.world_size, m.info.expert_parallel, parallel_.world_size(), parallel_.ep_size());
   return start_step_;
+}
+
+void Trainer::init_optimizer_state(const std::map<std::string, torch::Tensor>& given) {
+  torch::NoGradGuard no_grad;
+  int64_t moments = 0, steps = 0;
+  for (auto& [name, t] : optimizer_tensors()) {  // views into the optimizer's (fresh) state
+    auto it = given.find(name);
+    if (it == given.end()) continue;
+    SOME_REQUIRE(it->second.sizes() == t.sizes(), Error, "initial optimizer state {}: shape ({}) for ({})", name,
+                 fmt::join(it->second.sizes(), ", "), fmt::join(t.sizes(), ", "));
+    t.copy_(it->second);
+    ++moments;
+  }
+  auto& state = optimizer_->state();
+  for (auto& [name, p] : named_params_) {
+    auto it = given.find(model::names::optimizer_state("step", name));
+    if (it == given.end()) continue;
+    static_cast<torch::optim::AdamWParamState&>(*state.at(p.unsafeGetTensorImpl())).step(it->second[0].item<int64_t>());
+    ++steps;
+  }
+  log::get("train")->info("optimizer state from model.init_from: {} moments, {} step counts", moments, steps);
 }
 
 void Trainer::keep_metrics_until(int64_t step) {

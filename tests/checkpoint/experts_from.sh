@@ -32,7 +32,9 @@ set +e
 rc=$?
 set -e
 [ $rc -eq 2 ] || { cat "$T/bad.log"; fail "a misfit dense model exited $rc, not 2"; }
-grep -q "model.experts_from = '$T/dense': its FFN width d_ff = 128 is neither num_experts x d_expert = 8 x 20" "$T/bad.log" ||
+grep -q "model.experts_from = '$T/dense':" "$T/bad.log" &&
+  grep -q "layers.0.some.experts.0.w_down (20, 32) <- layers.0.dense.up.weight (128, 32): 8 experts x 20 units need 160 units" "$T/bad.log" ||
   { cat "$T/bad.log"; fail "the misfit error does not name the key and the widths"; }
-echo "ok   misfit: $(grep -o "its FFN width.*" "$T/bad.log" | head -n 1)"
+[ ! -e "$T/bad" ] || fail "a refused library left a run directory"
+echo "ok   misfit: $(grep -o "layers.0.some.experts.0.w_down.*" "$T/bad.log" | head -n 1)"
 echo "experts_from: ok"

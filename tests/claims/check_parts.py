@@ -153,6 +153,7 @@ def check_gap(out: Path):
     check(num["dense-params"][1] <= num["some"][1], "gap: the equal-trainable dense has more trainable parameters")
     check("**Verdict (gap):**" in sec, "gap: no verdict line")
     check_gap_ffn(out, md)
+    check_gap_ablation(out, md)
     check_gap_routing(out, md)
     n = check_images(out, md, 2, "gap")
     if not failures:
@@ -180,9 +181,48 @@ def check_gap_ffn(out: Path, md: str):
             check(r["vs dense d_ff=k·h"] == f"{means[key] / means['dense']:.2f}", f"gap {key}: ffn_out_ratio ratio")
 
 
+def eval_ppl(out: Path, name: str) -> float:
+    text = (out / "evals" / f"{name}.txt").read_text()
+    m = re.search(r"val PPL ([0-9.]+)", text)
+    check(m is not None, f"gap: evals/{name}.txt has no val PPL")
+    return float(m.group(1)) if m else float("nan")
+
+
+def check_gap_ablation(out: Path, md: str):
+    """Each block's FFN left out: the rise of the whole-split val PPL over the full model's, per
+    block, mean over seeds, from the eval outputs; the library's live share and Gini per row."""
+    rows = {r["key"]: r for r in parse_table(section(md, "What each block's FFN is worth"))}
+    check(len(rows) == 10, f"gap: ablation table has {len(rows)} rows")
+    for key, r in rows.items():
+        runs = gap_runs(out, key)
+        n_layers = config_of(runs[0])["model"]["n_layers"]
+        full = {run.name: eval_ppl(out, f"{run.name}.full") for run in runs}
+        check(r["val PPL, whole split (mean)"] == f"{statistics.mean(full.values()):.2f}",
+              f"gap {key}: whole-split PPL {r['val PPL, whole split (mean)']}")
+        for b in range(n_layers):
+            rise = statistics.mean(eval_ppl(out, f"{run.name}.ablate.{b}") / full[run.name] - 1 for run in runs)
+            check(r[f"block {b} FFN left out"] == f"{100 * rise:+.1f}%",
+                  f"gap {key}: block {b} ablation {r[f'block {b} FFN left out']} vs {100 * rise:+.1f}%")
+            log = (out / "evals" / f"{runs[0].name}.ablate.{b}.txt").read_text()
+            check(f"FFN of block {b} ablated" in log, f"gap {runs[0].name}: the block {b} eval did not ablate it")
+    lib = {r["key"]: r for r in parse_table(section(md, "How much of the library is used"))}
+    check(set(lib) == {k for k in rows if not k.startswith("dense")}, f"gap: library table rows {sorted(lib)}")
+    for key, r in lib.items():
+        shares, ginis = [], []
+        for run in gap_runs(out, key):
+            routing = last_eval(run)["routing"]
+            slots = config_of(run)["model"]["num_experts"] * len(routing)
+            shares.append((slots - sum(x["dead_experts"] for x in routing)) / slots)
+            ginis.append(statistics.mean(x["gini"] for x in routing))
+        check(r["live experts (share of E x layers, mean of seeds)"] == f"{statistics.mean(shares):.1%}",
+              f"gap {key}: live experts {r['live experts (share of E x layers, mean of seeds)']}")
+        check(r["Gini of the load (mean of layers and seeds)"] == f"{statistics.mean(ginis):.3f}", f"gap {key}: Gini")
+
+
 def check_gap_routing(out: Path, md: str):
     rows = parse_table(section(md, "Routing health"))
-    check(len(rows) == 14, f"gap: routing table has {len(rows)} rows (7 SoME configurations x 2 seeds)")
+    some_runs = sum(len(gap_runs(out, k)) for k in (*OPTIONS, "some", "shared", "all"))
+    check(len(rows) == some_runs, f"gap: routing table has {len(rows)} rows ({some_runs} SoME runs)")
     for r in rows:
         run = out / r["run"]
         e = last_eval(run)
@@ -202,65 +242,129 @@ def check_gap_routing(out: Path, md: str):
 # recycling
 # ---------------------------------------------------------------------------------------------
 
+def parent_of(run: Path) -> Path | None:
+    """The run a run inherits from, from its own files: model.experts_from / model.init_from in its
+    config.toml, or the checkpoint its resume event names (a continued run)."""
+    m = config_of(run)["model"]
+    for key in ("experts_from", "init_from"):
+        if m.get(key):
+            return Path(m[key])
+    for line in lines_of(run):  # a run resumed from another run's checkpoint (not its own, after a stop)
+        if line.get("event") == "resume":
+            source = Path(line["checkpoint"]).parent.parent  # RUN/checkpoints/step_X -> RUN
+            if source.resolve() != run.resolve():
+                return source
+    return None
+
+
+def own_tokens(run: Path) -> int:
+    """A continued run counts its tokens from its parent's start; the others from zero."""
+    parent, m = parent_of(run), config_of(run)["model"]
+    d = done_line(run)
+    if parent is not None and not m.get("experts_from") and not m.get("init_from"):
+        return d["tokens"] - done_line(parent)["tokens"]
+    return d["tokens"]
+
+
+def cost(run: Path) -> tuple[int, float]:
+    """(tokens, training FLOPs) of a run, what it inherited included."""
+    parent = parent_of(run)
+    own = own_tokens(run)
+    flops = done_line(run)["model_flops_per_token"] * own
+    if parent is None:
+        return own, flops
+    t, f = cost(parent)
+    return own + t, flops + f
+
+
+def mean_std(values: list[float]) -> tuple[float, float | None]:
+    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else None)
+
+
+def fmt_mean_std(m: float, s: float | None) -> str:
+    return f"{m:.2f}" if s is None else f"{m:.2f} ± {s:.2f}"
+
+
 def check_recycling(out: Path):
     md = (out / "report-recycling.md").read_text(encoding="utf-8")
-    sec = section(md, "Val PPL: recycled")
-    check(bool(sec), "recycling: no '## Val PPL: recycled ...' section")
-    rows = {r["run"]: r for r in parse_table(sec)}
-    names = {"recycle-some-recycled", "recycle-some-random", "dense", "recycle-wide-dense"}
-    check(set(rows) == names, f"recycling table runs: {sorted(rows)}")
-    if set(rows) != names:
+    sec = section(md, "Val PPL at equal cost")
+    check(bool(sec), "recycling: no '## Val PPL at equal cost ...' section")
+    rows = {r["key"]: r for r in parse_table(sec)}
+    keys = {"wide", "recycled", "random", "dense", "dense-tokens", "dense-flops", "wide-continued", "dense-upcycled",
+            "dense-transplant", "some-upcycled", "some-cluster"}
+    check(set(rows) == keys, f"recycling table rows: {sorted(rows)}")
+    if set(rows) != keys:
         return
-    cfg = {n: config_of(out / n) for n in names}
-    wide, rec, rnd, dense = (cfg[n]["model"] for n in ("recycle-wide-dense", "recycle-some-recycled",
-                                                       "recycle-some-random", "dense"))
-    check(rec["experts_from"] == str(out.resolve() / "recycle-wide-dense"),
-          f"recycling: the recycled run's model.experts_from is '{rec['experts_from']}'")
-    check(rnd["experts_from"] == "", "recycling: the random SoME has a model.experts_from")
-    check(wide["d_ff"] == rec["num_experts"] * rec["d_expert"], "recycling: wide d_ff != E_r * h")
-    check(dense["d_ff"] == rec["top_k"] * rec["d_expert"], "recycling: dense d_ff != k * h")
-    check((rnd["num_experts"], rnd["d_expert"], rnd["top_k"]) == (rec["num_experts"], rec["d_expert"], rec["top_k"]),
-          "recycling: the random SoME's shape differs from the recycled one's")
-    log = (out / "recycle-some-recycled" / "train.log").read_text()
-    check(re.search(rf"expert library from {re.escape(str(out.resolve()))}/recycle-wide-dense/checkpoints/step_\d+: "
-                    rf"slices of {rec['d_expert']} units", log) is not None,
-          "recycling: recycle-some-recycled/train.log does not show the library loaded from the wide run")
-    tokens = set()
-    for name, r in rows.items():
-        run = out / name
-        d = done_line(run)
-        tokens.add(d["tokens"])
-        check(r["val PPL"] == f"{d['val_ppl']:.2f}", f"recycling {name}: val PPL {r['val PPL']} vs {d['val_ppl']}")
-        check(r["unigram PPL"] == f"{d['unigram_ppl']:.2f}", f"recycling {name}: unigram PPL")
-        check(r["tokens"] == str(d["tokens"]), f"recycling {name}: tokens")
-        extra = done_line(out / "recycle-wide-dense")["tokens"] if name == "recycle-some-recycled" else 0
-        check(r["tokens incl. the library's training"] == str(d["tokens"] + extra), f"recycling {name}: tokens incl.")
-        check(r["trainable"] == str(params_of(run)[1]), f"recycling {name}: trainable {r['trainable']}")
-        check(r["active FFN units/token"] == str(active_units(cfg[name])), f"recycling {name}: active units")
-        routing = last_eval(run).get("routing", [])
-        if routing:
-            check(r["Gini (mean of layers)"] == f"{statistics.mean(x['gini'] for x in routing):.3f}",
-                  f"recycling {name}: Gini")
-            check(r["dead experts"].split(" of ")[0] == str(sum(x["dead_experts"] for x in routing)),
-                  f"recycling {name}: dead experts")
-    check(len(tokens) == 1, f"recycling: runs trained on different token counts: {tokens}")
-    p = {n: float(rows[n]["val PPL"]) for n in rows}
-    closed = re.search(r"closed by recycling: ([-0-9.]+)%", sec)
-    if p["recycle-some-random"] > p["recycle-wide-dense"]:
-        share = (p["recycle-some-random"] - p["recycle-some-recycled"]) / (p["recycle-some-random"]
-                                                                          - p["recycle-wide-dense"])
-        # from the 2-decimal table numbers: the report computes from full precision
-        check(closed is not None and abs(float(closed.group(1)) - 100 * share) < 0.5,
-              f"recycling: share of the gap closed {closed and closed.group(1)}% vs {100 * share:.1f}% from the table")
+    runs = {k: [out / name.strip() for name in r["runs (seeds)"].split(",")] for k, r in rows.items()}
+    for k in ("wide", "recycled", "dense", "dense-tokens", "dense-flops", "dense-upcycled", "some-upcycled"):
+        check(len(runs[k]) >= 2, f"recycling {k}: {len(runs[k])} seeds, the headline rows need 2")
+    # What each row inherits, from its own files.
+    for k, parts, units in (("recycled", None, None), ("dense-upcycled", "all", "first"),
+                            ("dense-transplant", "ffn", "first"), ("some-upcycled", "all", "first"),
+                            ("some-cluster", "ffn", "cluster")):
+        for i, run in enumerate(runs[k]):
+            m = config_of(run)["model"]
+            parent = parent_of(run)
+            check(parent is not None and parent.name == f"recycle-wide-s{i}",
+                  f"recycling {run.name}: inherits from {parent}, not its seed's parent recycle-wide-s{i}")
+            if parts:
+                check(m["init_parts"] == parts and m["init_units"] == units,
+                      f"recycling {run.name}: init_parts {m['init_parts']}, init_units {m['init_units']}")
+            check(m["seed"] == SEED + i, f"recycling {run.name}: model.seed {m['seed']}")
+    check(parent_of(runs["wide-continued"][0]).name == "recycle-wide-s0", "recycling: wide-continued's parent")
+    log = (runs["recycled"][0] / "train.log").read_text()
+    check(re.search(rf"expert library from {re.escape(str(out.resolve()))}/recycle-wide-s0/checkpoints/step_\d+: "
+                    r"slices of \d+ units", log) is not None,
+          "recycling: recycle-recycled-s0/train.log does not show the slice library loaded from the wide run")
+    log = (runs["some-cluster"][0] / "train.log").read_text()
+    check("groups of" in log and "by cluster" in log, "recycling: the cluster library was not cut by cluster")
+    # Every number of the table from the runs.
+    c = {k: [cost(p) for p in ps] for k, ps in runs.items()}
+    rec_tokens, rec_flops = c["recycled"][0][0], statistics.mean(f for _, f in c["recycled"])
+    dense_flops = statistics.mean(f for _, f in c["dense"])
+    ppl = {k: mean_std([done_line(p)["val_ppl"] for p in runs[k]]) for k in rows}
+    for k, r in rows.items():
+        check(r["val PPL (mean ± std)"] == fmt_mean_std(*ppl[k]), f"recycling {k}: val PPL {r['val PPL (mean ± std)']}"
+              f" vs {fmt_mean_std(*ppl[k])}")
+        tokens = {t for t, _ in c[k]}
+        check(len(tokens) == 1 and r["tokens incl. inherited"] == str(tokens.pop()),
+              f"recycling {k}: tokens incl. inherited {r['tokens incl. inherited']} vs {c[k]}")
+        check(r["own tokens"] == str(own_tokens(runs[k][0])), f"recycling {k}: own tokens")
+        flops = statistics.mean(f for _, f in c[k])
+        check(r["training FLOPs incl. inherited (x dense)"] == f"{flops / dense_flops:.3f}",
+              f"recycling {k}: FLOPs {r['training FLOPs incl. inherited (x dense)']} vs {flops / dense_flops:.3f}")
+        check(r["active FFN units/token"] == str(active_units(config_of(runs[k][0]))), f"recycling {k}: active units")
+        if k != "recycled":
+            check(r["recycled vs it"] == f"{100 * (ppl['recycled'][0] / ppl[k][0] - 1):+.1f}%",
+                  f"recycling {k}: recycled vs it {r['recycled vs it']}")
+    # The controls really are at equal cost.
+    for k in ("dense-tokens", "wide-continued", "dense-upcycled", "dense-transplant", "some-upcycled", "some-cluster"):
+        check(c[k][0][0] == rec_tokens,
+              f"recycling {k}: {c[k][0][0]} tokens incl. inherited, the recycled row {rec_tokens}")
+        check(rows[k]["equal tokens to recycled"] == "yes", f"recycling {k}: equal tokens not 'yes'")
+    flops_ratio = statistics.mean(f for _, f in c["dense-flops"]) / rec_flops
+    check(abs(flops_ratio - 1) <= 0.02, f"recycling dense-flops: {flops_ratio:.4f} x the recycled row's FLOPs")
+    check(rows["dense"]["equal tokens to recycled"] == "no", "recycling dense: its own tokens are not the pipeline's")
     check("**Verdict (recycling):**" in sec, "recycling: no verdict line")
     fsec = section(md, "Forgetting")
     check(bool(fsec), "recycling: no '## Forgetting' section")
-    check_forgetting(out, fsec, {"recycle-some-recycled", "recycle-some-random", "dense"}, "recycling forgetting")
+    check_forgetting(out, fsec, {f"recycle-{k}-s0" for k in ("recycled", "random", "dense", "dense-tokens")},
+                     "recycling forgetting", equal_a=False)
     check("**Verdict (recycling, forgetting):**" in fsec, "recycling: no forgetting verdict line")
     n = check_images(out, md, 3, "recycling")
     check("## Settings" in md and "```" in md, "recycling: no settings / commands section")
     if not failures:
-        print(f"report-recycling.md OK: 4 phase-A runs, 3 continued, 12 evals, {n} PNGs")
+        print(f"report-recycling.md OK: {sum(len(v) for v in runs.values())} runs in 11 rows, 4 continued, {n} PNGs")
+
+
+REPO = str(Path(__file__).resolve().parents[2]) + "/"
+
+
+def check_no_repository_path(out: Path, part: str):
+    """A committed report names the binary, configs and data relative to the repository."""
+    md = (out / f"report-{part}.md").read_text(encoding="utf-8")
+    check(REPO not in md, f"{part}: report-{part}.md carries this machine's repository path {REPO}")
+    check("build/bin/some" in md, f"{part}: report-{part}.md does not name the binary relative to the repository")
 
 
 def main() -> int:
@@ -268,6 +372,7 @@ def main() -> int:
     parts = sys.argv[2:] or ["gap", "recycling"]
     for part in parts:
         {"gap": check_gap, "recycling": check_recycling}[part](out)
+        check_no_repository_path(out, part)
     for f in failures:
         print(f"FAIL: {f}")
     return 1 if failures else 0

@@ -317,13 +317,20 @@ class GapPlan(unittest.TestCase):
             keys = [c.key for c in plan.gap]
             self.assertEqual(keys, ["some", "learn-scale", "bias", "kmeans", "output-scale", "shared", "all", "dense",
                                     "dense-shared", "dense-params"])
-            self.assertEqual(len(plan.runs), len(keys) * s.gap_seeds)
+            headline = {"some", "bias", "dense"}
+            self.assertEqual({c.key for c in plan.gap if c.headline}, headline)
+            self.assertEqual(len(plan.runs), 3 * s.gap_seeds_headline + (len(keys) - 3) * s.gap_seeds)
             self.assertEqual(len({r.name for r in plan.runs}), len(plan.runs))
-            self.assertEqual(plan.evals, [])
+            # Every run: a whole-split eval and one with each block's FFN left out.
+            self.assertEqual(len(plan.evals), len(plan.runs) * (1 + s.n_layers))
+            first = [e for e in plan.evals if e.run == plan.runs[0].name]
+            self.assertEqual([e.ablate for e in first], list(range(-1, s.n_layers)))
+            self.assertTrue(all(e.when == "ablation" and e.domain == "A" for e in plan.evals))
             by_key = {c.key: c for c in plan.gap}
             for c in plan.gap:
                 runs = plan.gap_runs(c.key)
-                self.assertEqual([r.seed for r in runs], list(range(s.gap_seeds)))
+                seeds = s.gap_seeds_headline if c.key in headline else s.gap_seeds
+                self.assertEqual([r.seed for r in runs], list(range(seeds)))
                 for r in runs:
                     self.assertEqual(r.sets["model.seed"], str(1234 + r.seed))
                     self.assertEqual(r.sets["train.seed"], str(1234 + r.seed))
@@ -339,68 +346,123 @@ class GapPlan(unittest.TestCase):
                 for k, v in by_key[key].options.items():
                     self.assertEqual(every[k], v, f"the combination lacks {k}={v}")
 
-    def test_small_budget_estimate(self):
-        # 20 runs of 100 steps at ~1.3-1.75 s per step (1 thread, measured by the claims part):
-        # under an hour.
+    def test_small_scale_is_long_enough(self):
+        # At 100 steps no SoME row of the small scale got below the unigram PPL: 500 steps, and 3 seeds
+        # for the rows the verdict rests on; ~0.9 s per step at 1 thread: about 3 hours.
         s = SCALES["small"]
-        self.assertLessEqual(len(make_gap_plan("small").runs) * s.gap_steps * 1.75, 3600)
+        self.assertGreaterEqual(s.gap_steps, 500)
+        self.assertGreaterEqual(s.gap_seeds, 2)
+        self.assertGreaterEqual(s.gap_seeds_headline, 3)
+        self.assertLessEqual(len(make_gap_plan("small").runs) * s.gap_steps * 0.95, 3.5 * 3600)
 
 
 class RecyclingPlan(unittest.TestCase):
-    def test_shapes_and_library(self):
+    def test_rows_inheritance_and_order(self):
         for scale in SCALES:
             plan = make_recycling_plan(scale)
             s = plan.scale
-            wide, rec, rnd = plan.run("recycle-wide-dense"), plan.run("recycle-some-recycled"), \
-                plan.run("recycle-some-random")
-            self.assertEqual(plan.runs[0], wide)                    # trained before its library is used
-            self.assertEqual(wide.d_ff, s.recycle_experts * s.d_expert)
-            self.assertEqual(rec.experts_from, wide.name)
-            self.assertIsNone(rnd.experts_from)
-            self.assertEqual((rec.num_experts, rec.d_expert, rec.top_k), (rnd.num_experts, rnd.d_expert, rnd.top_k))
-            self.assertEqual(rec.num_experts * rec.d_expert, wide.d_ff)
-            self.assertEqual(plan.run("dense").active_ffn, rec.active_ffn)
-            self.assertEqual(len(plan.evals), 12)
-            for r in plan.runs:
-                self.assertEqual(plan.max_steps(r), s.steps_a + (s.steps_b if r.continue_from else 0))
+            names = [r.name for r in plan.runs]
+            self.assertEqual(len(names), len(set(names)))
+            self.assertEqual(names[0], "recycle-wide-s0")           # trained before anything is cut from it
+            self.assertEqual([row.key for row in plan.recycle],
+                             ["wide", "recycled", "random", "dense", "dense-tokens", "dense-flops", "wide-continued",
+                              "dense-upcycled", "dense-transplant", "some-upcycled", "some-cluster"])
+            for key in ("wide", "recycled", "dense", "dense-tokens", "dense-flops", "dense-upcycled",
+                        "some-upcycled"):
+                self.assertEqual(len(plan.gap_runs(key)), 2, key)    # the headline rows have two seeds
+            for i in range(2):
+                wide, rec = plan.run(f"recycle-wide-s{i}"), plan.run(f"recycle-recycled-s{i}")
+                self.assertEqual(wide.d_ff, s.recycle_experts * s.d_expert)
+                self.assertEqual(rec.experts_from, wide.name)       # seed i's library from seed i's parent
+                self.assertEqual(rec.num_experts * rec.d_expert, wide.d_ff)
+                self.assertLess(names.index(wide.name), names.index(rec.name))
+                flops = plan.run(f"recycle-dense-flops-s{i}")
+                self.assertEqual(flops.flops_of, (rec.name,))
+                self.assertLess(names.index(rec.name), names.index(flops.name))
+                for r in plan.runs:
+                    if r.seed == i and not r.continue_from:
+                        self.assertEqual(r.sets["model.seed"], str(1234 + i), r.name)
+                self.assertEqual(plan.run(f"recycle-dense-tokens-s{i}").steps_a, 2 * s.steps_a)
+                up = plan.run(f"recycle-dense-upcycled-s{i}")
+                self.assertEqual((up.init_from, up.init_parts, up.init_units, up.init_optimizer),
+                                 (wide.name, "all", "first", True))
+                self.assertEqual(up.active_ffn, rec.active_ffn)     # every student at equal active compute
+            t = plan.run("recycle-dense-transplant-s0")
+            self.assertEqual((t.init_parts, t.init_optimizer), ("ffn", False))
+            c = plan.run("recycle-some-cluster-s0")
+            self.assertEqual((c.init_parts, c.init_units), ("ffn", "cluster"))
+            cont = plan.run("recycle-wide-continued-s0")
+            self.assertEqual((cont.continue_from, cont.domain, cont.steps_b), ("recycle-wide-s0", "A", s.steps_a))
+            self.assertEqual(plan.max_steps(cont), 2 * s.steps_a)
+            self.assertEqual(len(plan.evals), 16)
+            self.assertEqual(plan.max_steps(plan.run("recycle-dense-tokens-s0-then-python")), 2 * s.steps_a + s.steps_b)
 
-    def test_experts_from_is_the_run_dir(self):
+    def test_library_and_init_options_name_the_run_dir(self):
         with tempfile.TemporaryDirectory() as d:
             args = type("Args", (), {"some": "/bin/true", "out": d, "data": d, "stdlib": d})()
             plan = make_recycling_plan("tiny")
             exp = experiment.Experiment(args, plan)
-            sets = exp.sets(plan.run("recycle-some-recycled"))
-            self.assertIn(f"model.experts_from={Path(d).resolve() / 'recycle-wide-dense'}", sets)
-            self.assertFalse(any(x.startswith("model.experts_from") for x in exp.sets(plan.run("recycle-some-random"))))
-            # the continuation resumes the checkpoint (its experts), no library option
-            self.assertFalse(any(x.startswith("model.experts_from")
-                                 for x in exp.sets(plan.run("recycle-some-recycled-then-python"))))
+            root = Path(d).resolve()
+            sets = exp.sets(plan.run("recycle-recycled-s1"))
+            self.assertIn(f"model.experts_from={root / 'recycle-wide-s1'}", sets)
+            sets = exp.sets(plan.run("recycle-some-cluster-s0"))
+            for kv in (f"model.init_from={root / 'recycle-wide-s0'}", "model.init_parts=ffn",
+                       "model.init_units=cluster", "model.init_optimizer=false"):
+                self.assertIn(kv, sets)
+            self.assertFalse(any(x.startswith("model.experts_from") or x.startswith("model.init_from")
+                                 for x in exp.sets(plan.run("recycle-random-s0"))))
+            # continuations resume a checkpoint: no library or init option
+            for name in ("recycle-recycled-s0-then-python", "recycle-wide-continued-s0"):
+                self.assertFalse(any(x.startswith("model.") for x in exp.sets(plan.run(name))), name)
+
+    def test_equal_flops_steps_from_the_finished_runs(self):
+        """wide: 1000 tokens at 30 FLOPs/token; recycled: 1000 at 12 + the wide's; dense: 10 per token,
+        100 tokens per step: (30000 + 12000) / (10 * 100) = 42 steps."""
+        with tempfile.TemporaryDirectory() as d:
+            args = type("Args", (), {"some": "/bin/true", "out": d, "data": d, "stdlib": d})()
+            plan = make_recycling_plan("tiny")
+            exp = experiment.Experiment(args, plan)
+            exp.tokens_per_step = lambda: 100
+            flops_run = plan.run("recycle-dense-flops-s0")
+            self.assertEqual(exp.max_steps(flops_run), plan.max_steps(flops_run))  # nothing finished yet
+            for name, tokens, flops in (("recycle-wide-s0", 1000, 30.0), ("recycle-recycled-s0", 1000, 12.0),
+                                        ("recycle-dense-s0", 1000, 10.0)):
+                (Path(d) / name).mkdir()
+                (Path(d) / name / "metrics.jsonl").write_text(
+                    '{"step": 1, "loss": 1.0}\n' + json.dumps({"event": "done", "step": 10, "tokens": tokens,
+                                                                "model_flops_per_token": flops}) + "\n")
+            self.assertEqual(exp.training_flops("recycle-recycled-s0"), 42000.0)
+            self.assertEqual(exp.max_steps(flops_run), 42)
+            self.assertIn("train.max_steps=42", exp.sets(flops_run))
 
 
 class MergedPlans(unittest.TestCase):
-    def test_all_shares_the_dense_baseline(self):
+    def test_all_merges_the_three_parts(self):
         plans = [make_part_plan("tiny", p) for p in ("claims", "gap", "recycling")]
         merged = merge_plans(plans)
         names = [r.name for r in merged.runs]
         self.assertEqual(len(names), len(set(names)))
-        self.assertEqual(len(merged.runs), 9 + 20 + 7 - 2)        # dense and dense-then-python once
-        self.assertEqual(len(merged.evals), 12 + 12 - 4)          # dense's four evals once
-        self.assertEqual(merged.run("dense").claims, ("A", "C", "recycling"))
+        self.assertEqual(len(merged.runs), 9 + 20 + 22)
+        self.assertEqual(len(merged.evals), 12 + 60 + 16)
+        self.assertEqual(len(merged.recycle), 11)
         self.assertEqual(merge_plans([plans[0]]).runs, plans[0].runs)
 
     def test_conflicting_runs_are_refused(self):
-        claims, rec = make_part_plan("tiny", "claims"), make_part_plan("tiny", "recycling")
-        rec.runs = [dataclasses.replace(r, d_ff=999) if r.name == "dense" else r for r in rec.runs]
+        rec, other = make_part_plan("tiny", "recycling"), make_part_plan("tiny", "recycling")
+        other.runs = [dataclasses.replace(r, d_ff=999) if r.name == "recycle-dense-s0" else r for r in other.runs]
         with self.assertRaises(ValueError):
-            merge_plans([claims, rec])
+            merge_plans([rec, other])
 
     def test_tasks_of_a_part(self):
         with tempfile.TemporaryDirectory() as d:
             args = type("Args", (), {"some": "/bin/true", "out": d, "data": d, "stdlib": d})()
             gap = make_part_plan("tiny", "gap")
             tasks = experiment.Experiment(args, gap).tasks()
-            self.assertEqual(len(tasks), 20)                       # no domain B: no prepare, no evals
-            self.assertTrue(all(t.kind == "train" for t in tasks))
+            self.assertEqual(len(tasks), 20 + 20 * 3)              # no domain B: no prepare; its ablation evals
+            self.assertEqual([t.kind for t in tasks].count("train"), 20)
+            self.assertFalse(any(t.kind == "prepare" for t in tasks))
+            ablate = next(t for t in tasks if t.name == "gap-some-s0.ablate.1")
+            self.assertEqual(ablate.argv[-2:], ["--ablate-ffn", "1"])
 
 
 class DomainB(unittest.TestCase):

@@ -135,11 +135,56 @@ class Experiment:
         kv.update(run.sets)
         if run.experts_from and not run.continue_from:
             kv["model.experts_from"] = str(self.run_dir(run.experts_from))
-        kv["train.max_steps"] = str(self.plan.max_steps(run))
+        if run.init_from and not run.continue_from:
+            kv["model.init_from"] = str(self.run_dir(run.init_from))
+            kv["model.init_parts"] = run.init_parts
+            kv["model.init_units"] = run.init_units
+            kv["model.init_optimizer"] = "true" if run.init_optimizer else "false"
+        kv["train.max_steps"] = str(self.max_steps(run))
         out = []
         for k, v in kv.items():
             out += ["--set", f"{k}={v}"]
         return out
+
+    def max_steps(self, run: Run) -> int:
+        """The plan's steps; for a run at equal training FLOPs, the steps whose FLOPs (its own
+        model's FLOPs per token, from the first finished run of the same model and seed) equal the
+        summed FLOPs of `run.flops_of`, inherited ones included — known once those runs finished
+        (until then the plan's steps stand in, for the ETA)."""
+        if not run.flops_of:
+            return self.plan.max_steps(run)
+        try:
+            total = sum(self.training_flops(name) for name in run.flops_of)
+            per_token = self.flops_per_token(run)
+        except (OSError, ValueError, KeyError, StopIteration):
+            return self.plan.max_steps(run)
+        return max(1, round(total / (per_token * self.tokens_per_step())))
+
+    def done_line(self, name: str) -> dict:
+        lines = (self.run_dir(name) / "metrics.jsonl").read_text().splitlines()
+        done = json.loads(lines[-1])
+        if done.get("event") != "done":
+            raise ValueError(f"{name} has not finished")
+        return done
+
+    def training_flops(self, name: str) -> float:
+        """A finished run's training FLOPs (model FLOPs per token x its tokens), plus those of the
+        run it inherits from."""
+        run, done = self.plan.run(name), self.done_line(name)
+        own_tokens = int(done["tokens"])
+        parent = run.inherits_from
+        if run.continue_from:  # its tokens count from the parent's start: the parent's are not its own
+            own_tokens -= int(self.done_line(run.continue_from)["tokens"])
+        return float(done["model_flops_per_token"]) * own_tokens + (self.training_flops(parent) if parent else 0.0)
+
+    def flops_per_token(self, run: Run) -> float:
+        """Training FLOPs per token of `run`'s model: from a finished run with the same --set model.*
+        options (the same model), whatever its step count."""
+        model = {k: v for k, v in run.sets.items() if k.startswith("model.")}
+        twin = next(r for r in self.plan.runs if r.name != run.name and not r.continue_from and not r.flops_of
+                    and {k: v for k, v in r.sets.items() if k.startswith("model.")} == model
+                    and runner.run_finished(self.run_dir(r.name)))
+        return float(self.done_line(twin.name)["model_flops_per_token"])
 
     def train_argv(self, run: Run) -> list[str]:
         """The first command of a run (phase-B runs start from their phase-A run's checkpoint)."""
@@ -157,10 +202,10 @@ class Experiment:
 
         def before() -> list[str]:
             if not run.continue_from:
-                return self.train_argv(run)
+                return self.train_argv(run)  # a run at equal FLOPs learns its steps here
             if runner.latest_checkpoint(d) is not None:  # interrupted in phase B: continue it
-                return [self.some, "train", "--run-dir", str(d), "--data", str(self.data_b), "--resume", "auto",
-                        "--set", f"train.max_steps={self.plan.max_steps(run)}"]
+                return [self.some, "train", "--run-dir", str(d), "--data", str(self.data_dir(run.domain)),
+                        "--resume", "auto", "--set", f"train.max_steps={self.max_steps(run)}"]
             # Never reached a checkpoint of its own: start phase B again from the phase-A checkpoint.
             if d.exists():
                 for child in d.iterdir():
@@ -170,14 +215,17 @@ class Experiment:
 
         note = (f"{run.label}, domain {run.domain}, steps "
                 + (f"{run.steps_a + 1}..{self.plan.max_steps(run)} from {run.continue_from}"
-                   if run.continue_from else f"1..{self.plan.max_steps(run)}")
-                + (f", experts from {run.experts_from}" if run.experts_from else ""))
+                   if run.continue_from else f"1..{self.max_steps(run)}")
+                + (f", experts from {run.experts_from}" if run.experts_from else "")
+                + (f", {run.init_parts} from {run.init_from} ({run.init_units} units"
+                   + (", AdamW state" if run.init_optimizer else "") + ")" if run.init_from else "")
+                + (f", steps for the training FLOPs of {' + '.join(run.flops_of)}" if run.flops_of else ""))
         return runner.Task("train", run.name, self.train_argv(run) if not run.continue_from else [], d / "stdout.log",
                            work=steps * tokens_per_step, done=lambda: runner.run_finished(d), before=before, note=note)
 
     def eval_argv(self, ev: Eval) -> list[str]:
         return [self.some, "eval", "--run", str(self.run_dir(ev.run)), "--data", str(self.data_dir(ev.domain)),
-                "--set", "train.eval_batches=0"]
+                "--set", "train.eval_batches=0"] + (["--ablate-ffn", str(ev.ablate)] if ev.ablate >= 0 else [])
 
     def eval_task(self, ev: Eval, work: float) -> runner.Task:
         out = self.out / "evals" / f"{ev.name}.txt"
@@ -191,8 +239,10 @@ class Experiment:
             except ValueError:
                 return False
 
+        note = (f"{ev.model} {ev.when} domain B, on domain {ev.domain}" if ev.when != "ablation" else
+                f"{ev.run}, whole val split" + (f", FFN of block {ev.ablate} ablated" if ev.ablate >= 0 else ""))
         return runner.Task("eval", ev.name, self.eval_argv(ev), self.out / "evals" / f"{ev.name}.log", work=work,
-                           done=done, stdout=out, note=f"{ev.model} {ev.when} domain B, on domain {ev.domain}")
+                           done=done, stdout=out, note=note)
 
     def prepare_task(self, work: float) -> runner.Task:
         files = python_corpus_files(self.stdlib, self.scale.python_bytes)
@@ -240,9 +290,9 @@ class Experiment:
         run_work = self.scale.steps_a * self.tokens_per_step()
         small = 0.02 * run_work  # an eval or the prepare, relative to a phase-A run (for the ETA only)
         tasks = [self.train_task(r) for r in runs_a]
-        if runs_b or self.plan.evals:  # domain B exists only for the parts that use it
+        if runs_b or any(e.domain == "B" for e in self.plan.evals):  # domain B only for the parts that use it
             tasks.append(self.prepare_task(small))
-        tasks += [self.eval_task(e, small) for e in self.plan.evals if e.when == "before"]
+        tasks += [self.eval_task(e, small) for e in self.plan.evals if e.when in ("before", "ablation")]
         tasks += [self.train_task(r) for r in runs_b]
         tasks += [self.eval_task(e, small) for e in self.plan.evals if e.when == "after"]
         return tasks

@@ -36,7 +36,8 @@ class Scale:
     python_val_fraction: float
     budget: str               # the time the claims part is meant to take, as documented
     gap_steps: int            # optimizer steps of every run of the gap part
-    gap_seeds: int            # seeds of every configuration of the gap part
+    gap_seeds: int            # seeds of every configuration of the gap part ...
+    gap_seeds_headline: int   # ... and of the reference SoME, the selection bias and the dense FFN
     recycle_experts: int      # E_r: the recycling part's library has E_r experts of width h
     part_budgets: dict        # the time the gap and recycling parts are meant to take, as documented
 
@@ -64,25 +65,27 @@ SCALES = {
                   common=_common(eval_every=15, eval_batches=4, checkpoint_every=15, log_every=5, threads=1,
                                  optim__warmup_steps=10),
                   python_bytes=120_000, python_val_fraction=0.1, budget="about 2-3 minutes",
-                  gap_steps=60, gap_seeds=2, recycle_experts=8,
+                  gap_steps=60, gap_seeds=2, gap_seeds_headline=2, recycle_experts=8,
                   part_budgets={"gap": "about 15-20 seconds", "recycling": "about 10 seconds"}),
     # configs/default.toml's model (d 192, 4 layers, 32 experts of width 192, top-2, seq 128,
     # 32 sequences per step) for fewer steps: nine runs and twelve evals in under an hour on 2 cores.
     # One intra-op thread: measured on this shared 2-core machine, a 2-thread trainer fell to
     # ~114 tokens/s whenever another process held a core (its OpenMP threads wait on each other),
     # while one thread kept ~2.7k tokens/s (1.5 s per step); unloaded, 2 threads give ~4.9k.
-    # The gap part: 10 configurations x 2 seeds = 20 runs of 100 steps (two evals each), estimated
-    # from the claims part's measured 1.3 s (dense) to 1.6 s (MoE) per step at 1 thread:
-    # ~50 minutes. The recycling part: 4 runs of 200 steps (the wide dense one ~1.7x a dense
-    # step), 3 of 100 more on domain B, 12 evals: ~30 minutes (less when the claims part ran in the
-    # same OUT: its dense run and continuation are shared).
+    # The gap part: 10 configurations, 3 seeds for the reference SoME, the selection bias and the
+    # dense FFN and 2 for the rest = 23 runs of 500 steps (every row below the unigram PPL: at 100
+    # steps none of the SoME rows were), ~0.9 s per step at 1 thread (the recycling part's measured
+    # 175-179 s per 200 steps): ~3 hours, plus a full eval and one per-layer FFN ablation per run.
+    # The recycling part: 22 runs (2 parents of ~1.6x a dense step, 16 students and controls of 200
+    # steps, 2 of 400, 2 of ~520, the parent continued, 4 continuations on domain B) and 16 evals:
+    # ~80 minutes.
     "small": Scale("small", "configs/default.toml", d_model=192, n_layers=4, num_experts=32, top_k=2, d_expert=192,
                    steps_a=200, steps_b=100,
                    common=_common(eval_every=50, eval_batches=20, checkpoint_every=50, log_every=10, threads=1),
                    python_bytes=1_500_000, python_val_fraction=0.05, budget="under one hour on 2 cores",
-                   gap_steps=100, gap_seeds=2, recycle_experts=8,
-                   part_budgets={"gap": "about 50 minutes on 2 cores (estimated)",
-                                 "recycling": "about 30 minutes on 2 cores (estimated)"}),
+                   gap_steps=500, gap_seeds=2, gap_seeds_headline=3, recycle_experts=8,
+                   part_budgets={"gap": "about 3 hours on 2 cores (estimated)",
+                                 "recycling": "about 80 minutes on 2 cores (estimated)"}),
 }
 
 
@@ -103,8 +106,21 @@ class Run:
     steps_b: int = 0          # further steps on domain B of a continued run (set by make_plan)
     shared_expert: int = 0    # H: width of the trainable shared expert every token also uses
     experts_from: str | None = None   # run whose trained dense FFN becomes this SoME's experts
-    group: str = ""           # gap part: the configuration (GapConfig.key) this run is a seed of
-    seed: int = 0             # gap part: the seed index (model.seed = train.seed = SEED + seed)
+    group: str = ""           # gap / recycling part: the row (GapConfig / RecycleRow key) this run is a seed of
+    seed: int = 0             # gap / recycling part: the seed index (model.seed = train.seed = SEED + seed)
+    # model.init_from: the run whose final checkpoint starts this one (docs/design.md §2)
+    init_from: str | None = None
+    init_parts: str = "all"   # all | backbone | ffn
+    init_units: str = "first"  # first | magnitude | cluster
+    init_optimizer: bool = False
+    # Equal training FLOPs: train.max_steps is set when the run starts, so that its FLOPs equal the
+    # sum over these (finished) runs of their training FLOPs, each with what it inherited.
+    flops_of: tuple = ()
+
+    @property
+    def inherits_from(self) -> str | None:
+        """The run whose training this one inherits (its library, its weights or its checkpoint)."""
+        return self.experts_from or self.init_from or self.continue_from
 
     @property
     def active_ffn(self) -> int:
@@ -118,8 +134,9 @@ class Eval:
     name: str                 # OUT/evals/<name>.txt
     run: str                  # run directory name
     domain: str               # A or B
-    when: str                 # "before" (after domain A only) or "after" (after domain B)
+    when: str                 # "before" (after domain A only), "after" (after domain B), or "ablation"
     model: str                # the model's label in claim C
+    ablate: int = -1          # "ablation" evals: the block whose FFN output is left out (-1: none, the full model)
 
 
 @dataclass(frozen=True)
@@ -130,6 +147,7 @@ class GapConfig:
     ffn: str                  # some | dense
     options: dict             # the --set overrides that define it (beyond the model shape)
     what: str                 # one line: what the row is
+    headline: bool = False    # trained with Scale.gap_seeds_headline seeds (the rows the verdict rests on)
     shared_expert: int = 0    # H
     d_ff: int = 0             # dense
     equal_active: str = ""    # key of the dense configuration with the same active FFN units per token
@@ -142,6 +160,7 @@ class Plan:
     runs: list[Run] = field(default_factory=list)
     evals: list[Eval] = field(default_factory=list)
     gap: list[GapConfig] = field(default_factory=list)   # the gap part's rows, in table order
+    recycle: list = field(default_factory=list)          # the recycling part's rows (RecycleRow), in table order
 
     def run(self, name: str) -> Run:
         return next(r for r in self.runs if r.name == name)
@@ -151,7 +170,7 @@ class Plan:
         return run.steps_a + (run.steps_b if run.continue_from else 0)
 
     def gap_runs(self, key: str) -> list[Run]:
-        """The runs (one per seed) of a gap configuration."""
+        """The runs (one per seed) of a gap configuration or a recycling row."""
         return [r for r in self.runs if r.group == key]
 
 
@@ -200,7 +219,8 @@ def _add_forgetting(plan: Plan, bases: tuple[Run, ...], claims) -> None:
     s = plan.scale
     for base in bases:
         plan.runs.append(Run(f"{base.name}-then-python", f"{base.label} then Python", base.ffn, {}, "B", base.name,
-                             claims, base.top_k, base.num_experts, base.d_expert, base.d_ff, steps_a=s.steps_a,
+                             claims, base.top_k, base.num_experts, base.d_expert, base.d_ff,
+                             steps_a=plan.run(base.name).steps_a,
                              steps_b=s.steps_b, shared_expert=base.shared_expert))
     for base in bases:
         for domain in ("A", "B"):
@@ -236,9 +256,9 @@ def gap_configs(s: Scale) -> list[GapConfig]:
         "shared": ({"model.shared_expert": str(shared)}, f"trainable shared dense expert of width H = h = {shared}"),
     }
     rows = [GapConfig("some", "SoME (reference)", "some", dict(some), "the scale's reference SoME, no option",
-                      equal_active="dense")]
+                      headline=True, equal_active="dense")]
     for key, (sets, what) in options.items():
-        rows.append(GapConfig(key, f"SoME + {key}", "some", {**some, **sets}, what,
+        rows.append(GapConfig(key, f"SoME + {key}", "some", {**some, **sets}, what, headline=key == "bias",
                               shared_expert=shared if key == "shared" else 0,
                               equal_active="dense-shared" if key == "shared" else "dense"))
     every = {kv: v for sets, _ in options.values() for kv, v in sets.items()}
@@ -253,7 +273,7 @@ def gap_configs(s: Scale) -> list[GapConfig]:
                             ("dense-params", d_eq,
                              f"dense FFN at equal trainable parameters, d_ff = floor((d² + d) / 2d) = {d_eq}")):
         rows.append(GapConfig(key, f"dense d_ff={d_ff}", "dense", {"model.ffn": "dense", "model.d_ff": str(d_ff)},
-                              what, d_ff=d_ff))
+                              what, headline=key == "dense", d_ff=d_ff))
     return rows
 
 
@@ -262,13 +282,18 @@ def make_gap_plan(scale_name: str) -> Plan:
     shape = {"model.d_model": str(s.d_model), "model.n_layers": str(s.n_layers)}
     plan = Plan(s, "gap", gap=gap_configs(s))
     for c in plan.gap:
-        for i in range(s.gap_seeds):
+        for i in range(s.gap_seeds_headline if c.headline else s.gap_seeds):
             seeds = {"model.seed": str(SEED + i), "train.seed": str(SEED + i)}
             run = Run(f"gap-{c.key}-s{i}", c.label, c.ffn, {**c.options, **seeds}, claims=("gap",),
                       top_k=s.top_k if c.ffn == "some" else 0, num_experts=s.num_experts if c.ffn == "some" else 0,
                       d_expert=s.d_expert if c.ffn == "some" else 0, d_ff=c.d_ff, shared_expert=c.shared_expert,
                       group=c.key, seed=i)
             plan.runs.append(_phase_a(run, s, shape, steps=s.gap_steps))
+            # What each block's FFN contributes: the whole val split with every FFN, then with each
+            # block's FFN output left out in turn.
+            for layer in range(-1, s.n_layers):
+                what = "full" if layer < 0 else f"ablate.{layer}"
+                plan.evals.append(Eval(f"{run.name}.{what}", run.name, "A", "ablation", c.label, ablate=layer))
     return plan
 
 
@@ -276,20 +301,98 @@ def make_gap_plan(scale_name: str) -> Plan:
 # The recycling part: a trained dense FFN as the expert library
 # ---------------------------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class RecycleRow:
+    """One row of the recycling part: a model trained with `seeds` seeds (runs recycle-<key>-s<i>)."""
+    key: str
+    label: str
+    what: str                 # one line: what it inherits and what it answers
+    seeds: int
+
+
+RECYCLE_ROWS = (
+    ("wide", "wide dense (the parent)", "the parent: dense FFN of width E_r·h, all trainable; its FFNs are cut into "
+     "the libraries below", 2),
+    ("recycled", "recycled SoME (slice library)", "SoME whose frozen experts are the wide model's FFN slices "
+     "(`model.experts_from`); backbone and query networks fresh", 2),
+    ("random", "random SoME", "SoME over a random frozen library of the same shape", 1),
+    ("dense", "dense, own tokens", "dense FFN at equal active compute (d_ff = k·h) with the recycled row's own "
+     "tokens only", 2),
+    ("dense-tokens", "dense, equal total tokens", "dense FFN at equal active compute trained for the pipeline's "
+     "tokens (the parent's + the student's)", 2),
+    ("dense-flops", "dense, equal training FLOPs", "dense FFN at equal active compute trained for the pipeline's "
+     "training FLOPs (the parent's + the recycled student's)", 2),
+    ("wide-continued", "wide dense continued", "the parent trained on for the student's tokens (its checkpoint "
+     "resumed, the cosine schedule recomputed over the longer run)", 1),
+    ("dense-upcycled", "upcycled dense student", "dense FFN at equal active compute starting from the parent's "
+     "backbone, its first k·h FFN units and its AdamW state (`model.init_from`, parts all), all trainable", 2),
+    ("dense-transplant", "FFN transplant", "dense FFN at equal active compute whose trainable FFN starts as the "
+     "parent's first k·h units, everything else fresh: what the recycled SoME inherits, minus freezing and "
+     "routing", 1),
+    ("some-upcycled", "upcycled SoME", "SoME over the slice library starting from the parent's backbone and AdamW "
+     "state (parts all): the upcycled dense student's inheritance, with frozen routed experts", 2),
+    ("some-cluster", "recycled SoME (cluster library)", "SoME whose frozen experts are the parent's units grouped by "
+     "balanced k-means of their input weights (`model.init_units = cluster`, MoEfication); backbone fresh", 1),
+)
+
+
+def recycle_run(key: str, seed: int) -> str:
+    return f"recycle-{key}-s{seed}"
+
+
 def make_recycling_plan(scale_name: str) -> Plan:
+    """Every row at its cost: the parent (wide dense) first, then what is cut from it or started
+    from it, each seed i's runs from seed i's parent; then the controls at equal total tokens and
+    at equal training FLOPs; forgetting for the recycled and random SoME and the dense rows at
+    their own and at equal total tokens."""
     s = SCALES[scale_name]
     k, h, er = s.top_k, s.d_expert, s.recycle_experts
     shape = {"model.d_model": str(s.d_model), "model.n_layers": str(s.n_layers)}
     plan = Plan(s, "recycling")
-    wide = Run("recycle-wide-dense", "wide dense", "dense", {"model.ffn": "dense", "model.d_ff": str(er * h)},
-               claims=("recycling",), d_ff=er * h)
-    recycled = dataclasses.replace(
-        _some("recycle-some-recycled", "recycled SoME", s, k, er, h, ("recycling",)), experts_from=wide.name)
-    random = _some("recycle-some-random", "random SoME", s, k, er, h, ("recycling",))
-    dense = _dense(s, ("recycling",))
-    for r in (wide, recycled, random, dense):  # the wide model first: it is the recycled SoME's library
-        plan.runs.append(_phase_a(r, s, shape))
-    _add_forgetting(plan, (recycled, random, dense), ("recycling",))
+    plan.recycle = [RecycleRow(*row) for row in RECYCLE_ROWS]
+    seeds = {row.key: row.seeds for row in plan.recycle}
+    labels = {row.key: row.label for row in plan.recycle}
+    dense_sets = {"model.ffn": "dense", "model.d_ff": str(k * h)}
+
+    def base(key: str, i: int) -> Run:
+        ffn_runs = {"wide": ("dense", {"model.ffn": "dense", "model.d_ff": str(er * h)})}
+        ffn, sets = ffn_runs.get(key, ("dense", dense_sets) if key.startswith("dense") else ("some", None))
+        if ffn == "some":
+            r = _some(recycle_run(key, i), labels[key], s, k, er, h, ("recycling",))
+        else:
+            r = Run(recycle_run(key, i), labels[key], "dense", dict(sets), claims=("recycling",),
+                    d_ff=int(sets["model.d_ff"]))
+        seed = {"model.seed": str(SEED + i), "train.seed": str(SEED + i)}
+        return dataclasses.replace(r, sets={**r.sets, **seed}, group=key, seed=i)
+
+    for i in range(2):
+        wide = recycle_run("wide", i)
+        if i < seeds["wide"]:
+            plan.runs.append(_phase_a(base("wide", i), s, shape))
+        rows = {
+            "recycled": {"experts_from": wide},
+            "random": {},
+            "dense": {},
+            "dense-tokens": {"steps": 2 * s.steps_a},
+            "dense-upcycled": {"init_from": wide, "init_parts": "all", "init_optimizer": True},
+            "dense-transplant": {"init_from": wide, "init_parts": "ffn"},
+            "some-upcycled": {"init_from": wide, "init_parts": "all", "init_optimizer": True},
+            "some-cluster": {"init_from": wide, "init_parts": "ffn", "init_units": "cluster"},
+        }
+        for key, how in rows.items():
+            if i >= seeds[key]:
+                continue
+            steps = how.pop("steps", None)
+            plan.runs.append(_phase_a(dataclasses.replace(base(key, i), **how), s, shape, steps=steps))
+        if i < seeds["dense-flops"]:  # after its parent and the recycled student: it needs their FLOPs
+            plan.runs.append(_phase_a(dataclasses.replace(base("dense-flops", i),
+                                                          flops_of=(recycle_run("recycled", i),)), s, shape))
+        if i < seeds["wide-continued"]:
+            parent = plan.run(wide)
+            plan.runs.append(dataclasses.replace(parent, name=recycle_run("wide-continued", i), label=labels[
+                "wide-continued"], sets={}, continue_from=wide, steps_b=s.steps_a, group="wide-continued"))
+    bases = tuple(plan.run(recycle_run(key, 0)) for key in ("recycled", "random", "dense", "dense-tokens"))
+    _add_forgetting(plan, bases, ("recycling",))
     return plan
 
 
@@ -318,6 +421,7 @@ def merge_plans(plans: list[Plan]) -> Plan:
             else:
                 runs[r.name] = r
         merged.gap += plan.gap
+        merged.recycle += plan.recycle
         for e in plan.evals:
             if e not in merged.evals:
                 merged.evals.append(e)

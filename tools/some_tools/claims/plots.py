@@ -15,12 +15,14 @@ from some_tools.claims.results import RunResult
 from some_tools.formatting import fmt_or_na
 
 
-def plot_val_curves(results: list[RunResult], title: str, out: Path, name: str, label=None) -> str:
-    """Val PPL against training tokens, one line per run; `label(run_result)` names a line."""
+def plot_val_curves(results: list[RunResult], title: str, out: Path, name: str, label=None, offset=None) -> str:
+    """Val PPL against training tokens, one line per run; `label(run_result)` names a line,
+    `offset(run_result)` shifts it right (tokens it inherited before its own)."""
     plt = plotting.pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for r in results:
-        xs = [e["tokens"] for e in r.evals]
+        shift = offset(r) if offset else 0
+        xs = [e["tokens"] + shift for e in r.evals]
         ys = [e["val_ppl"] for e in r.evals]
         ax.plot(xs, ys, marker="o", ms=3, label=f"{label(r) if label else r.run.label} ({r.val_ppl:.2f})")
     uni = results[0].unigram_ppl if results else None
@@ -129,22 +131,27 @@ def plot_forgetting_bars(rows: list[dict], out: Path, name: str) -> str:
     return plotting.save(fig, out, name)
 
 
-def plot_phase_curves(pairs: list[tuple[RunResult, RunResult]], rows: list[dict], switch_step: int, end_step: int,
-                      out: Path, name: str) -> str:
+def plot_phase_curves(pairs: list[tuple[RunResult, RunResult]], rows: list[dict], switch_step: int | None,
+                      end_step: int | None, out: Path, name: str) -> str:
     """Per model: domain-A val PPL while training on A, domain-B val PPL while training on B (starting
-    from the phase-A model's PPL_B), and PPL_A after B as an open marker at the end."""
+    from the phase-A model's PPL_B), and PPL_A after B as an open marker at the end. Without
+    `switch_step` / `end_step` each model switches and ends at its own runs' last steps."""
     plt = plotting.pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.5))
     colors = plt.get_cmap("tab10")
+    own_steps = switch_step is None
     for i, ((a, b), row) in enumerate(zip(pairs, rows)):
+        if own_steps:
+            switch_step, end_step = int(a.done["step"]), int(b.done["step"])
         ax.plot([e["step"] for e in a.evals], [e["val_ppl"] for e in a.evals], marker="o", ms=3, color=colors(i),
                 label=f"{a.run.label}: domain-A val, training on A")
         ax.plot([switch_step] + [e["step"] for e in b.evals], [row["ppl_B_before"]] + [e["val_ppl"] for e in b.evals],
                 marker="s", ms=3, ls="--", color=colors(i), label=f"{a.run.label}: domain-B val, training on B")
         ax.plot([end_step], [row["ppl_A_after"]], marker="o", ms=8, mfc="none", mew=1.5, ls="none", color=colors(i),
                 label=f"{a.run.label}: domain-A val after B (x{row['forgetting']:.3f})")
-    ax.axvline(switch_step, color="grey", lw=1)
-    ax.text(switch_step, ax.get_ylim()[1], " switch to domain B", va="top", fontsize=8, color="grey")
+    if not own_steps:
+        ax.axvline(switch_step, color="grey", lw=1)
+        ax.text(switch_step, ax.get_ylim()[1], " switch to domain B", va="top", fontsize=8, color="grey")
     ax.set_yscale("log")
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("validation perplexity (log scale)")

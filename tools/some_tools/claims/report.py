@@ -348,9 +348,13 @@ def settings_section(exp, tasks: list[Task], results: dict[str, RunResult], invo
         sets = ", ".join(f"`{k}={v}`" for k, v in r.sets.items()) or "(the phase-A run's config)"
         if r.experts_from:
             sets += f", `model.experts_from=<OUT>/{r.experts_from}`"
+        if r.init_from:
+            sets += (f", `model.init_from=<OUT>/{r.init_from}`, `model.init_parts={r.init_parts}`, "
+                     f"`model.init_units={r.init_units}`, `model.init_optimizer={str(r.init_optimizer).lower()}`")
+        before = int(results[r.continue_from].done["step"]) if r.continue_from else 0
         run_rows.append([f"`{r.name}`", r.label, ", ".join(r.claims), r.domain,
-                         f"{plan.max_steps(r) - (r.steps_a if r.continue_from else 0)}"
-                         + (f" (after {r.steps_a} on A)" if r.continue_from else ""),
+                         f"{int(res.done['step']) - before}"
+                         + (f" (after {before} on {results[r.continue_from].run.domain})" if r.continue_from else ""),
                          str(res.tokens), f"{own_seconds(res, results):.1f}", sets])
     steps_a = sorted({r.steps_a for r in plan.runs if not r.continue_from})
     steps_b = sorted({r.steps_b for r in plan.runs if r.continue_from})
@@ -358,7 +362,8 @@ def settings_section(exp, tasks: list[Task], results: dict[str, RunResult], invo
     domain_b = []
     if plan.evals:
         domain_b = [
-            f"- Domain B: {len(files_b)} files `*.py` of `{exp.stdlib}` (name order, files up to 60 kB, until "
+            f"- Domain B: {len(files_b)} files `*.py` of the standard library of Python {platform.python_version()} "
+            f"(`{exp.stdlib.name}/` of the harness's interpreter; name order, files up to 60 kB, until "
             f"{s.python_bytes} bytes; 60-line chunks as documents; list in `domain-b/files.txt`), `some prepare "
             f"--tokenizer <domain A tokenizer> --val-fraction {s.python_val_fraction}` -> "
             + (f"{meta_b['splits']['train']['num_tokens']} train / {meta_b['splits']['val']['num_tokens']} val "
@@ -405,6 +410,18 @@ def settings_section(exp, tasks: list[Task], results: dict[str, RunResult], invo
     return "\n".join(md)
 
 
+def write_markdown(path: Path, text: str) -> Path:
+    """Writes a report atomically, every path inside the repository (the binary, configs, data, run
+    directories, library checkpoints) made relative to its root: a committed report names what a
+    reader's checkout has, never this machine's folders."""
+    root = str(Path(SOURCE_DIR).resolve()) + os.sep
+    text = text.replace(root, "")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
 def write_report(exp, tasks: list[Task], invocation_s: float, started: float) -> Path:
     out = exp.out
     results = {r.name: load_run(r, exp.run_dir(r.name)) for r in exp.plan.runs}
@@ -423,9 +440,7 @@ def write_report(exp, tasks: list[Task], invocation_s: float, started: float) ->
     ]
     text = "\n".join(head) + "\n" + a_md + "\n" + b_md + "\n" + c_md + "\n" + \
         settings_section(exp, tasks, results, invocation_s, started)
-    tmp = out / "report.md.tmp"
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(out / "report.md")
+    write_markdown(out / "report.md", text)
     summary = {"claim_a": a, "claim_b": b, "claim_c": c}
     (out / "claims.json").write_text(json.dumps(summary, indent=1, default=lambda x: None) + "\n")
     return out / "report.md"

@@ -15,8 +15,8 @@ from pathlib import Path
 from some_tools.claims import stats
 from some_tools.claims.plan import GapConfig, Plan
 from some_tools.claims.plots import plot_ffn_out_ratio, plot_gap_bars
-from some_tools.claims.report import settings_section, table
-from some_tools.claims.results import RunResult, load_run
+from some_tools.claims.report import settings_section, table, write_markdown
+from some_tools.claims.results import RunResult, load_eval, load_run
 from some_tools.claims.runner import Task
 from some_tools.errors import InputError
 from some_tools.formatting import fmt_or_na
@@ -25,9 +25,10 @@ LAST_LOG_LINES = 3   # ffn_out_ratio: mean over the run's last 3 training log li
 
 
 class GapRow:
-    """One configuration's runs (one per seed) and their summary numbers."""
+    """One configuration's runs (one per seed) and their summary numbers; `ablation[r]` = (the full
+    model's whole-split val PPL, [the PPL with block l's FFN left out, per block]) of run r."""
 
-    def __init__(self, config: GapConfig, runs: list[RunResult]):
+    def __init__(self, config: GapConfig, runs: list[RunResult], ablation: dict | None = None):
         self.config = config
         self.runs = runs
         self.ppl, self.std = stats.mean_std(r.val_ppl for r in runs)
@@ -42,6 +43,20 @@ class GapRow:
         self.active = runs[0].run.active_ffn
         per_run = [r.ffn_out_ratio(LAST_LOG_LINES) for r in runs]
         self.ffn_out_ratio = stats.column_means(per_run)
+        # Per block: how much the val PPL rises when that block's FFN output is left out (ΔPPL / PPL,
+        # mean over seeds); the full model's whole-split PPL.
+        self.full_ppl, self.ablation = None, None
+        if ablation:
+            self.full_ppl = stats.mean_std(ablation[r.run.name][0] for r in runs)[0]
+            self.ablation = stats.column_means([[a / ablation[r.run.name][0] - 1 for a in ablation[r.run.name][1]]
+                                                for r in runs])
+        # The share of the library a row uses: live experts (not dead at the final eval) and the
+        # load's Gini, means over seeds (routed rows only).
+        self.live, self.gini = None, None
+        if runs[0].routing:
+            slots = [r.run.num_experts * len(r.routing) for r in runs]
+            self.live = stats.mean_std((n - r.routing_sum("dead_experts")) / n for r, n in zip(runs, slots))[0]
+            self.gini = stats.mean_or_none(r.routing_mean("gini") for r in runs)
 
     @property
     def key(self) -> str:
@@ -107,10 +122,18 @@ def findings(rows: dict[str, GapRow]) -> tuple[list[str], str, dict]:
         found.append(f"at equal trainable parameters ({ref.trainable} SoME vs {par.trainable} dense d_ff="
                      f"{par.config.d_ff}): SoME {ref.ppl_text} vs dense {par.ppl_text}: SoME is "
                      f"{stats.compare_ppl_to(ref.ppl, par.ppl, 'the dense FFN of its trainable size')}")
-    ratio_some, ratio_dense = sum(ref.ffn_out_ratio) / len(ref.ffn_out_ratio), \
-        sum(dense.ffn_out_ratio) / len(dense.ffn_out_ratio)
-    found.append(f"FFN output vs residual stream (ffn_out_ratio, mean of layers, last {LAST_LOG_LINES} log lines): "
-                 f"SoME {ratio_some:.4f} vs dense {ratio_dense:.4f} ({ratio_some / ratio_dense:.2f}x)")
+    # Per block, not a ratio of layer means (which one block can dominate).
+    per_block = [a / b for a, b in zip(ref.ffn_out_ratio, dense.ffn_out_ratio)]
+    found.append("what SoME's FFN writes into the residual stream per block (ffn_out_ratio, last "
+                 f"{LAST_LOG_LINES} log lines), as a share of the dense FFN's: "
+                 + " / ".join(f"{x:.1%}" for x in per_block))
+    if ref.ablation and dense.ablation:
+        found.append("what each block's FFN is worth at eval (val PPL rise when its output is left out): SoME "
+                     + " / ".join(stats.fmt_pct(x) for x in ref.ablation) + ", dense "
+                     + " / ".join(stats.fmt_pct(x) for x in dense.ablation))
+    above = [row.key for row in rows.values() if row.ppl >= row.runs[0].unigram_ppl]
+    found.append(f"rows not below the unigram PPL ({stats.fmt_ppl(ref.runs[0].unigram_ppl)}): "
+                 + (", ".join(above) if above else "none: every row learned more than token frequencies"))
     # Closest to the dense FFN at its own active compute (a shared expert's extra units are charged
     # to it through its dense comparison), not merely the lowest PPL.
     best = min(singles, key=lambda r: stats.relative_change(r.ppl, rows[r.config.equal_active].ppl)) if singles \
@@ -133,6 +156,48 @@ def findings(rows: dict[str, GapRow]) -> tuple[list[str], str, dict]:
     summary = {"reference_gap": ref_gap, "helped": helped, "closest_single": best.key if best else None,
                "combination_gap": combo_gap, "combination_within": stats.within_gap(combo.ppl, combo_act.ppl)}
     return found, verdict, summary
+
+
+def ablation_of(plan: Plan, out: Path) -> dict:
+    """run -> (full val PPL, [val PPL with block l's FFN ablated, per block]) from the ablation evals."""
+    found: dict = {}
+    for e in plan.evals:
+        if e.when != "ablation":
+            continue
+        ppl = load_eval(out / "evals" / f"{e.name}.txt")["val_ppl"]
+        full, per_block = found.setdefault(e.run, [None, {}])
+        if e.ablate < 0:
+            found[e.run][0] = ppl
+        else:
+            per_block[e.ablate] = ppl
+    out_map = {}
+    for run, (full, per_block) in found.items():
+        if full is None or not per_block:
+            raise InputError(f"{out / 'evals'}: run {run} lacks its full or its ablation evals")
+        out_map[run] = (full, [per_block[b] for b in sorted(per_block)])
+    return out_map
+
+
+def ablation_table(rows: dict[str, GapRow]) -> str:
+    n = max(len(row.ablation or []) for row in rows.values())
+    out = []
+    for row in rows.values():
+        if row.ablation is None:
+            continue
+        out.append([row.config.label, f"`{row.key}`", stats.fmt_ppl(row.full_ppl),
+                    *(stats.fmt_pct(x) for x in row.ablation), *([""] * (n - len(row.ablation)))])
+    return table(["configuration", "key", "val PPL, whole split (mean)", *(f"block {i} FFN left out"
+                                                                           for i in range(n))], out)
+
+
+def library_table(rows: dict[str, GapRow]) -> str:
+    out = []
+    for row in rows.values():
+        if row.live is None:
+            continue
+        out.append([row.config.label, f"`{row.key}`", f"{row.live:.1%}", fmt_or_na(row.gini, ".3f")])
+    return table(["configuration", "key", "live experts (share of E x layers, mean of seeds)",
+                  "Gini of the load (mean of layers and seeds)"], out)
 
 
 def ffn_table(rows: dict[str, GapRow]) -> str:
@@ -176,7 +241,8 @@ def method_text(plan: Plan) -> str:
     return (
         "*Question:* which of the router and expert options brings SoME closest to the dense FFN, and what do "
         "they cost? *Measured:* every configuration below trained with "
-        f"{s.gap_seeds} seeds (seed i: `model.seed = train.seed = 1234 + i`), {s.gap_steps} steps each on the same "
+        f"{s.gap_seeds} seeds ({s.gap_seeds_headline} for the reference SoME, the selection bias and the dense FFN "
+        f"at equal active compute; seed i: `model.seed = train.seed = 1234 + i`), {s.gap_steps} steps each on the same "
         "data, same d_model, layers, heads, batch and tokens. Val PPL = the final eval of each run (metrics.jsonl "
         "`done` line, `train.eval_batches` of the val split as in claim A), mean ± sample standard deviation (n − 1) "
         f"over the seeds. Configurations: {rows}. The combination is all five options together — chosen before any "
@@ -197,7 +263,8 @@ def write_gap_report(exp, tasks: list[Task], invocation_s: float, started: float
     out = exp.out
     plan: Plan = exp.plan
     results = {r.name: load_run(r, exp.run_dir(r.name)) for r in plan.runs}
-    rows = {c.key: GapRow(c, [results[r.name] for r in plan.gap_runs(c.key)]) for c in plan.gap}
+    ablation = ablation_of(plan, out) if any(e.when == "ablation" for e in plan.evals) else {}
+    rows = {c.key: GapRow(c, [results[r.name] for r in plan.gap_runs(c.key)], ablation) for c in plan.gap}
     found, verdict, summary = findings(rows)
     bars = plot_gap_bars(list(rows.values()), out, "gap_val_ppl.png")
     ratios = plot_ffn_out_ratio(list(rows.values()), LAST_LOG_LINES, out, "gap_ffn_out_ratio.png")
@@ -231,6 +298,22 @@ def write_gap_report(exp, tasks: list[Task], invocation_s: float, started: float
         "",
         f"![Gap: FFN output / residual per layer]({ratios})",
         "",
+        "## What each block's FFN is worth",
+        "",
+        "Per run, `some eval --set train.eval_batches=0` on the whole val split, then once per block with "
+        "`--ablate-ffn L` (block L's FFN output left out of the residual stream; the FFN still runs); the rise of "
+        "the val PPL over the full model's, relative, mean over seeds. A block whose FFN writes little but matters "
+        "much shows here, not in `ffn_out_ratio`.",
+        "",
+        ablation_table(rows),
+        "",
+        "## How much of the library is used",
+        "",
+        "Per routed configuration, from each run's final eval line: live experts (selected at least once on the "
+        "eval batches) as a share of E × routed layers, and the Gini of the expert load, means over seeds.",
+        "",
+        library_table(rows),
+        "",
         "## Routing health",
         "",
         "Per SoME run, from its final eval line (`routing` of metrics.jsonl): Gini of the expert load and churn "
@@ -241,11 +324,10 @@ def write_gap_report(exp, tasks: list[Task], invocation_s: float, started: float
         "",
         settings_section(exp, tasks, results, invocation_s, started),
     ]
-    tmp = out / "report-gap.md.tmp"
-    tmp.write_text("\n".join(md), encoding="utf-8")
-    tmp.replace(out / "report-gap.md")
+    write_markdown(out / "report-gap.md", "\n".join(md))
     data = {"rows": {k: {"val_ppl_mean": r.ppl, "val_ppl_std": r.std, "val_ppl": [x.val_ppl for x in r.runs],
-                         "trainable": r.trainable, "active_ffn": r.active, "ffn_out_ratio": r.ffn_out_ratio}
+                         "trainable": r.trainable, "active_ffn": r.active, "ffn_out_ratio": r.ffn_out_ratio,
+                         "full_ppl": r.full_ppl, "ablation": r.ablation, "live_experts": r.live, "gini": r.gini}
                      for k, r in rows.items()}, **summary}
     (out / "gap.json").write_text(json.dumps(data, indent=1) + "\n")
     return out / "report-gap.md"
