@@ -1,5 +1,6 @@
 #include "launcher/model_init.h"
 
+#include <algorithm>
 #include <regex>
 #include <set>
 
@@ -97,7 +98,7 @@ InitPlan plan_init(model::Transformer& model, const Config& cfg, parallel::Commu
   };
 
   std::vector<std::string> misfits;
-  bool ffn_library = false;
+  bool ffn_library = false;  // units cut into an expert library
   auto state = model->state_tensors();
   for (const auto& [name, t] : state) {
     const bool ffn = is_ffn(name);
@@ -153,7 +154,9 @@ InitPlan plan_init(model::Transformer& model, const Config& cfg, parallel::Commu
                           "this model ({} tensors there, {} here)",
                           legacy ? "ffn" : m.init_parts, reader.dir(), tensors.size(), state.size()));
   }
-  if (ffn_library && source.model.expert.activation != m.expert.activation) {
+  const bool ffn_taken = std::any_of(plan.recipes.begin(), plan.recipes.end(),
+                                     [](const auto& r) { return is_ffn(r.first); });
+  if (ffn_taken && source.model.expert.activation != m.expert.activation) {
     throw bad(fmt::format("its FFN activation is '{}', expert.activation is '{}': its units would compute another "
                           "function", source.model.expert.activation, m.expert.activation));
   }

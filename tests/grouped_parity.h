@@ -22,6 +22,20 @@ struct GroupedVsLoop {
   double max() const { return std::max({y, x_grad, w_down_grad, w_up_grad}); }
 };
 
+// Two shards holding the same experts (same layer, seed and kind) on `device`: the first computes
+// with the grouped kernel, the second with the per-expert loop (expert.compute forced).
+inline std::pair<model::ExpertShard, model::ExpertShard> grouped_and_loop(
+    int64_t experts, int64_t d, int64_t h, uint64_t seed,
+    model::ExpertShardImpl::Kind kind = model::ExpertShardImpl::Kind::kFrozen, const torch::Device& device = torch::kCPU) {
+  model::ExpertOptions grouped_opts, loop_opts;
+  grouped_opts.compute = "grouped";
+  loop_opts.compute = "loop";
+  model::ExpertShard grouped(0, 0, experts, d, h, grouped_opts, seed, kind), loop(0, 0, experts, d, h, loop_opts, seed, kind);
+  grouped->to(device);
+  loop->to(device);
+  return {grouped, loop};
+}
+
 inline double relative_norm(const torch::Tensor& a, const torch::Tensor& reference) {
   auto x = a.detach().to(torch::kCPU, torch::kFloat64), r = reference.detach().to(torch::kCPU, torch::kFloat64);
   return (x - r).norm().item<double>() / std::max(r.norm().item<double>(), 1e-30);

@@ -122,13 +122,7 @@ TEST(Cuda, LossAndGradientsBf16MatchCpuBf16) {
 TEST(Cuda, GroupedExpertsEqualTheLoopInBf16) {
   SKIP_WITHOUT_CUDA();
   const torch::Device cuda(torch::kCUDA, 0);
-  model::ExpertOptions grouped_opts, loop_opts;
-  grouped_opts.compute = "grouped";
-  loop_opts.compute = "loop";
-  const auto trainable = model::ExpertShardImpl::Kind::kTrainable;
-  model::ExpertShard grouped(0, 0, 6, 64, 32, grouped_opts, 9, trainable), loop(0, 0, 6, 64, 32, loop_opts, 9, trainable);
-  grouped->to(cuda);
-  loop->to(cuda);
+  auto [grouped, loop] = test::grouped_and_loop(6, 64, 32, 9, model::ExpertShardImpl::Kind::kTrainable, cuda);
   torch::manual_seed(5);
   auto x = torch::randn({128, 64}).to(cuda);
   auto out_grad = torch::randn({128, 64}).to(cuda);
@@ -146,13 +140,8 @@ TEST(Cuda, GroupedExpertsEqualTheLoopInBf16) {
 TEST(Cuda, GroupedExpertsChunkManyExpertsAndTakeNoRows) {
   SKIP_WITHOUT_CUDA();
   const torch::Device cuda(torch::kCUDA, 0);
-  model::ExpertOptions grouped_opts, loop_opts;
-  grouped_opts.compute = "grouped";
-  loop_opts.compute = "loop";
   const int64_t E = 1100;
-  model::ExpertShard grouped(0, 0, E, 64, 32, grouped_opts, 3), loop(0, 0, E, 64, 32, loop_opts, 3);
-  grouped->to(cuda);
-  loop->to(cuda);
+  auto [grouped, loop] = test::grouped_and_loop(E, 64, 32, 3, model::ExpertShardImpl::Kind::kFrozen, cuda);
   torch::manual_seed(6);
   auto counts_t = torch::randint(0, 4, {E}, torch::kLong);
   std::vector<int64_t> counts(counts_t.data_ptr<int64_t>(), counts_t.data_ptr<int64_t>() + E);

@@ -134,10 +134,7 @@ class GroupedExperts : public ::testing::TestWithParam<GroupedCase> {};
 TEST_P(GroupedExperts, EqualTheLoopInOutputAndGradients) {
   const auto [kind, bf16] = GetParam();
   const double tol = bf16 ? 1e-2 : 1e-5;
-  ExpertOptions grouped_opts, loop_opts;
-  grouped_opts.compute = "grouped";
-  loop_opts.compute = "loop";
-  ExpertShard grouped(1, 0, 5, 16, 8, grouped_opts, 42, kind), loop(1, 0, 5, 16, 8, loop_opts, 42, kind);
+  auto [grouped, loop] = some::test::grouped_and_loop(5, 16, 8, 42, kind);
   const std::vector<int64_t> counts = {3, 0, 6, 0, 2};  // experts 1 and 3 get no rows
   torch::manual_seed(3);
   auto x = torch::randn({11, 16});
@@ -171,11 +168,7 @@ INSTANTIATE_TEST_SUITE_P(Experts, GroupedExperts,
 // The check can fail: with the grouped kernel's output zeroed (the fault hook that
 // SOME_FAULT_ZERO_GROUPED_OUTPUT sets) every relative distance is 1.
 TEST(Experts, GroupedCheckSeesAZeroedKernel) {
-  ExpertOptions grouped_opts, loop_opts;
-  grouped_opts.compute = "grouped";
-  loop_opts.compute = "loop";
-  const auto trainable = ExpertShardImpl::Kind::kTrainable;
-  ExpertShard grouped(0, 0, 4, 16, 8, grouped_opts, 7, trainable), loop(0, 0, 4, 16, 8, loop_opts, 7, trainable);
+  auto [grouped, loop] = some::test::grouped_and_loop(4, 16, 8, 7, ExpertShardImpl::Kind::kTrainable);
   torch::manual_seed(2);
   auto x = torch::randn({9, 16}), out_grad = torch::randn({9, 16});
   ::setenv("SOME_FAULT_ZERO_GROUPED_OUTPUT", "1", 1);
@@ -193,11 +186,8 @@ TEST(Experts, GroupedCheckSeesAZeroedKernel) {
 // (three chunks, some experts empty), and a limit of 2 on 5 experts with a chunk that gets no rows.
 TEST(Experts, GroupedChunksShardsOfManyExperts) {
   for (auto kind : {ExpertShardImpl::Kind::kFrozen, ExpertShardImpl::Kind::kTrainable}) {
-    ExpertOptions grouped_opts, loop_opts;
-    grouped_opts.compute = "grouped";
-    loop_opts.compute = "loop";
     const int64_t E = 2100;
-    ExpertShard grouped(0, 0, E, 16, 8, grouped_opts, 5, kind), loop(0, 0, E, 16, 8, loop_opts, 5, kind);
+    auto [grouped, loop] = some::test::grouped_and_loop(E, 16, 8, 5, kind);
     ASSERT_EQ(grouped->max_groups_per_call, 1023);
     torch::manual_seed(8);
     auto counts_t = torch::randint(0, 3, {E}, torch::kLong);  // about a third of the experts empty
@@ -208,11 +198,7 @@ TEST(Experts, GroupedChunksShardsOfManyExperts) {
     EXPECT_LE(d.max(), 1e-5);
     EXPECT_EQ(grouped->last_grouped_calls, 3);  // experts [0, 1023), [1023, 2046), [2046, 2100)
   }
-  ExpertOptions grouped_opts, loop_opts;
-  grouped_opts.compute = "grouped";
-  loop_opts.compute = "loop";
-  const auto trainable = ExpertShardImpl::Kind::kTrainable;
-  ExpertShard grouped(0, 0, 5, 16, 8, grouped_opts, 6, trainable), loop(0, 0, 5, 16, 8, loop_opts, 6, trainable);
+  auto [grouped, loop] = some::test::grouped_and_loop(5, 16, 8, 6, ExpertShardImpl::Kind::kTrainable);
   grouped->max_groups_per_call = 2;  // chunks {0, 1}, {2, 3} (no rows), {4}
   auto x = torch::randn({5, 16}), out_grad = torch::randn({5, 16});
   auto d = some::test::grouped_vs_loop(grouped, loop, x, {1, 2, 0, 0, 2}, out_grad, false, "cpu-chunks-of-2");

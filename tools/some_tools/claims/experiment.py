@@ -215,7 +215,7 @@ class Experiment:
 
         note = (f"{run.label}, domain {run.domain}, steps "
                 + (f"{run.steps_a + 1}..{self.plan.max_steps(run)} from {run.continue_from}"
-                   if run.continue_from else f"1..{self.max_steps(run)}")
+                   if run.continue_from else "set when it starts" if run.flops_of else f"1..{self.max_steps(run)}")
                 + (f", experts from {run.experts_from}" if run.experts_from else "")
                 + (f", {run.init_parts} from {run.init_from} ({run.init_units} units"
                    + (", AdamW state" if run.init_optimizer else "") + ")" if run.init_from else "")
