@@ -207,7 +207,7 @@ int main(int argc, char** argv) {
     model::Transformer model(launcher::model_options(cfg, meta), &parallel);
     const int64_t params_total = model->num_parameters(false), params_trainable = model->num_parameters(true);
     auto train_opts = cfg.train;
-    train_opts.device = device.str();
+    if (device.is_cuda()) train_opts.cuda_index = device.index();
     train::Trainer trainer(model, cfg.optim, train_opts, meta, run_dir, parallel, cfg.parallel);
     trainer.set_config_text(launcher::to_toml(cfg));
     auto t_train = Clock::now();
@@ -240,7 +240,7 @@ int main(int argc, char** argv) {
 
     const auto reference = fingerprint(trainer);
     const int64_t step = steps;
-    const bool once = cfg.train.checkpoint_experts == "once";
+    const bool once = cfg.train.checkpoint_experts == train::ExpertsInCheckpoints::kOnce;
     const auto checkpoints_dir = run_dir + "/checkpoints";
     std::vector<double> save_s, load_verify_s, load_s, verify_s;
     DirBytes step_dir, library;
@@ -378,7 +378,7 @@ int main(int argc, char** argv) {
                    {"parameters_trainable", params_trainable}}},
         {"train", {{"global_batch", cfg.train.global_batch}, {"micro_batch", cfg.train.micro_batch},
                    {"seq_len", cfg.train.seq_len}, {"steps_before_save", steps}, {"train_s", train_s}}},
-        {"checkpoint_experts", cfg.train.checkpoint_experts},
+        {"checkpoint_experts", choice_name(cfg.train.checkpoint_experts)},
         {"repeats", repeats},
         {"checkpoint_bytes", ckpt_bytes},
         {"checkpoint_GB", ckpt_bytes / 1e9},

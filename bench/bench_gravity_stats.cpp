@@ -1,4 +1,4 @@
-// What the key store costs per optimizer step as E grows (issue 16, docs/design.md §3): one SoME
+// What the key store costs per optimizer step as E grows (docs/design.md §3): one SoME
 // layer's key store routes `--micro-batches` micro-batches of `--tokens` random queries, accumulates
 // Knowledge Gravity's statistics, allreduces them (MPI under `mpirun -np W`, else a no-op) and applies
 // the update — with gravity.peer_stats = coactivation (n, S, C: E + E d + E^2 floats) and peer_sum
@@ -96,7 +96,7 @@ int main(int argc, char** argv) {
       const double rss_before = proc_status_mib("VmRSS");
       reset_peak_rss();
       model::GravityOptions g;
-      g.peer_stats = mode;
+      g.peer_stats = parse_choice<model::PeerStats>("gravity.peer_stats", mode);
       torch::manual_seed(7);
       auto keys = torch::randn({E, d});
       model::KeyStore store(keys, torch::ones({E}), top_k, model::RouterOptions(), g);

@@ -1,4 +1,4 @@
-// Exact vs approximate key search as E grows (issue 16, router.search; src/model/key_index.h): one
+// Exact vs approximate key search as E grows (router.search, docs/design.md §3; src/model/key_index.h): one
 // SoME layer's routing of --tokens queries to their top-k of E keys, per method:
 //   exact         scores against every key + stable_top_k, as route() in src/model/key_store.cpp
 //   ivf           FAISS IndexIVFFlat, L = 4 sqrt(E) k-means lists, --ivf-probe lists scanned

@@ -149,7 +149,7 @@ int main(int argc, char** argv) {
     if (per_rank_batch % micro_batch != 0) {
       throw ConfigError(fmt::format("--per-rank-batch {} must be a multiple of --micro-batch {}", per_rank_batch, micro_batch));
     }
-    if (cfg.model.ffn == "some" && cfg.model.num_experts % P != 0) {
+    if (cfg.model.ffn == model::FfnKind::kSome && cfg.model.num_experts % P != 0) {
       throw ConfigError(fmt::format("P = {} must divide model.num_experts = {}", P, cfg.model.num_experts));
     }
     auto meta = launcher::ensure_dataset(data_dir, world_raw.get());  // rank 0 builds, then a barrier
@@ -179,9 +179,8 @@ int main(int argc, char** argv) {
     world->set_call_log(true);
     for (int s = warmup + 1; s <= warmup + steps; ++s) {
       auto t0 = Clock::now();
-      trainer.train_step(s);
+      const auto t = trainer.train_step(s).times;
       m[kStep] += std::chrono::duration<double>(Clock::now() - t0).count();
-      const auto& t = trainer.last_step_times();
       m[kForward] += t.forward;
       m[kBackward] += t.backward;
       m[kGradPhase] += t.grad_allreduce;
@@ -280,7 +279,7 @@ int main(int argc, char** argv) {
         {"config", config},
         {"model", {{"n_layers", cfg.model.n_layers}, {"some_layers", n_layers_some}, {"d_model", d},
                    {"num_experts", E}, {"top_k", cfg.model.top_k}, {"d_expert", cfg.model.d_expert},
-                   {"query", cfg.model.router.query}, {"vocab_size", meta.vocab_size},
+                   {"query", choice_name(cfg.model.router.query)}, {"vocab_size", meta.vocab_size},
                    {"parameters_total", params_total}, {"parameters_trainable", params_trainable},
                    {"model_flops_per_token", flops_per_token}}},
         {"per_rank_sequences", per_rank_batch},

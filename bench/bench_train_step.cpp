@@ -153,7 +153,8 @@ nlohmann::json bench_config(const std::string& name, launcher::Config cfg, const
                             int profile, bool profile_shapes) {
   auto parallel = parallel::ParallelState::single_process();
   cfg.train.max_steps = 1 << 20;
-  cfg.train.device = device.str();
+  cfg.train.device = device.is_cuda() ? train::DeviceKind::kCuda : train::DeviceKind::kCpu;
+  cfg.train.cuda_index = device.is_cuda() ? device.index() : 0;
   cfg.train.synchronize_phases = true;
   cfg.train.eval_sample_tokens = 0;
   model::Transformer model(launcher::model_options(cfg, meta));
@@ -164,8 +165,7 @@ nlohmann::json bench_config(const std::string& name, launcher::Config cfg, const
   train::StepTimes sum;
   auto t0 = Clock::now();
   for (int s = warmup + 1; s <= warmup + steps; ++s) {
-    trainer.train_step(s);
-    const auto& t = trainer.last_step_times();
+    const auto t = trainer.train_step(s).times;
     sum.forward += t.forward;
     sum.backward += t.backward;
     sum.grad_allreduce += t.grad_allreduce;

@@ -4,7 +4,7 @@ invocation: for each shape, PAIRS rounds of [C++ (bench_train_step), eager with 
 eager with grouped experts], each side's best tokens/s kept, and the ratios C++ / eager. Paired
 and interleaved because this VM's speed drifts by +-20% between minutes. Prints one JSON object.
 
-  bench/compare_eager.py [--pairs 3] [--steps 8] [--threads 2] [--shapes issue13,default]
+  bench/compare_eager.py [--pairs 3] [--steps 8] [--threads 2] [--shapes e64_d256,default]
                          [--dtype float32|bfloat16]
 
 --dtype bfloat16 runs both under bf16 autocast (C++: train.dtype = "bfloat16"; eager:
@@ -24,7 +24,7 @@ ROOT = os.path.dirname(HERE)
 
 # name -> (model / train overrides on configs/default.toml); the eager side gets the same numbers.
 SHAPES = {
-    "issue13": {"d_model": 256, "n_layers": 4, "n_heads": 4, "num_experts": 64, "d_expert": 256, "top_k": 2,
+    "e64_d256": {"d_model": 256, "n_layers": 4, "n_heads": 4, "num_experts": 64, "d_expert": 256, "top_k": 2,
                 "micro_batch": 16, "global_batch": 16, "seq_len": 128},
     "default": {"d_model": 192, "n_layers": 4, "n_heads": 4, "num_experts": 32, "d_expert": 192, "top_k": 2,
                 "micro_batch": 16, "global_batch": 32, "seq_len": 128},
@@ -59,7 +59,7 @@ def main():
     ap.add_argument("--pairs", type=int, default=3)
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    ap.add_argument("--shapes", default="issue13,default")
+    ap.add_argument("--shapes", default="e64_d256,default")
     ap.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
     args = ap.parse_args()
     report = {"pairs": args.pairs, "steps": args.steps, "threads": args.threads, "dtype": args.dtype, "shapes": {}}

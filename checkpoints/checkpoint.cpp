@@ -15,6 +15,7 @@
 
 #include "common/check.h"
 #include "common/errors.h"
+#include "common/fault_injection.h"
 #include "common/files.h"
 #include "common/h5.h"
 #include "common/logging.h"
@@ -31,17 +32,13 @@ const std::regex kStepDir(R"(step_(\d{8,}))");
 
 std::string rank_file_name(int rank) { return fmt::format("rank_{:05d}.h5", rank); }
 
-// Test hook: SOME_CHECKPOINT_FAULT=RANK:PHASE:NTH kills that rank with SIGKILL at that point of
-// its NTH save (1-based; phases: file, gathered, manifest, renamed, latest), so tests can check
-// that no kill ever leaves a damaged checkpoint that is taken for a complete one.
+// Test hook SOME_CHECKPOINT_FAULT (common/fault_injection.h): no kill at any point of a save may
+// leave a damaged checkpoint that is taken for a complete one.
 int g_saves = 0;
 void fault_point(int rank, const char* phase) {
-  static const char* spec = std::getenv("SOME_CHECKPOINT_FAULT");
-  if (!spec) return;
-  int want_rank = -1, nth = 0;
-  char want_phase[32] = {0};
-  if (std::sscanf(spec, "%d:%31[a-z]:%d", &want_rank, want_phase, &nth) != 3) return;
-  if (want_rank != rank || nth != g_saves || std::string(want_phase) != phase) return;
+  static const auto want = fault::checkpoint_fault();
+  if (!want || want->rank != rank || want->nth != g_saves || want->phase != phase) return;
+  const int nth = want->nth;
   std::fprintf(stderr, "SOME_CHECKPOINT_FAULT: killing rank %d at '%s' of save %d\n", rank, phase, nth);
   std::fflush(stderr);
   std::raise(SIGKILL);

@@ -16,10 +16,10 @@ void add_config_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("config", "Print the resolved config (TOML) or the table of every key");
   cmd->add_option("--config", args->file, "TOML config file");
   cmd->add_option("--set", args->overrides, "section.key=value override (repeatable)");
-  cmd->add_flag("--markdown", args->markdown, "print every key, type, default and meaning as Markdown");
+  cmd->add_flag("--markdown", args->markdown, "print the key reference (docs/config.md): every key, type, default and meaning, as Markdown");
   cmd->callback([args] {
     if (args->markdown) {
-      std::cout << markdown_table();
+      std::cout << markdown_reference();
     } else {
       std::cout << to_toml(load_config(args->file, args->overrides));
     }

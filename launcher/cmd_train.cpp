@@ -112,8 +112,8 @@ void run_train(const TrainArgs& args) {
   }
   apply_init(model, init);
   log->info("model: {} parameters ({} trainable), {} layers, d_model {}, ffn {}{}", model->num_parameters(false),
-            model->num_parameters(true), cfg.model.n_layers, cfg.model.d_model, cfg.model.ffn,
-            cfg.model.ffn != "dense" ? fmt::format(" ({} experts of width {}, top-{})", cfg.model.num_experts,
+            model->num_parameters(true), cfg.model.n_layers, cfg.model.d_model, choice_name(cfg.model.ffn),
+            cfg.model.ffn != model::FfnKind::kDense ? fmt::format(" ({} experts of width {}, top-{})", cfg.model.num_experts,
                                                    cfg.model.d_expert, cfg.model.top_k)
                                      : "");
   {
@@ -126,7 +126,7 @@ void run_train(const TrainArgs& args) {
   }
   world.barrier();
   auto train_opts = cfg.train;
-  train_opts.device = device.str();  // this rank's device, e.g. cuda:3 (config.toml keeps "cuda")
+  if (device.is_cuda()) train_opts.cuda_index = device.index();  // this rank's GPU (config.toml keeps "cuda")
   train::Trainer trainer(model, cfg.optim, train_opts, meta, run_dir, parallel, cfg.parallel);
   trainer.set_config_text(to_toml(cfg));
   if (init.optimizer) trainer.init_optimizer_state(init_optimizer_state(model, init));

@@ -29,8 +29,8 @@ void apply_override(Config& cfg, const std::string& assignment);
 void validate(const Config& cfg);
 // The resolved config as TOML (written to RUN/config.toml; reads back to the same Config).
 std::string to_toml(const Config& cfg);
-// Every key with type, default and meaning, as a Markdown table (README.md's config table).
-std::string markdown_table();
+// docs/config.md: every key with type, default, allowed values and meaning, a table per section.
+std::string markdown_reference();
 
 // Defaults < file < overrides, then validate().
 Config load_config(const std::string& file, const std::vector<std::string>& overrides);

@@ -19,7 +19,7 @@ namespace some::launcher {
 
 namespace {
 
-enum class Parts { kAll, kBackbone, kFfn };
+using Parts = model::InitParts;
 
 // The FFN of block L: a dense FFN, a routed layer's experts or shared expert, its expert scale.
 bool is_ffn(const std::string& name) {
@@ -60,10 +60,8 @@ InitPlan plan_init(model::Transformer& model, const Config& cfg, parallel::Commu
   const auto& path = legacy ? m.experts_from : m.init_from;
   if (path.empty()) return plan;
   const std::string key = legacy ? "model.experts_from" : "model.init_from";
-  const auto parts = legacy ? Parts::kFfn
-                            : parse_choice<Parts>("model.init_parts", m.init_parts,
-                                                  {{"all", Parts::kAll}, {"backbone", Parts::kBackbone}, {"ffn", Parts::kFfn}});
-  const auto units = legacy ? model::UnitChoice::kFirst : model::parse_unit_choice(m.init_units);
+  const auto parts = legacy ? Parts::kFfn : m.init_parts;
+  const auto units = legacy ? model::UnitChoice::kFirst : m.init_units;
   plan.optimizer = !legacy && m.init_optimizer;
 
   std::string resolved;
@@ -152,19 +150,19 @@ InitPlan plan_init(model::Transformer& model, const Config& cfg, parallel::Commu
   if (plan.recipes.empty()) {
     throw bad(fmt::format("no tensor of model.init_parts = '{}' fits: the checkpoint {} shares no name and shape with "
                           "this model ({} tensors there, {} here)",
-                          legacy ? "ffn" : m.init_parts, reader.dir(), tensors.size(), state.size()));
+                          choice_name(parts), reader.dir(), tensors.size(), state.size()));
   }
   const bool ffn_taken = std::any_of(plan.recipes.begin(), plan.recipes.end(),
                                      [](const auto& r) { return is_ffn(r.first); });
   if (ffn_taken && source.model.expert.activation != m.expert.activation) {
     throw bad(fmt::format("its FFN activation is '{}', expert.activation is '{}': its units would compute another "
-                          "function", source.model.expert.activation, m.expert.activation));
+                          "function", choice_name(source.model.expert.activation), choice_name(m.expert.activation)));
   }
   if (ffn_library) {
     const int64_t F = source.model.d_ff, h = m.d_expert;
     const std::string how = F == h ? std::string("copies")
                             : units == model::UnitChoice::kFirst ? fmt::format("slices of {} units", h)
-                            : fmt::format("groups of {} units by {}", h, m.init_units);
+                            : fmt::format("groups of {} units by {}", h, choice_name(units));
     plan.library = fmt::format("{} of its {}-wide FFNs into {} routed layer(s) of {} experts", how, F,
                                model->routed_layer_indices().size(), m.num_experts);
   }

@@ -106,10 +106,10 @@ torch::Device rank_cuda_device(int local_rank, int device_count,
 }
 
 torch::Device select_device(const Config& cfg) {
-  if (cfg.train.device == "cuda" && !torch::cuda::is_available()) {
+  if (cfg.train.device == train::DeviceKind::kCuda && !torch::cuda::is_available()) {
     throw ConfigError("train.device = \"cuda\" but no CUDA device is available to this LibTorch build");
   }
-  if (cfg.train.device != "cuda") return torch::Device(cfg.train.device);
+  if (cfg.train.device != train::DeviceKind::kCuda) return torch::Device(torch::kCPU);
   return rank_cuda_device(local_rank(), static_cast<int>(torch::cuda::device_count()), [](const torch::Device& d) {
     // Through Torch's device-guard registry: the same call as c10::cuda::set_device, and it
     // compiles against a CPU-only LibTorch too.

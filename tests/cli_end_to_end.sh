@@ -6,9 +6,7 @@ set -euo pipefail
 SOME=$1
 SRC=$2
 PY=${3:-python3}  # with h5py
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"  # fail, T (removed at exit), on_exit
 
 mkdir -p "$T/corpus"
 python3 - "$T/corpus" <<'PY'

@@ -13,6 +13,7 @@
 #include <ATen/autocast_mode.h>
 #include <torch/torch.h>
 
+#include "common/fault_injection.h"
 #include "src/model/expert_shard.h"
 
 namespace some::test {
@@ -28,8 +29,8 @@ inline std::pair<model::ExpertShard, model::ExpertShard> grouped_and_loop(
     int64_t experts, int64_t d, int64_t h, uint64_t seed,
     model::ExpertShardImpl::Kind kind = model::ExpertShardImpl::Kind::kFrozen, const torch::Device& device = torch::kCPU) {
   model::ExpertOptions grouped_opts, loop_opts;
-  grouped_opts.compute = "grouped";
-  loop_opts.compute = "loop";
+  grouped_opts.compute = model::ExpertCompute::kGrouped;
+  loop_opts.compute = model::ExpertCompute::kLoop;
   model::ExpertShard grouped(0, 0, experts, d, h, grouped_opts, seed, kind), loop(0, 0, experts, d, h, loop_opts, seed, kind);
   grouped->to(device);
   loop->to(device);
@@ -48,7 +49,7 @@ inline double relative_norm(const torch::Tensor& a, const torch::Tensor& referen
 inline GroupedVsLoop grouped_vs_loop(model::ExpertShard& grouped, model::ExpertShard& loop, const torch::Tensor& x,
                                      const std::vector<int64_t>& counts, const torch::Tensor& out_grad, bool bf16,
                                      const std::string& label) {
-  model::ExpertShardImpl::fault_zero_grouped_output = std::getenv("SOME_FAULT_ZERO_GROUPED_OUTPUT") != nullptr;
+  model::ExpertShardImpl::fault_zero_grouped_output = fault::zero_grouped_output();
   const auto type = x.device().type();
   auto run = [&](model::ExpertShard& shard, bool use_grouped) {
     auto xi = x.detach().clone().requires_grad_(true);

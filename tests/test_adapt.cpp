@@ -21,6 +21,7 @@
 #include "src/train/evaluator.h"
 #include "src/train/generate.h"
 #include "tiny_dataset.h"
+#include "model_fixtures.h"
 
 using namespace some;
 namespace fs = std::filesystem;
@@ -31,16 +32,9 @@ constexpr int64_t kSeqLen = 32, kMicro = 4;
 
 // Four blocks, SoME in blocks 1 and 3 and dense FFNs in 0 and 2 (routed_layers = every_other).
 model::ModelOptions tiny_model(int64_t vocab) {
-  model::ModelOptions o;
-  o.vocab_size = vocab;
-  o.d_model = 32;
-  o.n_layers = 4;
-  o.n_heads = 2;
-  o.max_seq_len = kSeqLen;
-  o.num_experts = 8;
-  o.top_k = 2;
-  o.d_expert = 16;
-  o.routed_layers = "every_other";
+  auto o = test::model_options({.vocab = vocab, .d_model = 32, .n_layers = 4, .seq_len = kSeqLen, .num_experts = 8,
+                                .d_expert = 16});
+  o.routed_layers = model::RoutedLayers::kEveryOther;
   o.router.temperature = 0.3;
   o.gravity.alpha = 0.3;  // strong enough that a few updates move the routing
   return o;
@@ -90,7 +84,7 @@ TEST(Adapt, MovesOnlyTheSoMEKeysAndUsage) {
   }
   EXPECT_EQ(moved, 4) << "the keys and usage of both SoME layers must move";
   for (auto* layer : m->some_layers()) {  // nothing left pending: the last read made an update
-    EXPECT_EQ(layer->key_store()->stats().n().sum().item<float>(), 0.f);
+    EXPECT_EQ(layer->some_router().store().stats().n().sum().item<float>(), 0.f);
   }
 }
 
@@ -154,7 +148,7 @@ TEST(Adapt, NeverReinitialisesKeysFromData) {
   // adapting must move the keys by Knowledge Gravity (here of zero strength: not at all).
   Fixture f;
   auto o = tiny_model(f.meta.vocab_size);
-  o.router.key_init = "data";
+  o.router.key_init = model::KeyInit::kData;
   o.gravity.alpha = o.gravity.beta = o.gravity.delta = 0;
   auto m = f.model(o);
   const auto before = snapshot(m);
@@ -258,7 +252,7 @@ TEST(Adapt, BaselinesAreRefusedNamingModelFfn) {
   Fixture f;
   for (std::string ffn : {"dense", "moe", "hash"}) {
     auto o = tiny_model(f.meta.vocab_size);
-    o.ffn = ffn;
+    o.ffn = parse_choice<model::FfnKind>("model.ffn", ffn);
     auto m = f.model(o);
     try {
       train::OnlineAdapter adapter(m, {});

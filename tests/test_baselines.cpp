@@ -9,22 +9,14 @@
 #include "src/model/baselines.h"
 #include "src/model/tensor_names.h"
 #include "src/model/transformer.h"
+#include "model_fixtures.h"
 
 using namespace some::model;
 
 namespace {
 ModelOptions moe_options() {
-  ModelOptions o;
-  o.vocab_size = 50;
-  o.d_model = 2;
-  o.n_layers = 2;
-  o.n_heads = 1;
-  o.max_seq_len = 8;
-  o.num_experts = 3;
-  o.top_k = 2;
-  o.d_expert = 4;
-  o.ffn = "moe";
-  o.expert.activation = "relu";
+  auto o = some::test::model_options({.d_model = 2, .n_heads = 1, .seq_len = 8, .num_experts = 3, .d_expert = 4, .ffn = FfnKind::kMoe});
+  o.expert.activation = Activation::kRelu;
   return o;
 }
 
@@ -98,7 +90,7 @@ TEST(MoEGate, AuxLossIsItsWeightWhenTheGateIsUniformAndAbsentInEval) {
 
 TEST(MoEGate, BiasSteersSelectionNotGatesAndMovesTowardsBalance) {
   auto o = moe_options();
-  o.moe.balance = "bias";
+  o.moe.balance = MoEBalance::kBias;
   o.moe.bias_rate = 0.125;
   MoELayer layer(o, 0);
   torch::NoGradGuard no_grad;
@@ -120,7 +112,7 @@ TEST(MoEGate, BiasSteersSelectionNotGatesAndMovesTowardsBalance) {
 
 TEST(HashRouting, FixedDistinctExpertsPerTokenWithEqualGates) {
   auto o = moe_options();
-  o.ffn = "hash";
+  o.ffn = FfnKind::kHash;
   o.num_experts = 4;
   o.top_k = 3;
   auto table = hash_routing_table(o.vocab_size, o.num_experts, o.top_k, o.seed, 1);

@@ -88,7 +88,7 @@ TEST(Config, OverridesAreTypedAndValidated) {
   auto cfg = launcher::load_config("", {"model.top_k=3", "optim.lr=0.5", "router.query=mlp", "gravity.inertia=false"});
   EXPECT_EQ(cfg.model.top_k, 3);
   EXPECT_DOUBLE_EQ(cfg.optim.lr, 0.5);
-  EXPECT_EQ(cfg.model.router.query, "mlp");
+  EXPECT_EQ(cfg.model.router.query, some::model::QueryNet::kMlp);
   EXPECT_FALSE(cfg.model.gravity.inertia);
 }
 
@@ -107,7 +107,7 @@ TEST(Config, ResolvedTomlRoundTrips) {
   auto back = launcher::load_config(write_toml(text), {});
   EXPECT_EQ(launcher::to_toml(back), text);
   EXPECT_EQ(back.model.d_model, 96);
-  EXPECT_EQ(back.model.router.score, "dot");
+  EXPECT_EQ(back.model.router.score, some::model::ScoreFunction::kDot);
   EXPECT_DOUBLE_EQ(back.model.gravity.alpha, 0.125);
   EXPECT_EQ(back.train.sample_prompt, cfg.train.sample_prompt);
 }
@@ -127,12 +127,12 @@ TEST(Config, ShippedConfigsLoad) {
 // and checkpoints written before still load, as the new key.
 TEST(Config, RenamedKeyStillReads) {
   auto cfg = launcher::load_config_text("[model]\nn_layers = 2\nsome_layers = \"every_other\"\n", "old.toml", {});
-  EXPECT_EQ(cfg.model.routed_layers, "every_other");
+  EXPECT_EQ(cfg.model.routed_layers, some::model::RoutedLayers::kEveryOther);
   auto set = launcher::load_config_text("", "new.toml", {"model.some_layers=every_other"});
-  EXPECT_EQ(set.model.routed_layers, "every_other");
+  EXPECT_EQ(set.model.routed_layers, some::model::RoutedLayers::kEveryOther);
   const auto written = launcher::to_toml(cfg);  // a run's config.toml: the new name only
   EXPECT_EQ(written.find("some_layers"), std::string::npos);
-  EXPECT_EQ(launcher::load_config_text(written, "config.toml", {}).model.routed_layers, "every_other");
+  EXPECT_EQ(launcher::load_config_text(written, "config.toml", {}).model.routed_layers, some::model::RoutedLayers::kEveryOther);
   // parallel.capacity_factor was renamed model.capacity_factor (drops change what the model computes).
   EXPECT_EQ(launcher::load_config_text("[parallel]\ncapacity_factor = 1.5\n", "old.toml", {}).model.capacity_factor, 1.5);
   EXPECT_EQ(launcher::load_config_text("", "new.toml", {"parallel.capacity_factor=2"}).model.capacity_factor, 2.0);
@@ -263,6 +263,6 @@ TEST(Config, InitFromOptionsNeedInitFrom) {
             std::string::npos);
   auto cfg = launcher::load_config_text("", "x.toml", {"model.init_from=runs/a", "model.init_parts=ffn",
                                                        "model.init_units=cluster", "model.ffn=dense"});
-  EXPECT_EQ(cfg.model.init_units, "cluster");
+  EXPECT_EQ(cfg.model.init_units, some::model::UnitChoice::kCluster);
   EXPECT_EQ(launcher::load_config_text(launcher::to_toml(cfg), "config.toml", {}).model.init_from, "runs/a");
 }

@@ -15,6 +15,7 @@
 #include "src/train/device.h"
 #include "src/train/trainer.h"
 #include "grouped_parity.h"
+#include "model_fixtures.h"
 #include "tiny_dataset.h"
 #ifdef SOME_WITH_CUDA
 #include "parallel/nccl_communicator.h"
@@ -30,16 +31,7 @@ namespace {
 constexpr double kFp32Tolerance = 1e-4, kBf16Tolerance = 2e-2;
 
 model::ModelOptions small_model(int64_t vocab) {
-  model::ModelOptions o;
-  o.vocab_size = vocab;
-  o.d_model = 64;
-  o.n_layers = 2;
-  o.n_heads = 4;
-  o.max_seq_len = 32;
-  o.num_experts = 16;
-  o.top_k = 2;
-  o.d_expert = 32;
-  return o;
+  return test::model_options({.vocab = vocab, .d_model = 64, .n_heads = 4, .seq_len = 32, .num_experts = 16, .d_expert = 32});
 }
 
 // ||a - b|| / ||b||, with b the reference.
@@ -167,9 +159,10 @@ TEST(Cuda, GroupedExpertsChunkManyExpertsAndTakeNoRows) {
 TEST(Cuda, TrainingMicroBatchHasNoHostSynchronisation) {
   SKIP_WITHOUT_CUDA();
   const torch::Device cuda(torch::kCUDA, 0);
-  for (const char* ffn : {"some", "moe"}) {
+  for (auto kind : {model::FfnKind::kSome, model::FfnKind::kMoe}) {
+    const auto ffn = choice_name(kind);
     auto opts = small_model(96);
-    opts.ffn = ffn;
+    opts.ffn = kind;
     model::Transformer model(opts);
     model->to(cuda);
     model->train();
@@ -243,19 +236,12 @@ TEST_P(CudaTraining, StepLossesMatchCpu) {
   auto losses = [&](const std::string& device, const std::string& dt) {
     torch::manual_seed(4);
     model::Transformer model(small_model(meta.vocab_size));
-    train::TrainOptions t;
-    t.micro_batch = 4;
-    t.global_batch = 8;
-    t.seq_len = 32;
-    t.max_steps = 20;
-    t.eval_every = 0;
-    t.eval_batches = 2;
-    t.eval_sample_tokens = 0;
-    t.device = device;
-    t.dtype = dt;
+    auto t = test::train_options({.eval_sample_tokens = 0});
+    t.device = torch::Device(device).is_cuda() ? train::DeviceKind::kCuda : train::DeviceKind::kCpu;
+    t.dtype = parse_choice<train::Dtype>("train.dtype", dt);
     train::Trainer trainer(model, {}, t, meta, "", parallel);
     std::vector<double> out;
-    for (int64_t step = 1; step <= 6; ++step) out.push_back(trainer.train_step(step));
+    for (int64_t step = 1; step <= 6; ++step) out.push_back(trainer.train_step(step).loss);
     // The run really was on the device asked for (a silent CPU fallback would match exactly).
     EXPECT_EQ(trainer.model()->parameters().front().device().type(), torch::Device(device).type()) << device;
     return out;

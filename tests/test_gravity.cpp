@@ -135,7 +135,7 @@ TEST(Gravity, UsageEmaAndCumulative) {
   ema.run(g);  // same statistics again: u = .5 * u + .5 * share
   expect_near(ema.usage, torch::tensor({1.f, 1.5f, 0.5f, 0.f}));
   Example cum;
-  g.usage = "cumulative";
+  g.usage = some::model::UsageTracking::kCumulative;
   cum.run(g);
   cum.run(g);
   expect_near(cum.usage, torch::tensor({8.f / 3, 4.f, 4.f / 3, 0.f}));
@@ -187,13 +187,13 @@ TEST(GravityStats, PeerSumEqualsCTimesK) {
 TEST(GravityStats, PeerStatsAutoChoosesTheSmallerBuffer) {
   using some::model::PeerStats;
   using some::model::resolve_peer_stats;
-  EXPECT_EQ(resolve_peer_stats("auto", 64, 256), PeerStats::kCoactivation);   // E*E < E*d
-  EXPECT_EQ(resolve_peer_stats("auto", 256, 256), PeerStats::kCoactivation);  // equal: keep C for analytics
-  EXPECT_EQ(resolve_peer_stats("auto", 257, 256), PeerStats::kPeerSum);
-  EXPECT_EQ(resolve_peer_stats("peer_sum", 8, 256), PeerStats::kPeerSum);
-  EXPECT_EQ(resolve_peer_stats("coactivation", 4096, 256), PeerStats::kCoactivation);
+  EXPECT_EQ(resolve_peer_stats(PeerStats::kAuto, 64, 256), PeerStats::kCoactivation);   // E*E < E*d
+  EXPECT_EQ(resolve_peer_stats(PeerStats::kAuto, 256, 256), PeerStats::kCoactivation);  // equal: keep C for analytics
+  EXPECT_EQ(resolve_peer_stats(PeerStats::kAuto, 257, 256), PeerStats::kPeerSum);
+  EXPECT_EQ(resolve_peer_stats(PeerStats::kPeerSum, 8, 256), PeerStats::kPeerSum);
+  EXPECT_EQ(resolve_peer_stats(PeerStats::kCoactivation, 4096, 256), PeerStats::kCoactivation);
   try {
-    resolve_peer_stats("dense", 8, 8);
+    some::parse_choice<PeerStats>("gravity.peer_stats", "dense");
     FAIL() << "expected a ConfigError";
   } catch (const some::ConfigError& e) {
     EXPECT_NE(std::string(e.what()).find("gravity.peer_stats = 'dense'"), std::string::npos) << e.what();
@@ -213,12 +213,13 @@ TEST(KeyStore, PeerSumAndCoactivationGiveTheSameUpdate) {
   g.delta = 0.01;
   g.repulsion = 0.01;
   auto keys0 = torch::randn({E, d});
-  auto make = [&](const char* peer) {
+  using some::model::PeerStats;
+  auto make = [&](PeerStats peer) {
     GravityOptions o = g;
     o.peer_stats = peer;
     return KeyStore(keys0.clone(), torch::ones({E}), k, some::model::RouterOptions(), o);
   };
-  auto coact = make("coactivation"), peer = make("peer_sum");
+  auto coact = make(PeerStats::kCoactivation), peer = make(PeerStats::kPeerSum);
   for (int step = 0; step < 3; ++step) {
     for (int micro = 0; micro < 3; ++micro) {
       auto q = torch::randn({64, d});

@@ -66,11 +66,11 @@ auto with_threads(int n, F f) {
 }  // namespace
 
 TEST(KeyIndex, ParsesKindsAndNamesTheKeyOfAnUnknownOne) {
-  EXPECT_EQ(some::model::parse_key_search("exact"), KeySearch::kExact);
-  EXPECT_EQ(some::model::parse_key_search("hnsw"), KeySearch::kHnsw);
-  EXPECT_EQ(some::model::parse_key_search("ivf"), KeySearch::kIvf);
+  EXPECT_EQ(some::parse_choice<KeySearch>("router.search", "exact"), KeySearch::kExact);
+  EXPECT_EQ(some::parse_choice<KeySearch>("router.search", "hnsw"), KeySearch::kHnsw);
+  EXPECT_EQ(some::parse_choice<KeySearch>("router.search", "ivf"), KeySearch::kIvf);
   try {
-    some::model::parse_key_search("annoy");
+    some::parse_choice<KeySearch>("router.search", "annoy");
     FAIL() << "an unknown kind was accepted";
   } catch (const ConfigError& e) {
     const std::string what = e.what();
@@ -93,7 +93,7 @@ TEST(KeyIndex, WithoutFaissTheKindsAreAConfigErrorSayingWhy) {
     } catch (const ConfigError& e) {
       const std::string what = e.what();
       EXPECT_NE(what.find("FAISS"), std::string::npos) << what;
-      EXPECT_NE(what.find(some::model::key_search_name(kind)), std::string::npos) << what;
+      EXPECT_NE(what.find(some::choice_name(kind)), std::string::npos) << what;
     }
   }
 #endif
@@ -196,7 +196,7 @@ TEST(KeyIndex, DeterministicAcrossInstancesAndThreadCounts) {
     auto [a0, a1, as] = run(1);
     auto [b0, b1, bs] = run(2);
     auto [c0, c1, cs] = run(1);
-    const char* name = some::model::key_search_name(kind);
+    const auto name = some::choice_name(kind);
     EXPECT_TRUE(torch::equal(a0, c0) && torch::equal(a1, c1)) << name << ": two indexes, same calls";
     EXPECT_TRUE(torch::equal(a0, b0) && torch::equal(a1, b1)) << name << ": 1 vs 2 threads";
     EXPECT_TRUE(torch::equal(as, bs)) << name << ": state under 1 vs 2 threads";

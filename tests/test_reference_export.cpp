@@ -10,6 +10,7 @@
 #include "src/model/baselines.h"
 #include "src/model/linear_cross_entropy.h"
 #include "src/model/some_layer.h"
+#include "model_fixtures.h"
 
 using namespace some;
 
@@ -38,11 +39,11 @@ torch::Tensor export_some_step(const model::ModelOptions& o, const torch::Tensor
   (y * w_out).sum().backward();
   torch::Tensor decayed;  // the update's own mask, from copies: apply_gravity below does the real update
   {
-    const auto& s = layer.key_store()->stats();
+    const auto& s = layer.some_router().store().stats();
     auto keys = layer.key_store()->keys().clone(), usage = layer.key_store()->usage().clone();
     decayed = model::knowledge_gravity(keys, usage, s.n(), s.S(), s.peer_sums(keys), o.top_k, o.gravity);
   }
-  layer.key_store()->apply_gravity(0);
+  layer.some_router().store().apply_gravity(0);
 
   out["x"] = x.detach();
   out["w_out"] = w_out;
@@ -65,11 +66,9 @@ torch::Tensor export_some_step(const model::ModelOptions& o, const torch::Tensor
 }
 
 model::ModelOptions reference_options() {
-  model::ModelOptions o;
-  o.d_model = 16;
-  o.num_experts = 6;
-  o.top_k = 3;
-  o.d_expert = 8;
+  // ModelOptions' own vocabulary, depth and heads (the MoE's trainable experts scale by depth).
+  auto o = test::model_options({.vocab = 8192, .d_model = 16, .n_layers = 4, .n_heads = 4, .seq_len = 256,
+                                .num_experts = 6, .top_k = 3, .d_expert = 8});
   o.router.temperature = 0.2;
   o.router.logit_clamp = 1.5;  // some gate logits are clamped
   o.gravity.alpha = 0.1;
@@ -115,7 +114,7 @@ TEST(Reference, ExportMoEForwardBackward) {
   o.num_experts = 6;
   o.top_k = 2;
   o.d_expert = 8;
-  o.ffn = "moe";
+  o.ffn = model::FfnKind::kMoe;
   o.moe.aux_loss = 0.1;
   model::MoELayer layer(o, 1);
   checkpoints::TensorMap out;

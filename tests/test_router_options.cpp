@@ -70,7 +70,7 @@ TEST(RouterOptions, LearnedScaleMultipliesTheScoresAndIsClamped) {
 TEST(RouterOptions, LearnedScaleStartsAtOneOverTemperature) {
   auto o = layer_options();
   SoMELayer plain(o, 1);
-  o.router.gate_scale = "learnable";
+  o.router.gate_scale = Scale::kLearnable;
   SoMELayer learned(o, 1);
   auto log_scale = learned.named_parameters()["gate_log_scale"];
   EXPECT_NEAR(log_scale.item<float>(), std::log(2.0), 1e-6);
@@ -126,7 +126,7 @@ TEST(RouterOptions, KMeansPlusPlusFindsTheClusters) {
 // step (a resumed run) is Knowledge Gravity.
 TEST(RouterOptions, KMeansKeysAfterTheFirstStepOnly) {
   auto o = layer_options();
-  o.router.key_init = "data";
+  o.router.key_init = KeyInit::kData;
   SoMELayer layer(o, 1);
   layer.collect_stats = true;
   auto x = torch::randn({64, 16});
@@ -157,7 +157,7 @@ TEST(RouterOptions, KMeansKeysAfterTheFirstStepOnly) {
 TEST(RouterOptions, ExpertOutputScaleMultipliesEachExpertsOutput) {
   auto o = layer_options();
   SoMELayer plain(o, 1);
-  o.expert.output_scale = "learnable";
+  o.expert.output_scale = Scale::kLearnable;
   SoMELayer scaled(o, 1);
   copy_common(plain, scaled);
   auto x = torch::randn({10, 16});
@@ -203,7 +203,7 @@ TEST(RouterSearch, IvfScanningEveryListRoutesExactlyAsExactSearch) {
   torch::manual_seed(21);
   const int64_t E = 64, d = 16, k = 2;
   RouterOptions exact_opts, ivf_opts;
-  ivf_opts.search = "ivf";
+  ivf_opts.search = KeySearch::kIvf;
   ivf_opts.ivf_lists = 8;
   ivf_opts.ivf_probe = 8;
   GravityOptions g;
@@ -238,7 +238,7 @@ TEST(RouterSearch, IvfIndexFollowsKeysChangedOutsideGravity) {
   torch::manual_seed(22);
   const int64_t E = 32, d = 8;
   RouterOptions r;
-  r.search = "ivf";
+  r.search = KeySearch::kIvf;
   r.ivf_lists = 4;
   r.ivf_probe = 4;
   auto keys = torch::randn({E, d});

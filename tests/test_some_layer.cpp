@@ -11,22 +11,12 @@
 #include "src/model/some_layer.h"
 #include "src/model/transformer.h"
 #include "grouped_parity.h"
+#include "model_fixtures.h"
 
 using namespace some::model;
 
 namespace {
-ModelOptions small_options() {
-  ModelOptions o;
-  o.vocab_size = 50;
-  o.d_model = 16;
-  o.n_layers = 2;
-  o.n_heads = 2;
-  o.max_seq_len = 16;
-  o.num_experts = 6;
-  o.top_k = 2;
-  o.d_expert = 8;
-  return o;
-}
+ModelOptions small_options() { return some::test::model_options({}); }  // d 16, 2 layers, E 6, h 8, k 2
 }  // namespace
 
 TEST(Routing, TopKMatchesSortedScoresAndGatesSumToOne) {
@@ -92,7 +82,7 @@ TEST(Routing, DotScoresAreRawProducts) {
 TEST(Transformer, BlockSumsFfnOutputAndResidualNorms) {
   auto o = small_options();
   o.d_ff = 12;
-  Block block(o, 0, "dense", nullptr);
+  Block block(o, 0, FfnKind::kDense, nullptr);
   torch::NoGradGuard no_grad;
   block->named_parameters()["attn.proj.weight"].zero_();
   auto x = torch::randn({2, 5, 16});
@@ -211,10 +201,11 @@ TEST(Experts, GroupedChunksShardsOfManyExperts) {
 // graph — under expert parallelism the backward's all-to-all must run on every rank — and
 // trainable experts get zero gradients, on both kernels.
 TEST(Experts, ShardWithNoRowsStaysInTheGraph) {
-  for (const char* compute : {"grouped", "loop"}) {
+  for (auto how : {ExpertCompute::kGrouped, ExpertCompute::kLoop}) {
+    const auto compute = some::choice_name(how);
     for (auto kind : {ExpertShardImpl::Kind::kFrozen, ExpertShardImpl::Kind::kTrainable}) {
       ExpertOptions opts;
-      opts.compute = compute;
+      opts.compute = how;
       ExpertShard shard(0, 0, 3, 16, 8, opts, 1, kind);
       auto x = torch::zeros({0, 16}).requires_grad_(true);
       auto y = shard->forward(x, std::vector<int64_t>{0, 0, 0});
@@ -236,15 +227,16 @@ TEST(Experts, ShardWithNoRowsStaysInTheGraph) {
 // expert.compute is a choice of kernel, not of model: a whole SoME and MoE model gives the same
 // loss and gradients with either.
 TEST(Experts, GroupedAndLoopModelsTrainAlike) {
-  for (const char* ffn : {"some", "moe"}) {
+  for (auto kind : {FfnKind::kSome, FfnKind::kMoe}) {
+    const auto ffn = some::choice_name(kind);
     auto o = small_options();
-    o.ffn = ffn;
-    auto build = [&](const char* compute) {
+    o.ffn = kind;
+    auto build = [&](ExpertCompute compute) {
       auto opts = o;
       opts.expert.compute = compute;
       return Transformer(opts);
     };
-    auto grouped = build("grouped"), loop = build("loop");
+    auto grouped = build(ExpertCompute::kGrouped), loop = build(ExpertCompute::kLoop);
     auto tokens = torch::randint(0, o.vocab_size, {2, 9}, torch::kLong);
     auto lg = grouped->loss(tokens.narrow(1, 0, 8), tokens.narrow(1, 1, 8));
     auto ll = loop->loss(tokens.narrow(1, 0, 8), tokens.narrow(1, 1, 8));
@@ -263,7 +255,7 @@ TEST(Experts, GroupedAndLoopModelsTrainAlike) {
 // a forced grouped is a ConfigError naming the option and the widths.
 TEST(Experts, GroupedNeedsRowsOfSixteenByteMultiples) {
   ExpertOptions forced;
-  forced.compute = "grouped";
+  forced.compute = ExpertCompute::kGrouped;
   ExpertShard grouped(0, 0, 2, 12, 7, forced, 1), automatic(0, 0, 2, 12, 7, ExpertOptions{}, 1);
   auto x = torch::randn({3, 12});
   EXPECT_FALSE(automatic->grouped_pays_off(x));
@@ -276,12 +268,13 @@ TEST(Experts, GroupedNeedsRowsOfSixteenByteMultiples) {
   }
 }
 
-// Option strings are parsed once, at construction; an unknown one names the key and the choices.
+// An option's names come from its one table: parsed both ways, and an unknown one names the key
+// and every choice.
 TEST(Experts, UnknownChoiceIsNamed) {
-  ExpertOptions opts;
-  opts.compute = "fast";
+  EXPECT_EQ(some::parse_choice<ExpertCompute>("expert.compute", "grouped"), ExpertCompute::kGrouped);
+  EXPECT_EQ(some::choice_name(ExpertCompute::kLoop), "loop");
   try {
-    ExpertShard shard(0, 0, 1, 8, 8, opts, 1);
+    some::parse_choice<ExpertCompute>("expert.compute", "fast");
     FAIL() << "expert.compute = 'fast' was accepted";
   } catch (const some::ConfigError& e) {
     EXPECT_STREQ(e.what(), "expert.compute = 'fast' is not one of auto, loop, grouped");
@@ -291,7 +284,7 @@ TEST(Experts, UnknownChoiceIsNamed) {
 // The frozen library's bf16 copy is made once, and made again when the weights are loaded anew.
 TEST(Experts, FrozenCastCopyFollowsLoadedWeights) {
   ExpertOptions opts;
-  opts.compute = "grouped";
+  opts.compute = ExpertCompute::kGrouped;
   ExpertShard shard(0, 0, 2, 8, 8, opts, 5);
   const std::vector<int64_t> counts = {2, 1};
   auto x = torch::randn({3, 8});
@@ -317,13 +310,13 @@ TEST(Experts, SeededPerExpertIndependentOfSharding) {
 
 TEST(Experts, InitMethods) {
   auto gen = seeded_generator(1, 0, 0, InitStream::kExpertDown);
-  auto sparse = init_expert_matrix(64, 32, "sparse", 0.75, gen);
+  auto sparse = init_expert_matrix(64, 32, ExpertInit::kSparse, 0.75, gen);
   EXPECT_EQ((sparse == 0).sum().item<int64_t>(), 64 * 32 * 3 / 4);
-  auto ortho = init_expert_matrix(64, 32, "orthogonal", 0, gen);  // orthonormal columns
+  auto ortho = init_expert_matrix(64, 32, ExpertInit::kOrthogonal, 0, gen);  // orthonormal columns
   EXPECT_TRUE(torch::allclose(torch::matmul(ortho.t(), ortho), torch::eye(32), 0, 1e-4));
-  auto wide = init_expert_matrix(16, 32, "orthogonal", 0, gen);   // orthonormal rows
+  auto wide = init_expert_matrix(16, 32, ExpertInit::kOrthogonal, 0, gen);   // orthonormal rows
   EXPECT_TRUE(torch::allclose(torch::matmul(wide, wide.t()), torch::eye(16), 0, 1e-4));
-  auto dflt = init_expert_matrix(64, 32, "default", 0, gen);
+  auto dflt = init_expert_matrix(64, 32, ExpertInit::kDefault, 0, gen);
   EXPECT_LE(dflt.abs().max().item<float>(), 1.0 / std::sqrt(32.0) + 1e-6);
   auto keys = init_keys(5, 9, 3, 1);
   EXPECT_TRUE(torch::allclose(keys.norm(2, 1), torch::ones({5}), 0, 1e-5));
@@ -353,10 +346,10 @@ TEST(SoMELayer, StatisticsOnlyWhenCollecting) {
   SoMELayer layer(opts, 0);
   auto x = torch::randn({7, opts.d_model});
   layer.forward(x);
-  EXPECT_EQ(layer.key_store()->stats().n().sum().item<float>(), 0.f);
+  EXPECT_EQ(layer.some_router().store().stats().n().sum().item<float>(), 0.f);
   layer.collect_stats = true;
   layer.forward(x);
-  EXPECT_EQ(layer.key_store()->stats().n().sum().item<float>(), 7.f * opts.top_k);
+  EXPECT_EQ(layer.some_router().store().stats().n().sum().item<float>(), 7.f * opts.top_k);
 }
 
 TEST(SoMELayer, GradientsReachQueryAndInputButNotExperts) {
@@ -379,7 +372,7 @@ TEST(SoMELayer, GradientsReachQueryAndInputButNotExperts) {
 
 TEST(Transformer, GlobalNamesAndTrainableSplit) {
   auto opts = small_options();
-  opts.routed_layers = "every_other";
+  opts.routed_layers = RoutedLayers::kEveryOther;
   Transformer model(opts);
   auto state = model->state_tensors();
   EXPECT_TRUE(state.count("layers.1.some.keys"));
@@ -408,7 +401,7 @@ TEST(SoMELayer, UsageStartsAtFairShareForEmaAndZeroForCumulative) {
   auto opts = small_options();
   SoMELayer ema(opts, 0);
   EXPECT_TRUE(torch::equal(ema.key_store()->usage(), torch::ones({opts.num_experts})));
-  opts.gravity.usage = "cumulative";
+  opts.gravity.usage = UsageTracking::kCumulative;
   SoMELayer cumulative(opts, 0);
   EXPECT_TRUE(torch::equal(cumulative.key_store()->usage(), torch::zeros({opts.num_experts})));
 }
@@ -448,7 +441,7 @@ TEST(SoMELayer, CapacityDropsTheOverflowInTokenOrder) {
 // FFN writes zeros (a dense FFN with its down projection zeroed), and other blocks are untouched.
 TEST(Ablation, AnAblatedFfnIsAZeroFfn) {
   auto o = small_options();
-  o.ffn = "dense";
+  o.ffn = FfnKind::kDense;
   o.d_ff = 24;
   Transformer model(o), zeroed(o);
   {

@@ -10,35 +10,17 @@
 #include "src/model/transformer.h"
 #include "src/train/trainer.h"
 #include "tiny_dataset.h"
+#include "model_fixtures.h"
 
 using namespace some;
 
 namespace {
 
 model::ModelOptions tiny_model(int64_t vocab) {
-  model::ModelOptions o;
-  o.vocab_size = vocab;
-  o.d_model = 32;
-  o.n_layers = 2;
-  o.n_heads = 2;
-  o.max_seq_len = 32;
-  o.num_experts = 8;
-  o.top_k = 2;
-  o.d_expert = 16;
-  return o;
+  return test::model_options({.vocab = vocab, .d_model = 32, .seq_len = 32, .num_experts = 8, .d_expert = 16});
 }
 
-train::TrainOptions tiny_train() {
-  train::TrainOptions t;
-  t.micro_batch = 4;
-  t.global_batch = 8;
-  t.seq_len = 32;
-  t.max_steps = 20;
-  t.log_every = 5;
-  t.eval_every = 0;
-  t.eval_batches = 2;
-  return t;
-}
+train::TrainOptions tiny_train() { return test::train_options({.log_every = 5}); }
 
 struct Fixture {
   data::DatasetMeta meta = data::read_meta(test::tiny_dataset_dir());
@@ -63,7 +45,7 @@ TEST(Training, TinyModelOverfitsOneBatch) {
     auto loss = model->loss(inputs, targets);
     loss.backward();
     opt.step();
-    for (auto* layer : model->some_layers()) layer->key_store()->apply_gravity(step);
+    for (auto* layer : model->some_layers()) layer->some_router().store().apply_gravity(step);
     (step == 0 ? first : last) = loss.item<double>();
   }
   EXPECT_LT(last, first / 5) << "first " << first << " last " << last;
@@ -99,7 +81,7 @@ TEST(Training, GradientAccumulationMatchesOneBigMicroBatch) {
     t.micro_batch = micro;
     train::Trainer trainer(model, {}, t, f.meta, "", f.parallel);
     std::vector<double> losses;
-    for (int64_t step = 1; step <= 3; ++step) losses.push_back(trainer.train_step(step));
+    for (int64_t step = 1; step <= 3; ++step) losses.push_back(trainer.train_step(step).loss);
     return std::make_pair(losses, model->some_layers()[0]->key_store()->keys().clone());
   };
   auto [one, keys_one] = run(8);
@@ -114,7 +96,7 @@ TEST(Training, EvaluationDoesNotFeedKnowledgeGravity) {
   train::Trainer trainer(model, {}, tiny_train(), f.meta, "", f.parallel);
   trainer.train_step(1);
   trainer.evaluator().run(model);
-  for (auto* l : model->some_layers()) EXPECT_EQ(l->key_store()->stats().n().sum().item<float>(), 0.f);
+  for (auto* l : model->some_layers()) EXPECT_EQ(l->some_router().store().stats().n().sum().item<float>(), 0.f);
 }
 
 TEST(Training, NonFiniteLossStopsWithTheStep) {
@@ -150,23 +132,23 @@ TEST(Training, RunHonoursMaxMinutesAndLearns) {
 
 TEST(Training, BFloat16AutocastTrainsAndKeepsKeysFp32) {
   Fixture f;
-  auto first_loss = [&](const std::string& dtype, model::Transformer& model) {
+  auto first_loss = [&](train::Dtype dtype, model::Transformer& model) {
     auto t = tiny_train();
     t.dtype = dtype;
     train::Trainer trainer(model, {}, t, f.meta, "", f.parallel);
-    double first = trainer.train_step(1);
-    for (int64_t step = 2; step <= 3; ++step) EXPECT_TRUE(std::isfinite(trainer.train_step(step)));
+    double first = trainer.train_step(1).loss;
+    for (int64_t step = 2; step <= 3; ++step) EXPECT_TRUE(std::isfinite(trainer.train_step(step).loss));
     return first;
   };
   torch::manual_seed(9);
   model::Transformer fp32(tiny_model(f.meta.vocab_size));
   torch::manual_seed(9);
   model::Transformer bf16(tiny_model(f.meta.vocab_size));
-  double a = first_loss("float32", fp32), b = first_loss("bfloat16", bf16);
+  double a = first_loss(train::Dtype::kFloat32, fp32), b = first_loss(train::Dtype::kBfloat16, bf16);
   EXPECT_NEAR(a, b, 0.02 * a);
   for (auto* l : bf16->some_layers()) {
     EXPECT_EQ(l->key_store()->keys().scalar_type(), torch::kFloat32);
-    EXPECT_EQ(l->key_store()->stats().flat().scalar_type(), torch::kFloat32);
+    EXPECT_EQ(l->some_router().store().stats().flat().scalar_type(), torch::kFloat32);
   }
 }
 

@@ -15,18 +15,10 @@ namespace some::model {
 
 bool ExpertShardImpl::fault_zero_grouped_output = false;
 
-namespace {
-ExpertShardImpl::Compute parse_compute(const std::string& name) {
-  using C = ExpertShardImpl::Compute;
-  return parse_choice<C>("expert.compute", name, {{"auto", C::kAuto}, {"loop", C::kLoop}, {"grouped", C::kGrouped}});
-}
-}  // namespace
-
 ExpertShardImpl::ExpertShardImpl(int64_t layer, int64_t first, int64_t count, int64_t d_model,
                                  int64_t d_expert, const ExpertOptions& opts, uint64_t seed, Kind kind,
                                  int64_t n_layers)
-    : first_expert(first), activation_(parse_activation(opts.activation)), kind_(kind),
-      compute_(parse_compute(opts.compute)) {
+    : first_expert(first), activation_(opts.activation), kind_(kind), compute_(opts.compute) {
   torch::NoGradGuard no_grad;
   auto down = torch::empty({count, d_expert, d_model});
   auto up = torch::empty({count, d_model, d_expert});
@@ -66,7 +58,8 @@ torch::Tensor ExpertShardImpl::forward(const torch::Tensor& x, parallel::RowCoun
     const int64_t rows = std::accumulate(counts.host.begin(), counts.host.end(), int64_t{0});
     SOME_REQUIRE(rows == x.size(0), Error, "expert counts sum to {}, got {} rows", rows, x.size(0));
   }
-  const bool grouped = compute_ == Compute::kGrouped || (compute_ == Compute::kAuto && grouped_pays_off(x));
+  const bool grouped =
+      compute_ == ExpertCompute::kGrouped || (compute_ == ExpertCompute::kAuto && grouped_pays_off(x));
   SOME_REQUIRE(!grouped || grouped_fits(compute_dtype(x)), ConfigError,
                "expert.compute = \"grouped\" needs rows of 16-byte multiples: model.d_model = {} and model.d_expert = {} "
                "in {} are not; use \"auto\" or \"loop\"",

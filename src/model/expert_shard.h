@@ -29,7 +29,6 @@ class ExpertShardImpl : public torch::nn::Module {
     kFrozen,     // buffers initialised by expert.init (the library)
     kTrainable,  // parameters initialised like the dense FFN: N(0, 0.02) in, depth-scaled out
   };
-  enum class Compute { kAuto, kLoop, kGrouped };  // expert.compute, parsed once
   // Experts [first, first + count) of layer `layer`, each initialised from its own seed (never
   // from how the experts are sharded). `n_layers` scales the trainable output projection.
   ExpertShardImpl(int64_t layer, int64_t first, int64_t count, int64_t d_model, int64_t d_expert,
@@ -81,7 +80,7 @@ class ExpertShardImpl : public torch::nn::Module {
 
   Activation activation_;
   Kind kind_;
-  Compute compute_;
+  ExpertCompute compute_;
   torch::Tensor cast_down_, cast_up_;  // the frozen copy of weights_as()
   int64_t cast_version_ = -1;
 };

@@ -1,13 +1,6 @@
 #include "src/model/feed_forward.h"
 
-#include "common/choice.h"
-
 namespace some::model {
-
-Activation parse_activation(const std::string& name) {
-  return parse_choice<Activation>("expert.activation", name,
-                                  {{"gelu", Activation::kGelu}, {"silu", Activation::kSilu}, {"relu", Activation::kRelu}});
-}
 
 torch::Tensor activate(const torch::Tensor& x, Activation activation) {
   switch (activation) {
@@ -18,8 +11,8 @@ torch::Tensor activate(const torch::Tensor& x, Activation activation) {
   return x;  // unreachable: every enumerator is handled above
 }
 
-DenseFFN::DenseFFN(int64_t d_model, int64_t d_ff, const std::string& activation)
-    : d_model_(d_model), d_ff_(d_ff), activation_(parse_activation(activation)) {
+DenseFFN::DenseFFN(int64_t d_model, int64_t d_ff, Activation activation)
+    : d_model_(d_model), d_ff_(d_ff), activation_(activation) {
   up_ = register_module("up", torch::nn::Linear(torch::nn::LinearOptions(d_model, d_ff).bias(false)));
   down_ = register_module("down", torch::nn::Linear(torch::nn::LinearOptions(d_ff, d_model).bias(false)));
 }

@@ -20,13 +20,11 @@ class FeedForward : public torch::nn::Module {
 };
 
 // expert.activation, parsed once when a layer is built (not at every forward).
-enum class Activation { kGelu, kSilu, kRelu };
-Activation parse_activation(const std::string& name);  // ConfigError naming the key otherwise
 torch::Tensor activate(const torch::Tensor& x, Activation activation);
 
 class DenseFFN final : public FeedForward {
  public:
-  DenseFFN(int64_t d_model, int64_t d_ff, const std::string& activation);
+  DenseFFN(int64_t d_model, int64_t d_ff, Activation activation);
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& token_ids = {}) override;
   double forward_flops_per_token() const override { return 2.0 * 2 * d_model_ * d_ff_; }
   double backward_flops_per_token() const override { return 2 * forward_flops_per_token(); }

@@ -12,12 +12,6 @@
 
 namespace some::model {
 
-UnitChoice parse_unit_choice(const std::string& name) {
-  return parse_choice<UnitChoice>("model.init_units", name,
-                                  {{"first", UnitChoice::kFirst}, {"magnitude", UnitChoice::kMagnitude},
-                                   {"cluster", UnitChoice::kCluster}});
-}
-
 namespace {
 
 // The `count` units of largest ‖up_j‖·‖down_:,j‖ (ties to the lower index), ascending.

@@ -15,10 +15,11 @@
 
 #include <torch/torch.h>
 
+#include "src/model/options.h"
+
 namespace some::model {
 
-enum class UnitChoice { kFirst, kMagnitude, kCluster };
-UnitChoice parse_unit_choice(const std::string& name);  // model.init_units: first | magnitude | cluster
+// model.init_units: UnitChoice (src/model/options.h).
 
 // up (F, d), down (d, F) -> (groups, width) int64 unit indices, each row ascending. groups · width
 // <= F, or width == F (every group is the whole FFN: copies). Deterministic: the same weights and

@@ -13,15 +13,15 @@ at::Generator seeded_generator(uint64_t seed, int64_t layer, int64_t expert, Ini
       hash_u64(seed, static_cast<uint64_t>(layer), static_cast<uint64_t>(expert), static_cast<uint64_t>(stream)));
 }
 
-torch::Tensor init_expert_matrix(int64_t rows, int64_t cols, const std::string& method,
-                                 double sparsity, at::Generator& gen) {
+torch::Tensor init_expert_matrix(int64_t rows, int64_t cols, ExpertInit method, double sparsity,
+                                 at::Generator& gen) {
   const double fan_in = static_cast<double>(cols);
-  if (method == "default") {
+  if (method == ExpertInit::kDefault) {
     // nn.Linear's Kaiming-uniform(a = sqrt(5)): U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
     const double bound = 1.0 / std::sqrt(fan_in);
     return torch::rand({rows, cols}, gen, torch::kFloat32) * (2 * bound) - bound;
   }
-  if (method == "orthogonal") {
+  if (method == ExpertInit::kOrthogonal) {
     // QR of a Gaussian matrix, sign-corrected so the result is uniformly distributed.
     bool tall = rows >= cols;
     auto a = torch::randn({tall ? rows : cols, tall ? cols : rows}, gen, torch::kFloat32);
@@ -29,7 +29,7 @@ torch::Tensor init_expert_matrix(int64_t rows, int64_t cols, const std::string& 
     q = q * torch::sign(torch::diagonal(r)).unsqueeze(0);
     return tall ? q.contiguous() : q.t().contiguous();
   }
-  if (method == "sparse") {
+  {  // ExpertInit::kSparse
     // Exactly round(sparsity * numel) zeros; the kept weights are N(0, 1/fan_in) rescaled by
     // 1/sqrt(keep) so the matrix keeps the variance of a dense one.
     const int64_t numel = rows * cols;
@@ -40,7 +40,6 @@ torch::Tensor init_expert_matrix(int64_t rows, int64_t cols, const std::string& 
     w.index_fill_(0, drop, 0.0);
     return w.view({rows, cols});
   }
-  throw ConfigError("expert.init = '" + method + "' is not one of default, orthogonal, sparse");
 }
 
 torch::Tensor init_keys(int64_t E, int64_t d, uint64_t seed, int64_t layer) {

@@ -7,6 +7,8 @@
 
 #include <torch/torch.h>
 
+#include "src/model/options.h"
+
 namespace some::model {
 
 enum class InitStream : uint64_t { kExpertDown = 1, kExpertUp = 2, kKey = 3, kDense = 4 };
@@ -15,8 +17,8 @@ enum class InitStream : uint64_t { kExpertDown = 1, kExpertUp = 2, kKey = 3, kDe
 at::Generator seeded_generator(uint64_t seed, int64_t layer, int64_t expert, InitStream stream);
 
 // One weight matrix (rows, cols) = (fan_out, fan_in) by expert.init: default | orthogonal | sparse.
-torch::Tensor init_expert_matrix(int64_t rows, int64_t cols, const std::string& method,
-                                 double sparsity, at::Generator& gen);
+torch::Tensor init_expert_matrix(int64_t rows, int64_t cols, ExpertInit method, double sparsity,
+                                 at::Generator& gen);
 
 // E unit-length keys (E, d), key i from its own generator.
 torch::Tensor init_keys(int64_t E, int64_t d, uint64_t seed, int64_t layer);

@@ -14,10 +14,9 @@ namespace some::model {
 using torch::Tensor;
 namespace F = torch::nn::functional;
 
-PeerStats resolve_peer_stats(const std::string& name, int64_t E, int64_t d) {
-  if (name == "auto") return E > d ? PeerStats::kPeerSum : PeerStats::kCoactivation;
-  return parse_choice<PeerStats>("gravity.peer_stats", name,
-                                 {{"coactivation", PeerStats::kCoactivation}, {"peer_sum", PeerStats::kPeerSum}});
+PeerStats resolve_peer_stats(PeerStats option, int64_t E, int64_t d) {
+  if (option == PeerStats::kAuto) return E > d ? PeerStats::kPeerSum : PeerStats::kCoactivation;
+  return option;
 }
 
 GravityStats::GravityStats(int64_t E, int64_t d, torch::TensorOptions opts, PeerStats peer)
@@ -84,10 +83,6 @@ void GravityStats::add(const Routing& r, const Tensor& keys) {
   }
 }
 
-ScoreFunction parse_score_function(const std::string& name) {
-  return parse_choice<ScoreFunction>("router.score", name, {{"cosine", ScoreFunction::kCosine}, {"dot", ScoreFunction::kDot}});
-}
-
 Tensor routing_scores(const Tensor& q, const Tensor& keys, ScoreFunction score) {
   if (score == ScoreFunction::kDot) return torch::matmul(q, keys.t());
   auto qn = F::normalize(q, F::NormalizeFuncOptions().dim(-1).eps(1e-12));
@@ -135,7 +130,7 @@ Tensor knowledge_gravity(Tensor& keys, Tensor& usage, const Tensor& n, const Ten
 
   // Usage: fraction of this step's selections, scaled so a fair share is 1.
   auto share = n * static_cast<double>(E) / n.sum().clamp_min(1.0);       // E n_i / (k N)
-  if (g.usage == "ema") {
+  if (g.usage == UsageTracking::kEma) {
     usage.mul_(g.ema_decay).add_(share, 1.0 - g.ema_decay);
   } else {
     usage.add_(share);
@@ -183,19 +178,19 @@ Tensor knowledge_gravity(Tensor& keys, Tensor& usage, const Tensor& n, const Ten
 KeyStore::KeyStore(Tensor keys, Tensor usage, int64_t top_k, RouterOptions router,
                    GravityOptions gravity)
     : keys_(std::move(keys)), usage_(std::move(usage)), top_k_(top_k), router_(std::move(router)),
-      score_(parse_score_function(router_.score)), gravity_(std::move(gravity)),
+      score_(router_.score), gravity_(std::move(gravity)),
       peer_stats_(resolve_peer_stats(gravity_.peer_stats, keys_.size(0), keys_.size(1))),
-      init_pending_(router_.key_init == "data") {}
+      init_pending_(router_.key_init == KeyInit::kData) {}
 
 Routing KeyStore::route(const Tensor& q) const {
-  if (router_.search == "exact") return model::route(q, keys_, top_k_, score_, router_, log_scale_, selection_bias_);
+  if (router_.search == KeySearch::kExact) return model::route(q, keys_, top_k_, score_, router_, log_scale_, selection_bias_);
   sync_index();
   auto q_cpu = q.detach().to(torch::kCPU, torch::kFloat32);
   if (score_ == ScoreFunction::kCosine) q_cpu = F::normalize(q_cpu, F::NormalizeFuncOptions().dim(-1).eps(1e-12));
   auto chosen = index_->search(q_cpu.contiguous(), top_k_);                 // (N, k) CPU int64
   if ((chosen < 0).any().item<bool>()) {
     throw ConfigError(fmt::format("router.search = '{}' found fewer than top_k = {} keys for a token: raise "
-                                  "router.ivf_probe (or router.hnsw_ef_search)", router_.search, top_k_));
+                                  "router.ivf_probe (or router.hnsw_ef_search)", choice_name(router_.search), top_k_));
   }
   return model::route(q, keys_, top_k_, score_, router_, log_scale_, selection_bias_, chosen.to(keys_.device()));
 }
@@ -204,7 +199,7 @@ void KeyStore::sync_index() const {
   if (index_ && index_version_ == keys_._version()) return;
   if (!index_) {
     KeyIndexOptions o;
-    o.kind = parse_key_search(router_.search);
+    o.kind = router_.search;
     o.cosine = score_ == ScoreFunction::kCosine;
     o.ivf_lists = router_.ivf_lists;
     o.ivf_probe = router_.ivf_probe;

@@ -17,9 +17,8 @@
 namespace some::model {
 
 // gravity.peer_stats: what a step's statistics carry for the peer pull (docs/design.md §3).
-enum class PeerStats { kCoactivation, kPeerSum };
-// auto = peer sums when E > d (then E x d is smaller than E x E); a ConfigError naming the key otherwise.
-PeerStats resolve_peer_stats(const std::string& name, int64_t E, int64_t d);
+// kAuto resolves to the peer sums when E > d (then E x d is smaller than E x E), else the counts.
+PeerStats resolve_peer_stats(PeerStats option, int64_t E, int64_t d);
 
 // The statistics Knowledge Gravity consumes, summed over every token of an optimizer step
 // (docs/design.md §3): n (E,), S (E, d), and for the peer pull either the co-activation counts
@@ -56,10 +55,6 @@ class GravityStats {
 torch::Tensor knowledge_gravity(torch::Tensor& keys, torch::Tensor& usage, const torch::Tensor& n,
                                 const torch::Tensor& S, const torch::Tensor& P, int64_t top_k,
                                 const GravityOptions& g);
-
-// router.score, parsed once when the key store is built (not at every forward).
-enum class ScoreFunction { kCosine, kDot };
-ScoreFunction parse_score_function(const std::string& name);  // ConfigError naming the key otherwise
 
 // Scores (N, E) of queries q (N, d) against keys (E, d).
 torch::Tensor routing_scores(const torch::Tensor& q, const torch::Tensor& keys, ScoreFunction score);

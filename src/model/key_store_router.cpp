@@ -11,7 +11,7 @@ namespace nn = torch::nn;
 
 KeyStoreRouter::KeyStoreRouter(const ModelOptions& opts, int64_t layer, nn::Module& owner)
     : d_model_(opts.d_model), num_experts_(opts.num_experts),
-      query_hidden_(opts.router.query == "mlp" ? (opts.router.mlp_hidden > 0 ? opts.router.mlp_hidden : 2 * opts.d_model)
+      query_hidden_(opts.router.query == QueryNet::kMlp ? (opts.router.mlp_hidden > 0 ? opts.router.mlp_hidden : 2 * opts.d_model)
                                                : 0) {
   const auto d = opts.d_model, E = opts.num_experts;
   if (query_hidden_ > 0) {
@@ -24,22 +24,22 @@ KeyStoreRouter::KeyStoreRouter(const ModelOptions& opts, int64_t layer, nn::Modu
   auto keys = owner.register_buffer("keys", init_keys(E, d, opts.seed, layer));
   // EMA usage starts at the fair share (1) so inertia and restart thresholds mean the same from
   // step 1; cumulative usage counts from 0.
-  auto usage = owner.register_buffer("usage", opts.gravity.usage == "ema" ? torch::ones({E}) : torch::zeros({E}));
+  auto usage = owner.register_buffer("usage", opts.gravity.usage == UsageTracking::kEma ? torch::ones({E}) : torch::zeros({E}));
   key_store_ = std::make_unique<KeyStore>(keys, usage, opts.top_k, opts.router, opts.gravity);
   // Router options (docs/design.md §1): replicated like the query network and the keys.
-  if (opts.router.gate_scale == "learnable") {
+  if (opts.router.gate_scale == Scale::kLearnable) {
     key_store_->set_gate_log_scale(
         owner.register_parameter("gate_log_scale", torch::full({1}, std::log(1.0 / opts.router.temperature))));
   }
-  if (opts.router.balance == "bias") {
+  if (opts.router.balance == RouterBalance::kBias) {
     selection_bias_ = owner.register_buffer("selection_bias", torch::zeros({E}));
     key_store_->set_selection_bias(selection_bias_);
   }
-  if (opts.router.search == "ivf") {
+  if (opts.router.search == KeySearch::kIvf) {
     key_store_->set_index_state(
         owner.register_buffer("ivf_centres", torch::zeros({ivf_list_count(opts.router.ivf_lists, E), d})));
   }
-  key_init_from_data_ = opts.router.key_init == "data";
+  key_init_from_data_ = opts.router.key_init == KeyInit::kData;
   bias_rate_ = opts.router.bias_rate;
 }
 
@@ -54,14 +54,31 @@ void KeyStoreRouter::step_statistics(std::vector<torch::Tensor>& out) {
   out.push_back(key_store_->top1_sum());
 }
 
+uint64_t KeyStoreRouter::update_seed(const AfterStep& c) {
+  return hash_u64(c.seed, static_cast<uint64_t>(c.step), static_cast<uint64_t>(c.layer));
+}
+
 void KeyStoreRouter::after_step(const AfterStep& c) {
-  const auto seed = hash_u64(c.seed, static_cast<uint64_t>(c.step), static_cast<uint64_t>(c.layer));
+  const auto seed = update_seed(c);
   if (key_init_from_data_ && c.step == 1) {
     key_store_->init_keys_from_queries(seed, c.world);
   } else {
     key_store_->apply_gravity(seed, c.world);
   }
   if (selection_bias_.defined()) update_selection_bias(selection_bias_, *c.load, bias_rate_);
+}
+
+void KeyStoreRouter::adapt(const AfterStep& c) {
+  // Always Knowledge Gravity (never the k-means initialisation of router.key_init = data): the
+  // keys adapt to what was read, they are not re-initialised.
+  key_store_->apply_gravity(update_seed(c), c.world);
+}
+
+void KeyStoreRouter::load_keys(const torch::Tensor& keys, const torch::Tensor& usage) {
+  torch::NoGradGuard no_grad;
+  // In place: the key store and the layer's registered buffers are the same tensors.
+  key_store_->keys().copy_(keys);
+  key_store_->usage().copy_(usage);
 }
 
 double KeyStoreRouter::query_flops() const {

@@ -26,7 +26,11 @@ class KeyStoreRouter final : public Router {
   void step_statistics(std::vector<torch::Tensor>& out) override;  // n, S, C and the top-1 score sum
   void after_step(const AfterStep& context) override;             // Knowledge Gravity
   double mean_top1_score() const override { return key_store_->mean_top1_score(); }
-  KeyStore* key_store() override { return key_store_.get(); }
+  void observe(const Routing& r) override { key_store_->accumulate(r); }
+  void adapt(const AfterStep& context) override;                   // Knowledge Gravity, never the k-means init
+  void load_keys(const torch::Tensor& keys, const torch::Tensor& usage) override;
+  const KeyStore* key_store() const override { return key_store_.get(); }
+  KeyStore& store() { return *key_store_; }  // the SoME layer's own, mutable (its tests drive it)
   double forward_flops() const override;
   double backward_flops() const override;
 
@@ -34,6 +38,8 @@ class KeyStoreRouter final : public Router {
 
  private:
   double query_flops() const;
+  // The one seed of a key update (after_step, adapt): hash(train.seed, step, layer).
+  static uint64_t update_seed(const AfterStep& c);
 
   int64_t d_model_, num_experts_, query_hidden_;  // query_hidden_ 0: a linear query network
   torch::nn::Sequential query_{nullptr};

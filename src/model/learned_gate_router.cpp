@@ -2,20 +2,11 @@
 
 #include <ATen/autocast_mode.h>
 
-#include "common/choice.h"
-
 namespace some::model {
-
-namespace {
-LearnedGateRouter::Balance parse_balance(const std::string& balance) {
-  using B = LearnedGateRouter::Balance;
-  return parse_choice<B>("moe.balance", balance, {{"aux_loss", B::kAuxLoss}, {"bias", B::kBias}, {"none", B::kNone}});
-}
-}  // namespace
 
 LearnedGateRouter::LearnedGateRouter(const ModelOptions& opts, torch::nn::Module& owner)
     : d_model_(opts.d_model), num_experts_(opts.num_experts), top_k_(opts.top_k),
-      balance_(parse_balance(opts.moe.balance)), aux_weight_(opts.moe.aux_loss), bias_rate_(opts.moe.bias_rate) {
+      balance_(opts.moe.balance), aux_weight_(opts.moe.aux_loss), bias_rate_(opts.moe.bias_rate) {
   gate = owner.register_module("gate", torch::nn::Linear(torch::nn::LinearOptions(d_model_, num_experts_).bias(false)));
   bias = owner.register_buffer("bias", torch::zeros({num_experts_}));
 }
@@ -28,7 +19,7 @@ Routing LearnedGateRouter::route(const torch::Tensor& x, const torch::Tensor& /*
     auto r = torch::matmul(x.to(torch::kFloat32), gate->weight.t());         // (N, E)
     p = torch::softmax(r, -1);                                               // (N, E)
     // softmax is monotone: the top-k of p is the top-k of r.
-    indices = stable_top_k(balance_ == Balance::kBias ? r.detach() + bias : r.detach(), top_k_);  // (N, k)
+    indices = stable_top_k(balance_ == MoEBalance::kBias ? r.detach() + bias : r.detach(), top_k_);  // (N, k)
   }
   Routing out;
   auto chosen = p.gather(1, indices);                                        // (N, k)
@@ -36,7 +27,7 @@ Routing LearnedGateRouter::route(const torch::Tensor& x, const torch::Tensor& /*
   out.gates = (chosen / chosen.sum(-1, /*keepdim=*/true)).to(x.scalar_type());  // (N, k)
   out.scores = chosen.detach();
   aux_loss_ = torch::Tensor();
-  if (training && balance_ == Balance::kAuxLoss && aux_weight_ > 0) {
+  if (training && balance_ == MoEBalance::kAuxLoss && aux_weight_ > 0) {
     const auto E = static_cast<double>(num_experts_);
     auto slots = torch::zeros({num_experts_}, p.options())
                      .index_add_(0, indices.reshape({-1}), torch::ones({indices.numel()}, p.options()));
@@ -47,7 +38,7 @@ Routing LearnedGateRouter::route(const torch::Tensor& x, const torch::Tensor& /*
 }
 
 void LearnedGateRouter::after_step(const AfterStep& c) {
-  if (balance_ != Balance::kBias) return;
+  if (balance_ != MoEBalance::kBias) return;
   update_selection_bias(bias, *c.load, bias_rate_);
 }
 

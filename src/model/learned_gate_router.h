@@ -17,7 +17,6 @@ namespace some::model {
 
 class LearnedGateRouter final : public Router {
  public:
-  enum class Balance { kAuxLoss, kBias, kNone };  // moe.balance, parsed once
 
   // Registers `gate` (W_g, E x d, no bias) and the buffer `bias` (E,) on `owner`, the layer.
   LearnedGateRouter(const ModelOptions& opts, torch::nn::Module& owner);
@@ -34,7 +33,7 @@ class LearnedGateRouter final : public Router {
 
  private:
   int64_t d_model_, num_experts_, top_k_;
-  Balance balance_;
+  MoEBalance balance_;
   double aux_weight_, bias_rate_;
   torch::Tensor aux_loss_;  // weighted, of the latest training forward
 };

@@ -24,7 +24,7 @@ RoutedFFN::RoutedFFN(const ModelOptions& opts, int64_t layer, const parallel::Pa
 
 void RoutedFFN::set_router(std::unique_ptr<Router> router) {
   router_ = std::move(router);
-  if (opts_.expert.output_scale == "learnable") expert_scale_ = register_parameter("expert_scale", torch::ones({opts_.num_experts}));
+  if (opts_.expert.output_scale == Scale::kLearnable) expert_scale_ = register_parameter("expert_scale", torch::ones({opts_.num_experts}));
   if (opts_.shared_expert > 0) {
     shared_ = register_module("shared", std::make_shared<DenseFFN>(opts_.d_model, opts_.shared_expert,
                                                                    opts_.expert.activation));

@@ -26,7 +26,7 @@ class RoutedFFN : public FeedForward {
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& token_ids = {}) final;  // (N, d) -> (N, d)
 
   Router& router() { return *router_; }
-  KeyStore* key_store() { return router_->key_store(); }   // SoME layers; null for the baselines
+  const KeyStore* key_store() const { return router_->key_store(); }  // read-only; null for the baselines
   ExpertShard& experts() { return experts_; }
   const Routing& last_routing() const { return last_; }   // of the latest forward (analytics)
   torch::Tensor aux_loss() const { return router_->aux_loss(); }  // see Router::aux_loss

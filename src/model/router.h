@@ -59,8 +59,19 @@ class Router {
   virtual void after_step(const AfterStep& context) = 0;
   // Mean top-1 score of this step's tokens (after the statistics were summed); 0: no scores.
   virtual double mean_top1_score() const { return 0.0; }
-  // The key store of a SoME router; null for the others.
-  virtual KeyStore* key_store() { return nullptr; }
+  // Keys that adapt while reading (docs/design.md §3): the statistics of a routing that was not a
+  // training forward's (eval, generation; the rows the caller chose), then one gradient-free
+  // update from what was observed, seeded like after_step() with context.step = the update's
+  // index. No-ops for routers without keys.
+  virtual void observe(const Routing& r) { (void)r; }
+  virtual void adapt(const AfterStep& context) { (void)context; }
+  // Keys (E, d) and usage (E,) from a keys file, in place; shapes are the caller's to check.
+  virtual void load_keys(const torch::Tensor& keys, const torch::Tensor& usage) {
+    (void)keys;
+    (void)usage;
+  }
+  // The key store, read-only (analytics, reports, checks); null for routers without keys.
+  virtual const KeyStore* key_store() const { return nullptr; }
   // Multiply-adds per token of choosing the experts, forward and backward.
   virtual double forward_flops() const = 0;
   virtual double backward_flops() const = 0;

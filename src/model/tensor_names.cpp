@@ -42,6 +42,10 @@ std::string expert(int64_t layer, std::string_view ffn, int64_t expert, std::str
   return fmt::format("layers.{}.{}.experts.{}.{}", layer, ffn, expert, matrix);
 }
 
+std::string analytics(int64_t layer, std::string_view what) {
+  return std::string(kAnalyticsLayers) + "/" + std::to_string(layer) + "/" + std::string(what);
+}
+
 std::string optimizer_state(std::string_view state, const std::string& name) {
   return fmt::format("{}{}.{}", kOptim, state, name);
 }

@@ -10,6 +10,9 @@
 //   layers.L.some.keys | .usage               the key store
 //   optim.exp_avg.<name> | optim.exp_avg_sq.<name> | optim.step.<name>   AdamW state of <name>
 //   rng.cpu                                   the CPU generator
+// Inside the HDF5 analytics files (RUN/analytics/step_*.h5) and keys files (--save-keys), per
+// routed layer L (docs/design.md §9):
+//   layers/L/keys | usage | counts | coactivation | coactivation_pairs
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -34,6 +37,10 @@ std::string expert(int64_t layer, std::string_view ffn, int64_t expert, std::str
 // `optim.<state>.<name>`; state: exp_avg | exp_avg_sq | step.
 std::string optimizer_state(std::string_view state, const std::string& name);
 inline constexpr std::string_view kRngCpu = "rng.cpu";
+// `layers/L/<what>` of an analytics or keys file; what: keys | usage | counts | coactivation |
+// coactivation_pairs. analytics_layers = "layers": the group that holds them.
+std::string analytics(int64_t layer, std::string_view what);
+inline constexpr std::string_view kAnalyticsLayers = "layers";
 
 // A stacked expert tensor `layers.L.<ffn>.experts.<matrix>` split into its parts.
 struct StackedExperts {

@@ -13,24 +13,19 @@
 
 namespace some::model {
 
-BlockImpl::BlockImpl(const ModelOptions& opts, int64_t layer, const std::string& kind,
+BlockImpl::BlockImpl(const ModelOptions& opts, int64_t layer, FfnKind kind,
                      const parallel::ParallelState* parallel) {
   attn_norm_ = register_module("attn_norm", RMSNorm(opts.d_model));
   attn_ = register_module("attn", CausalSelfAttention(opts.d_model, opts.n_heads, opts.max_seq_len));
   ffn_norm_ = register_module("ffn_norm", RMSNorm(opts.d_model));
   std::shared_ptr<FeedForward> block;
-  if (kind == "some") {
-    block = std::make_shared<SoMELayer>(opts, layer, parallel);
-  } else if (kind == "moe") {
-    block = std::make_shared<MoELayer>(opts, layer, parallel);
-  } else if (kind == "hash") {
-    block = std::make_shared<HashLayer>(opts, layer, parallel);
-  } else if (kind == "dense") {
-    block = std::make_shared<DenseFFN>(opts.d_model, opts.d_ff, opts.expert.activation);
-  } else {
-    throw ConfigError("model.ffn = '" + kind + "' is not one of some, dense, moe, hash");
+  switch (kind) {
+    case FfnKind::kSome: block = std::make_shared<SoMELayer>(opts, layer, parallel); break;
+    case FfnKind::kMoe: block = std::make_shared<MoELayer>(opts, layer, parallel); break;
+    case FfnKind::kHash: block = std::make_shared<HashLayer>(opts, layer, parallel); break;
+    case FfnKind::kDense: block = std::make_shared<DenseFFN>(opts.d_model, opts.d_ff, opts.expert.activation); break;
   }
-  ffn = register_module(kind, block);
+  ffn = register_module(choice_name(kind), block);  // the module name is the option's name: layers.L.some.*
 }
 
 torch::Tensor BlockImpl::forward(const torch::Tensor& x, const torch::Tensor& token_ids) {
@@ -50,10 +45,10 @@ TransformerImpl::TransformerImpl(const ModelOptions& opts, const parallel::Paral
   layers_ = register_module("layers", torch::nn::ModuleList());
   for (int64_t l = 0; l < opts.n_layers; ++l) {
     // routed_layers = every_other keeps dense FFNs in the even layers, for every routed kind.
-    const bool routed = opts.ffn != "dense" && (opts.routed_layers == "all" || l % 2 == 1);
-    layers_->push_back(Block(opts, l, routed ? opts.ffn : "dense", parallel));
+    const bool routed = opts.ffn != FfnKind::kDense && (opts.routed_layers == RoutedLayers::kAll || l % 2 == 1);
+    layers_->push_back(Block(opts, l, routed ? opts.ffn : FfnKind::kDense, parallel));
     if (routed) routed_layer_indices_.push_back(l);
-    if (routed && opts.ffn == "some") some_layer_indices_.push_back(l);
+    if (routed && opts.ffn == FfnKind::kSome) some_layer_indices_.push_back(l);
   }
   final_norm_ = register_module("final_norm", RMSNorm(opts.d_model));
 

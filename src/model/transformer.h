@@ -44,7 +44,7 @@ struct StepRouting {
 class BlockImpl : public torch::nn::Module {
  public:
   // `ffn`: some | dense | moe | hash (docs/design.md §10); also the FFN's module name.
-  BlockImpl(const ModelOptions& opts, int64_t layer, const std::string& ffn, const parallel::ParallelState* parallel);
+  BlockImpl(const ModelOptions& opts, int64_t layer, FfnKind ffn, const parallel::ParallelState* parallel);
   // x (B, T, d), token_ids (B*T,) -> (B, T, d)
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& token_ids);
   std::shared_ptr<FeedForward> ffn;

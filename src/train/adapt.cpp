@@ -10,9 +10,9 @@
 #include "common/check.h"
 #include "common/errors.h"
 #include "common/h5.h"
-#include "common/random.h"
 #include "src/model/key_store.h"
 #include "src/model/routed_ffn.h"
+#include "src/model/tensor_names.h"
 
 namespace some::train {
 
@@ -31,12 +31,12 @@ std::vector<std::pair<int64_t, model::RoutedFFN*>> some_layers(model::Transforme
   }
   SOME_REQUIRE(!out.empty(), ConfigError,
                "{} needs SoME layers (keys to adapt), but model.ffn = '{}' has no key store", what,
-               model->options().ffn);
+               choice_name(model->options().ffn));
   return out;
 }
 
-std::string keys_name(int64_t layer) { return "layers/" + std::to_string(layer) + "/keys"; }
-std::string usage_name(int64_t layer) { return "layers/" + std::to_string(layer) + "/usage"; }
+std::string keys_name(int64_t layer) { return model::names::analytics(layer, "keys"); }
+std::string usage_name(int64_t layer) { return model::names::analytics(layer, "usage"); }
 
 // Rows [N - rows, N) of a routing (N, ...); rows < 0: all of it.
 model::Routing last_rows(const model::Routing& r, int64_t rows) {
@@ -70,7 +70,7 @@ void OnlineAdapter::read(int64_t rows) {
     // The routing the forward just used, with the keys it was scored with: the same statistics a
     // training forward accumulates (KeyStore::accumulate), for the chosen tokens only.
     auto r = last_rows(layer->last_routing(), rows);
-    layer->key_store()->accumulate(r);
+    layer->router().observe(r);
     if (layer == layers_.front()) tokens_read_ += r.indices.size(0);
   }
   if (++pending_ >= opts_.every) update();
@@ -83,11 +83,12 @@ void OnlineAdapter::flush() {
 void OnlineAdapter::update() {
   ++updates_;
   for (size_t l = 0; l < layers_.size(); ++l) {
-    // Seeded like the trainer's after-step update, with the update index as the step. Always
-    // apply_gravity (never the k-means initialisation of router.key_init = data): the keys adapt,
-    // they are not re-initialised.
-    const auto seed = hash_u64(opts_.seed, static_cast<uint64_t>(updates_), static_cast<uint64_t>(layer_index_[l]));
-    layers_[l]->key_store()->apply_gravity(seed, /*world=*/nullptr);
+    // Seeded like the trainer's after-step update, with the update index as the step.
+    model::AfterStep context;
+    context.layer = layer_index_[l];
+    context.step = updates_;
+    context.seed = opts_.seed;
+    layers_[l]->router().adapt(context);
   }
   pending_ = 0;
 }
@@ -119,20 +120,21 @@ void load_keys(const std::string& path, model::Transformer& model) {
   h5::quiet();
   auto file = h5::open_file(path);
   // Every layer in the file with keys must be a SoME layer of this model.
-  if (h5::has_link(file, "layers")) {
+  const std::string group_name(model::names::kAnalyticsLayers);
+  if (h5::has_link(file, group_name)) {
     std::vector<std::string> names;
     auto collect = [](hid_t, const char* name, const H5L_info_t*, void* data) -> herr_t {
       static_cast<std::vector<std::string>*>(data)->push_back(name);
       return 0;
     };
-    h5::Id group(SOME_HDF5_ID(H5Gopen2(file, "layers", H5P_DEFAULT)), H5Gclose);
+    h5::Id group(SOME_HDF5_ID(H5Gopen2(file, group_name.c_str(), H5P_DEFAULT)), H5Gclose);
     SOME_CHECK_HDF5(H5Literate(group, H5_INDEX_NAME, H5_ITER_INC, nullptr, collect, &names));
     for (const auto& name : names) {
       const bool known = std::any_of(layers.begin(), layers.end(),
                                      [&](const auto& l) { return std::to_string(l.first) == name; });
-      SOME_REQUIRE(known || !h5::has_link(file, "layers/" + name + "/keys"), DataError,
-                   "keys file '{}' has '{}', but layer {} of this model is not a SoME layer", path,
-                   "layers/" + name + "/keys", name);
+      const auto keys = group_name + "/" + name + "/keys";
+      SOME_REQUIRE(known || !h5::has_link(file, keys), DataError,
+                   "keys file '{}' has '{}', but layer {} of this model is not a SoME layer", path, keys, name);
     }
   }
   // Read and check everything before changing anything: a bad file leaves the model as it was.
@@ -149,13 +151,7 @@ void load_keys(const std::string& path, model::Transformer& model) {
                  fmt::join(usage.sizes(), ", "), fmt::join(store->usage().sizes(), ", "));
     read.emplace_back(keys, usage);
   }
-  torch::NoGradGuard no_grad;
-  for (size_t l = 0; l < layers.size(); ++l) {
-    // In place: the key store and the layer's registered buffers are the same tensors.
-    auto* store = layers[l].second->key_store();
-    store->keys().copy_(read[l].first);
-    store->usage().copy_(read[l].second);
-  }
+  for (size_t l = 0; l < layers.size(); ++l) layers[l].second->router().load_keys(read[l].first, read[l].second);
 }
 
 }  // namespace some::train

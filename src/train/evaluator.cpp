@@ -7,6 +7,7 @@
 #include "common/logging.h"
 #include "src/model/key_store.h"
 #include "src/model/routed_ffn.h"
+#include "src/model/tensor_names.h"
 
 namespace some::train {
 
@@ -137,16 +138,16 @@ void Evaluator::write_analytics(const std::string& path, model::Transformer& mod
   checkpoints::TensorMap tensors;
   auto layers = model->routed_layers();
   for (size_t l = 0; l < layers.size(); ++l) {
-    const auto prefix = "layers/" + std::to_string(result.routing[l].layer) + "/";
-    if (auto* store = layers[l]->key_store()) {  // SoME layers; the baselines have no keys
-      tensors[prefix + "keys"] = store->keys();
-      tensors[prefix + "usage"] = store->usage();
+    const auto name = [&](std::string_view what) { return model::names::analytics(result.routing[l].layer, what); };
+    if (const auto* store = layers[l]->key_store()) {  // SoME layers; the baselines have no keys
+      tensors[name("keys")] = store->keys();
+      tensors[name("usage")] = store->usage();
     }
-    tensors[prefix + "counts"] = result.layers[l].counts;
+    tensors[name("counts")] = result.layers[l].counts;
     if (result.layers[l].coactivation.defined()) {
-      tensors[prefix + "coactivation"] = result.layers[l].coactivation;
+      tensors[name("coactivation")] = result.layers[l].coactivation;
     } else {
-      tensors[prefix + "coactivation_pairs"] = result.layers[l].coactivation_pairs;
+      tensors[name("coactivation_pairs")] = result.layers[l].coactivation_pairs;
     }
   }
   checkpoints::write_tensors(path, tensors);

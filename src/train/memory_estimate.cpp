@@ -46,13 +46,13 @@ MemoryEstimate estimate_memory(const model::ModelOptions& m, const TrainOptions&
   double trainable = V * d + d;      // tied embedding, final norm
   double buffers = 0;                // replicated, not trained
   double expert_values = 0;          // this rank's experts
-  bool experts_train = m.ffn == "moe" || m.ffn == "hash";
+  bool experts_train = m.ffn == model::FfnKind::kMoe || m.ffn == model::FfnKind::kHash;
   double act_per_token = 4 * d;      // the embedding, final norm and the hidden state's gradient
   for (int64_t l = 0; l < m.n_layers; ++l) {
     trainable += 4 * d * d + 2 * d;                                   // qkv, proj; two norms
     buffers += static_cast<double>(m.max_seq_len) * d / static_cast<double>(m.n_heads);  // rotary cos, sin
     act_per_token += kAttentionFloatsPerWidth * d;
-    const bool routed = m.ffn != "dense" && (m.routed_layers == "all" || l % 2 == 1);
+    const bool routed = m.ffn != model::FfnKind::kDense && (m.routed_layers == model::RoutedLayers::kAll || l % 2 == 1);
     if (!routed) {
       const double ff = m.d_ff;
       trainable += 2 * d * ff;
@@ -63,24 +63,24 @@ MemoryEstimate estimate_memory(const model::ModelOptions& m, const TrainOptions&
     // Dispatched inputs and outputs (k d each), the expert hidden layer before and after the
     // activation (k h each), the routing scores over all experts and the combined output.
     act_per_token += 2 * k * d + 2 * k * h + E + 2 * d;
-    if (m.ffn == "some") {
+    if (m.ffn == model::FfnKind::kSome) {
       const double q = m.router.mlp_hidden > 0 ? m.router.mlp_hidden : 2 * d;
-      trainable += m.router.query == "mlp" ? 2 * d * q + q + d : d * d + d;
-      act_per_token += m.router.query == "mlp" ? 2 * q + 2 * d : 2 * d;  // query (and hidden), normalised
+      trainable += m.router.query == model::QueryNet::kMlp ? 2 * d * q + q + d : d * d + d;
+      act_per_token += m.router.query == model::QueryNet::kMlp ? 2 * q + 2 * d : 2 * d;  // query (and hidden), normalised
       buffers += E * d + E;               // keys, usage
       // Knowledge Gravity's statistics: n, S, and C (E x E) or the peer sums P (E x d).
       const bool peer_sum = model::resolve_peer_stats(m.gravity.peer_stats, m.num_experts, m.d_model) ==
                             model::PeerStats::kPeerSum;
       buffers += E + E * d + (peer_sum ? E * d : E * E);
-      if (m.router.gate_scale == "learnable") trainable += 1;          // the gate's log-scale
-      if (m.router.balance == "bias") buffers += E;     // the selection bias
-    } else if (m.ffn == "moe") {
+      if (m.router.gate_scale == model::Scale::kLearnable) trainable += 1;          // the gate's log-scale
+      if (m.router.balance == model::RouterBalance::kBias) buffers += E;     // the selection bias
+    } else if (m.ffn == model::FfnKind::kMoe) {
       trainable += d * E;                 // gate
       buffers += E;                       // selection bias
     } else {
       buffers += 2 * V * k;               // hash table: (V, k) int64
     }
-    if (m.expert.output_scale == "learnable") trainable += E;       // one scale per expert
+    if (m.expert.output_scale == model::Scale::kLearnable) trainable += E;       // one scale per expert
     if (m.shared_expert > 0) {                       // a dense FFN beside the routed experts
       trainable += 2 * d * static_cast<double>(m.shared_expert);
       act_per_token += 2 * d + 3 * static_cast<double>(m.shared_expert);
@@ -93,7 +93,7 @@ MemoryEstimate estimate_memory(const model::ModelOptions& m, const TrainOptions&
   // A gradient and two AdamW moments for each trained value: the dense weights, and the
   // experts of the MoE / hash baselines (the SoME library is frozen).
   out.optimizer = kFloat * 3 * (trainable + (experts_train ? expert_values : 0));
-  const double loss_blocks = kLossBlocks * (t.device == "cuda" ? kLossBlockGpu : kLossBlockCpu);
+  const double loss_blocks = kLossBlocks * (t.device == DeviceKind::kCuda ? kLossBlockGpu : kLossBlockCpu);
   out.activations = kFloat * tokens * static_cast<double>(act_per_token) + loss_blocks + kFloat * V * d;
   return out;
 }

@@ -3,6 +3,31 @@
 #include <cstdint>
 #include <string>
 
+#include "common/choice.h"
+
+namespace some::train {
+
+enum class DeviceKind { kCpu, kCuda };        // train.device
+enum class Dtype { kFloat32, kBfloat16 };     // train.dtype (bfloat16: autocast)
+enum class ExpertsInCheckpoints { kEvery, kOnce };  // train.checkpoint_experts
+
+}  // namespace some::train
+
+namespace some {
+template <> struct Choices<train::DeviceKind> {
+  static constexpr Choice<train::DeviceKind> values[] = {{"cpu", train::DeviceKind::kCpu},
+                                                         {"cuda", train::DeviceKind::kCuda}};
+};
+template <> struct Choices<train::Dtype> {
+  static constexpr Choice<train::Dtype> values[] = {{"float32", train::Dtype::kFloat32},
+                                                    {"bfloat16", train::Dtype::kBfloat16}};
+};
+template <> struct Choices<train::ExpertsInCheckpoints> {
+  static constexpr Choice<train::ExpertsInCheckpoints> values[] = {{"every", train::ExpertsInCheckpoints::kEvery},
+                                                                   {"once", train::ExpertsInCheckpoints::kOnce}};
+};
+}  // namespace some
+
 namespace some::train {
 
 struct OptimOptions {
@@ -26,8 +51,9 @@ struct TrainOptions {
   int64_t eval_every = 200;       // 0 = only at the end
   int64_t eval_batches = 20;      // micro-batches of validation windows; 0 = the whole split
   uint64_t seed = 1234;
-  std::string device = "cpu";     // cpu | cuda
-  std::string dtype = "float32";  // float32 | bfloat16 (autocast)
+  DeviceKind device = DeviceKind::kCpu;
+  int64_t cuda_index = 0;         // device = cuda: this rank's GPU (set by the launcher, not a config key)
+  Dtype dtype = Dtype::kFloat32;
   int64_t threads = 0;            // intra-op threads; 0 = all cores / local ranks
   std::string sample_prompt = "And God said";
   int64_t sample_tokens = 200;
@@ -39,7 +65,7 @@ struct TrainOptions {
   // every: each checkpoint holds the frozen experts; once: they are written to an expert
   // library (RUN/checkpoints/experts_<step>) at the first save and referenced (a run resumed
   // in its own directory keeps using its library).
-  std::string checkpoint_experts = "every";
+  ExpertsInCheckpoints checkpoint_experts = ExpertsInCheckpoints::kEvery;
   // Benchmarks: wait for the device at every phase boundary, so that StepTimes are the device's
   // times on CUDA (which queues work and returns at once) rather than the host's enqueue times.
   bool synchronize_phases = false;

@@ -12,6 +12,7 @@
 
 #include "common/check.h"
 #include "common/errors.h"
+#include "common/fault_injection.h"
 #include "common/logging.h"
 #include "common/progress.h"
 #include "common/stop_signal.h"
@@ -26,17 +27,22 @@ using Clock = std::chrono::steady_clock;
 namespace {
 // The run's forecast line comes after this many steps (the first ones include warm-up).
 constexpr int64_t kForecastAfterSteps = 10;
-// Test hooks, RANK:STEP: SOME_INJECT_FAULT makes that rank throw before that step (one failing
-// rank must end the whole job), SOME_INJECT_TORCH_ERROR makes a TORCH_CHECK fail there instead
-// (how an error from inside LibTorch reaches the user); SOME_INJECT_SIGNAL delivers a stop
-// signal to that rank during that step (a preemption at an exact step).
-std::optional<std::pair<int, int64_t>> injected(const char* variable) {
-  const char* spec = std::getenv(variable);
-  int rank = 0;
-  long long step = 0;
-  if (!spec || std::sscanf(spec, "%d:%lld", &rank, &step) != 2) return std::nullopt;
-  return std::make_pair(rank, static_cast<int64_t>(step));
-}
+
+// Training throughput between log lines; evals and checkpoints restart it (they are not training).
+struct ThroughputWindow {
+  Clock::time_point start = Clock::now();
+  int64_t steps = 0;
+  void restart() {
+    start = Clock::now();
+    steps = 0;
+  }
+  double rate(int64_t tokens_per_step) {  // tokens/s since the last restart, then restarts
+    const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    const double out = static_cast<double>(steps * tokens_per_step) / std::max(seconds, 1e-9);
+    restart();
+    return out;
+  }
+};
 }  // namespace
 
 AutocastGuard::AutocastGuard(torch::Device device, bool enabled) : type_(device.type()) {
@@ -56,8 +62,10 @@ Trainer::Trainer(model::Transformer model, OptimOptions optim, TrainOptions trai
                  const data::DatasetMeta& data, std::string run_dir,
                  parallel::ParallelState& parallel, ParallelOptions parallel_opts)
     : model_(std::move(model)), optim_(optim), train_(std::move(train)), run_dir_(std::move(run_dir)),
-      parallel_(parallel), parallel_opts_(parallel_opts), device_(train_.device),
-      autocast_bf16_(train_.dtype == "bfloat16"),
+      parallel_(parallel), parallel_opts_(parallel_opts),
+      device_(train_.device == DeviceKind::kCuda ? torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(train_.cuda_index))
+                                                 : torch::Device(torch::kCPU)),
+      autocast_bf16_(train_.dtype == Dtype::kBfloat16),
       train_split_(data, "train"), sampler_(train_split_, train_.seq_len, train_.seed) {
   const auto W = parallel_.world_size();
   SOME_REQUIRE(train_.global_batch % W == 0 && (train_.global_batch / W) % train_.micro_batch == 0, ConfigError,
@@ -123,16 +131,21 @@ torch::Tensor Trainer::micro_batch(int64_t step, int64_t index) const {
   return host.to(device_, torch::kInt64, /*non_blocking=*/true);                  // (B, T+1)
 }
 
-double Trainer::train_step(int64_t step) {
+double Trainer::lr_at(int64_t step) const {
+  return learning_rate(step, optim_.warmup_steps, train_.max_steps, optim_.lr, optim_.min_lr_ratio);
+}
+
+StepResult Trainer::train_step(int64_t step) {
   // ---------------------------- TRAINING STEP BEGIN ----------------------------
-  const double lr = learning_rate(step, optim_.warmup_steps, train_.max_steps, optim_.lr, optim_.min_lr_ratio);
+  StepResult result;
+  result.lr = lr_at(step);
   for (auto& group : optimizer_->param_groups()) {
-    static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
+    static_cast<torch::optim::AdamWOptions&>(group.options()).lr(result.lr);
   }
   model_->train();
   model_->set_collect_stats(true);  // every training token feeds Knowledge Gravity once
   optimizer_->zero_grad();
-  times_ = {};
+  auto& times = result.times;
   // A phase boundary: the host clock, after the device has caught up when timing is synchronised.
   auto now = [&] {
     if (train_.synchronize_phases) synchronize(device_);
@@ -157,8 +170,8 @@ double Trainer::train_step(int64_t step) {
       if (expert_grad_allreduce_) expert_grad_allreduce_->expect_final_backward();
     }
     (objective / static_cast<double>(n_micro)).backward();
-    times_.forward += std::chrono::duration<double>(t1 - t0).count();
-    times_.backward += std::chrono::duration<double>(now() - t1).count();
+    times.forward += std::chrono::duration<double>(t1 - t0).count();
+    times.backward += std::chrono::duration<double>(now() - t1).count();
     losses.push_back(loss.detach());
   }
   model_->set_collect_stats(false);
@@ -177,12 +190,12 @@ double Trainer::train_step(int64_t step) {
   auto t_reduce = now();
   grad_allreduce_->finish();                                                       // data parallel
   finish_expert_gradients();
-  times_.grad_allreduce = std::chrono::duration<double>(now() - t_reduce).count();
+  times.grad_allreduce = std::chrono::duration<double>(now() - t_reduce).count();
 
   auto t2 = now();
-  last_grad_norm_ = clip_gradients();
-  SOME_REQUIRE(std::isfinite(last_grad_norm_), NumericError,
-               "gradient norm is {} at step {}; stopping the run", last_grad_norm_, step);
+  result.grad_norm = clip_gradients();
+  SOME_REQUIRE(std::isfinite(result.grad_norm), NumericError,
+               "gradient norm is {} at step {}; stopping the run", result.grad_norm, step);
   optimizer_->step();
   auto t3 = now();
 
@@ -190,16 +203,13 @@ double Trainer::train_step(int64_t step) {
   // allreduce), then each router updates itself — Knowledge Gravity, the MoE selection bias.
   const bool log_line = step % train_.log_every == 0 || step == train_.max_steps;
   auto routing = model_->after_step(step, train_.seed, parallel_.world(), /*report=*/log_line);
-  if (log_line) {
-    pending_routing_ = train_routing_json(routing);
-    last_dropped_slots_ = routing.dropped_slots;
-    last_ffn_out_ratio_ = routing.ffn_out_ratio;
-  }
-  times_.optimizer = std::chrono::duration<double>(t3 - t2).count();
-  times_.key_update = std::chrono::duration<double>(now() - t3).count();
+  if (log_line) result.routing = std::move(routing);
+  times.optimizer = std::chrono::duration<double>(t3 - t2).count();
+  times.key_update = std::chrono::duration<double>(now() - t3).count();
   if (parallel_opts_.key_check_every > 0 && step % parallel_opts_.key_check_every == 0) check_key_stores(step);
   // ----------------------------- TRAINING STEP END -----------------------------
-  return loss_sum / static_cast<double>(n_micro);
+  result.loss = loss_sum / static_cast<double>(n_micro);
+  return result;
 }
 
 void Trainer::finish_expert_gradients() {
@@ -245,97 +255,111 @@ double Trainer::clip_gradients() {
   return norm;
 }
 
+void Trainer::log_forecast(int64_t step, double elapsed, const Progress& progress) const {
+  const double left = progress.eta_s(static_cast<double>(step - start_step_));
+  const double budget = train_.max_minutes * 60.0;
+  const bool cut = train_.max_minutes > 0 && elapsed + left > budget;
+  log::get("train")->info(
+      "forecast: steps {}..{} take about {} more at this speed (evals and checkpoints extra){}", step + 1,
+      train_.max_steps, format_duration(left),
+      cut ? fmt::format("; train.max_minutes = {} stops the run near step {} of {}, with a final eval and "
+                        "checkpoint (raise it, or lower train.max_steps, to finish)",
+                        train_.max_minutes,
+                        start_step_ + static_cast<int64_t>((step - start_step_) * budget / std::max(elapsed, 1e-9)),
+                        train_.max_steps)
+          : "");
+}
+
+Trainer::Control Trainer::agree_on_control(double elapsed, Clock::time_point last_checkpoint) {
+  // Rank 0's clock decides the time-based decisions, any rank's stop signal counts. One small
+  // allreduce per step.
+  auto control = torch::zeros({3}, torch::kInt64);  // (signal, checkpoint due by time, out of time)
+  control[0] = stop_signal_received() != 0 ? 1 : 0;
+  if (parallel_.rank() == 0) {
+    const double since_checkpoint = std::chrono::duration<double>(Clock::now() - last_checkpoint).count();
+    control[1] = train_.checkpoint_minutes > 0 && since_checkpoint >= train_.checkpoint_minutes * 60.0 ? 1 : 0;
+    control[2] = train_.max_minutes > 0 && elapsed >= train_.max_minutes * 60.0 ? 1 : 0;
+  }
+  parallel_.world().allreduce_sum(control);
+  return {control[0].item<int64_t>() > 0, control[1].item<int64_t>() > 0, control[2].item<int64_t>() > 0};
+}
+
 TrainSummary Trainer::run() {
   auto log = log::get("train");
-  const auto tokens_per_step = train_.global_batch * train_.seq_len;
   log->info("training steps {}..{} of {} sequences x {} tokens ({} tokens/step), {} val windows", start_step_ + 1,
-            train_.max_steps, train_.global_batch, train_.seq_len, tokens_per_step, evaluator_->num_windows());
+            train_.max_steps, train_.global_batch, train_.seq_len, tokens_per_step(), evaluator_->num_windows());
   TrainSummary summary;
   summary.steps = start_step_;
   summary.unigram_ppl = evaluator_->unigram_ppl();
   const bool checkpoints = !run_dir_.empty();
   const auto start = Clock::now();
   run_start_ = start;
-  auto window_start = start, last_checkpoint = start;
-  int64_t window_steps = 0;
-  double loss = 0, lr = 0, tok_s = 0;
+  auto last_checkpoint = start;
+  ThroughputWindow window;  // tokens/s of the log lines: training steps only
+  StepResult last_step;     // the latest step's result (its loss and LR go into eval and done lines)
+  double tok_s = 0;
   Progress progress(static_cast<double>(train_.max_steps - start_step_));
-  const auto fault = injected("SOME_INJECT_FAULT"), torch_error = injected("SOME_INJECT_TORCH_ERROR");
-  const auto signal_at = injected("SOME_INJECT_SIGNAL");
+  // Test hooks (common/fault_injection.h).
+  const auto throw_at = fault::rank_and_step("SOME_INJECT_FAULT");
+  const auto torch_error = fault::rank_and_step("SOME_INJECT_TORCH_ERROR");
+  const auto signal_at = fault::rank_and_step("SOME_INJECT_SIGNAL");
   for (int64_t step = start_step_ + 1; step <= train_.max_steps; ++step) {
-    if (fault && fault->first == parallel_.rank() && fault->second == step) {
-      throw Error(fmt::format("injected fault on rank {} at step {} (SOME_INJECT_FAULT)", fault->first, step));
+    if (throw_at && throw_at->first == parallel_.rank() && throw_at->second == step) {
+      throw Error(fmt::format("injected fault on rank {} at step {} (SOME_INJECT_FAULT)", throw_at->first, step));
     }
     const bool torch_error_now = torch_error && torch_error->first == parallel_.rank() && torch_error->second == step;
     TORCH_CHECK(!torch_error_now, "injected LibTorch error on rank ", parallel_.rank(), " at step ", step,
                 " (SOME_INJECT_TORCH_ERROR)");
-    loss = train_step(step);
+
+    // 1. The step.
+    last_step = train_step(step);
     if (signal_at && signal_at->first == parallel_.rank() && signal_at->second == step) request_stop(SIGUSR1);
-    lr = learning_rate(step, optim_.warmup_steps, train_.max_steps, optim_.lr, optim_.min_lr_ratio);
     summary.steps = step;
-    ++window_steps;
+    ++window.steps;
     const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
-    if (step == start_step_ + kForecastAfterSteps && step < train_.max_steps) {
-      // Said early, so that a slow machine learns at once what this run will do.
-      const double left = progress.eta_s(static_cast<double>(step - start_step_));
-      const double budget = train_.max_minutes * 60.0;
-      const bool cut = train_.max_minutes > 0 && elapsed + left > budget;
-      log->info("forecast: steps {}..{} take about {} more at this speed (evals and checkpoints extra){}", step + 1,
-                train_.max_steps, format_duration(left),
-                cut ? fmt::format("; train.max_minutes = {} stops the run near step {} of {}, with a final eval and "
-                                  "checkpoint (raise it, or lower train.max_steps, to finish)",
-                                  train_.max_minutes,
-                                  start_step_ + static_cast<int64_t>((step - start_step_) * budget / std::max(elapsed, 1e-9)),
-                                  train_.max_steps)
-                    : "");
-    }
-    // Decisions every rank must take at the same step: rank 0's clock decides the time-based
-    // ones, any rank's stop signal counts. One small allreduce per step.
-    auto control = torch::zeros({3}, torch::kInt64);  // (signal, checkpoint due by time, out of time)
-    control[0] = stop_signal_received() != 0 ? 1 : 0;
-    if (parallel_.rank() == 0) {
-      const double since_checkpoint = std::chrono::duration<double>(Clock::now() - last_checkpoint).count();
-      control[1] = train_.checkpoint_minutes > 0 && since_checkpoint >= train_.checkpoint_minutes * 60.0 ? 1 : 0;
-      control[2] = train_.max_minutes > 0 && elapsed >= train_.max_minutes * 60.0 ? 1 : 0;
-    }
-    parallel_.world().allreduce_sum(control);
-    const bool stop_signal = control[0].item<int64_t>() > 0, out_of_time = control[2].item<int64_t>() > 0;
-    const bool last = step == train_.max_steps || out_of_time || stop_signal;
+
+    // 2. Forecast, early: a slow machine learns at once what this run will do.
+    if (step == start_step_ + kForecastAfterSteps && step < train_.max_steps) log_forecast(step, elapsed, progress);
+
+    // 3. Agree on stopping: every rank takes the same decision at the same step.
+    const auto control = agree_on_control(elapsed, last_checkpoint);
+    const bool last = step == train_.max_steps || control.out_of_time || control.stop_signal;
+
+    // 4. Log.
     if (step % train_.log_every == 0 || last) {
-      const double window = std::chrono::duration<double>(Clock::now() - window_start).count();
-      tok_s = static_cast<double>(window_steps * tokens_per_step) / std::max(window, 1e-9);
-      window_start = Clock::now();
-      window_steps = 0;
+      tok_s = window.rate(tokens_per_step());
       double eta = progress.eta_s(static_cast<double>(step - start_step_));
       if (train_.max_minutes > 0) eta = std::min(eta, train_.max_minutes * 60.0 - elapsed);
       log->info("step {:>5}/{} | loss {:.4f} | lr {:.2e} | gnorm {:.3f} | {} tok/s | {} elapsed | ETA {}",
-                step, train_.max_steps, loss, lr, last_grad_norm_, format_count(tok_s),
+                step, train_.max_steps, last_step.loss, last_step.lr, last_step.grad_norm, format_count(tok_s),
                 format_duration(elapsed_before_ + elapsed), format_duration(std::max(eta, 0.0)));
-      log_step(step, loss, lr, tok_s, elapsed_before_ + elapsed, pending_routing_);
-      pending_routing_ = nlohmann::json();
+      log_step(step, last_step, tok_s, elapsed_before_ + elapsed);
     }
-    // A preempted run has seconds left: checkpoint first, evaluate never.
-    if (((train_.eval_every > 0 && step % train_.eval_every == 0) || last) && !stop_signal) {
-      auto result = evaluate_and_log(step, loss, lr, tok_s, elapsed_before_ + elapsed);
+
+    // 5. Evaluate (a preempted run has seconds left: checkpoint first, evaluate never).
+    if (((train_.eval_every > 0 && step % train_.eval_every == 0) || last) && !control.stop_signal) {
+      auto result = evaluate_and_log(step, last_step.loss, last_step.lr, tok_s, elapsed_before_ + elapsed);
       summary.val_loss = result.loss;
       summary.val_ppl = result.ppl;
-      window_start = Clock::now();  // evaluation time is not training throughput
-      window_steps = 0;
+      window.restart();  // evaluation time is not training throughput
     }
-    const bool due = (train_.checkpoint_every > 0 && step % train_.checkpoint_every == 0) || control[1].item<int64_t>() > 0;
+
+    // 6. Checkpoint.
+    const bool due = (train_.checkpoint_every > 0 && step % train_.checkpoint_every == 0) || control.checkpoint_due;
     if (checkpoints && (due || last)) {
-      summary.checkpoint = save_checkpoint(step, stop_signal ? "signal" : last ? "final" : due ? "interval" : "");
+      summary.checkpoint = save_checkpoint(step, control.stop_signal ? "signal" : last ? "final" : due ? "interval" : "");
       last_checkpoint = Clock::now();
-      window_start = last_checkpoint;
-      window_steps = 0;
+      window.restart();
     }
-    if (stop_signal) {
+
+    // 7. Stop.
+    if (control.stop_signal) {
       log->warn("stop signal received: stopped after step {}{}", step,
                 checkpoints ? fmt::format(", checkpoint {}; continue with --resume auto", summary.checkpoint) : "");
       summary.preempted = true;
       break;
     }
-    if (out_of_time) {
+    if (control.out_of_time) {
       log->warn("train.max_minutes = {} reached at step {}: stopping", train_.max_minutes, step);
       summary.stopped_by_time = true;
       break;
@@ -356,16 +380,16 @@ TrainSummary Trainer::run() {
     if (own) summary.checkpoint = resumed_from_;
   }
   summary.elapsed_s = std::chrono::duration<double>(Clock::now() - start).count();
-  summary.tokens = summary.steps * tokens_per_step;
-  summary.train_loss = loss;
-  summary.tokens_per_s = static_cast<double>((summary.steps - start_step_) * tokens_per_step) /
+  summary.tokens = summary.steps * tokens_per_step();
+  summary.train_loss = last_step.loss;
+  summary.tokens_per_s = static_cast<double>((summary.steps - start_step_) * tokens_per_step()) /
                          std::max(summary.elapsed_s, 1e-9);
   if (summary.preempted) {
     log_metrics({{"event", "preempted"}, {"step", summary.steps}, {"tokens", summary.tokens},
                     {"signal", stop_signal_received()}, {"checkpoint", summary.checkpoint}});
   } else {
     log_metrics({{"event", "done"}, {"step", summary.steps}, {"tokens", summary.tokens},
-                    {"loss", summary.train_loss}, {"lr", lr}, {"tokens_per_s", summary.tokens_per_s},
+                    {"loss", summary.train_loss}, {"lr", last_step.lr}, {"tokens_per_s", summary.tokens_per_s},
                     {"elapsed_s", elapsed_before_ + summary.elapsed_s}, {"val_loss", summary.val_loss},
                     {"val_ppl", summary.val_ppl}, {"unigram_ppl", summary.unigram_ppl},
                     {"stopped_by_time", summary.stopped_by_time}, {"checkpoint", summary.checkpoint},

@@ -11,6 +11,7 @@
 #include <torch/torch.h>
 
 #include "common/jsonl.h"
+#include "common/progress.h"
 #include "common/tensorboard.h"
 #include "data/batch_sampler.h"
 #include "data/dataset.h"
@@ -33,9 +34,20 @@ struct TrainSummary {
   std::string checkpoint;            // the last checkpoint written (empty: none)
 };
 
-// Seconds spent in each phase of the latest step (for the benchmark).
+// Seconds spent in each phase of a step (for the benchmark).
 struct StepTimes {
   double forward = 0, backward = 0, grad_allreduce = 0, optimizer = 0, key_update = 0;
+};
+
+// What one optimizer step produced: everything run() logs about it.
+struct StepResult {
+  double loss = 0;       // mean LM loss over the global batch (without the MoE auxiliary loss)
+  double lr = 0;         // the learning rate the step used
+  double grad_norm = 0;  // global gradient norm before clipping
+  StepTimes times;
+  // The routing of the step's batch (loads, keys before the update, dropped slots, ffn_out_ratio),
+  // gathered on log steps only (it costs host reads): step % log_every == 0 or the last step.
+  std::optional<model::StepRouting> routing;
 };
 
 class Trainer {
@@ -46,7 +58,7 @@ class Trainer {
           ParallelOptions parallel_opts = {});
 
   TrainSummary run();                 // the whole loop, with evals, metrics and checkpoints
-  double train_step(int64_t step);    // one optimizer step; returns the mean loss
+  StepResult train_step(int64_t step);  // one optimizer step
   // Restores everything a checkpoint holds (weights, this rank's experts, key stores, AdamW
   // moments, RNG) at any W and P; run() then continues after its step. Returns that step.
   int64_t resume(const std::string& checkpoint_dir, bool verify = true);
@@ -58,7 +70,6 @@ class Trainer {
   std::string save_checkpoint(int64_t step, const std::string& reason);
   // The resolved config recorded in every checkpoint's manifest.
   void set_config_text(std::string toml) { config_text_ = std::move(toml); }
-  const StepTimes& last_step_times() const { return times_; }
   model::Transformer& model() { return model_; }
   // What this rank writes into a checkpoint: rank 0 the replicated state (weights, key stores,
   // optimizer moments, RNG), the ranks of the first data-parallel replica their experts.
@@ -76,7 +87,7 @@ class Trainer {
   parallel::ParallelState& parallel_;
   ParallelOptions parallel_opts_;
   torch::Device device_;
-  bool autocast_bf16_;               // train.dtype = "bfloat16", parsed once
+  bool autocast_bf16_;               // train.dtype = bfloat16
   data::TokenSplit train_split_;
   data::BatchSampler sampler_;
   std::unique_ptr<Evaluator> evaluator_;
@@ -94,14 +105,18 @@ class Trainer {
   std::unique_ptr<parallel::GradientAllreduce> grad_allreduce_, expert_grad_allreduce_;
   JsonLines metrics_;
   TensorBoardWriter tb_;             // rank 0 of a run with a directory; inactive elsewhere
-  StepTimes times_;
-  double last_grad_norm_ = 0;
-  int64_t last_dropped_slots_ = 0;  // capacity drops of the latest log step, all layers and ranks
-  nlohmann::json pending_routing_;  // routing of the latest log step's batch
-  std::vector<double> last_ffn_out_ratio_;  // per block, the latest log step's (StepRouting)
 
+  // The run's decisions that every rank must take at the same step.
+  struct Control {
+    bool stop_signal = false;     // any rank received SIGTERM / SIGUSR1
+    bool checkpoint_due = false;  // train.checkpoint_minutes passed (rank 0's clock)
+    bool out_of_time = false;     // train.max_minutes passed (rank 0's clock)
+  };
+  Control agree_on_control(double elapsed, std::chrono::steady_clock::time_point last_checkpoint);  // collective
+  void log_forecast(int64_t step, double elapsed, const Progress& progress) const;
   torch::Tensor micro_batch(int64_t step, int64_t index) const;  // (B, T+1) on device
-  nlohmann::json train_routing_json(const model::StepRouting& routing);
+  double lr_at(int64_t step) const;    // the schedule (lr_schedule.h) at `step`, counted from 1
+  int64_t tokens_per_step() const { return train_.global_batch * train_.seq_len; }
   void finish_expert_gradients();  // averages trainable experts' gradients over their replicas
   double clip_gradients();         // returns the global gradient norm before clipping
   // The AdamW moments and step of every trainable parameter (`optim.exp_avg.<name>`, ...),
@@ -109,8 +124,7 @@ class Trainer {
   std::map<std::string, torch::Tensor> optimizer_tensors();
   void log_metrics(const nlohmann::json& line);  // metrics.jsonl and TensorBoard (rank 0)
   void keep_metrics_until(int64_t step);  // a resumed run drops lines logged after its checkpoint
-  void log_step(int64_t step, double loss, double lr, double tok_s, double elapsed,
-                const nlohmann::json& routing);
+  void log_step(int64_t step, const StepResult& result, double tok_s, double elapsed);
   EvalResult evaluate_and_log(int64_t step, double loss, double lr, double tok_s, double elapsed);
 };
 

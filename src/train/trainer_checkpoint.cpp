@@ -84,7 +84,7 @@ std::string Trainer::save_checkpoint(int64_t step, const std::string& reason) {
                   {"elapsed_s", elapsed_before_ + std::chrono::duration<double>(Clock::now() - run_start_).count()}};
   const auto checkpoints_dir = run_dir_ + "/checkpoints";
   auto tensors = checkpoint_tensors();
-  if (train_.checkpoint_experts == "once" && !model_->some_layers().empty()) {
+  if (train_.checkpoint_experts == ExpertsInCheckpoints::kOnce && !model_->some_layers().empty()) {
     // The frozen experts go to a library at this process's first save; every checkpoint then
     // references it instead of rewriting them (a resumed process writes its own). Trainable
     // experts (the baselines) change every step and stay in every checkpoint.
@@ -140,7 +140,7 @@ int64_t Trainer::resume(const std::string& checkpoint_dir, bool verify) {
   // Continuing in the same run directory: its expert library holds exactly the experts just
   // loaded (they are frozen), so later checkpoints reference it instead of writing another.
   std::error_code ec;
-  if (train_.checkpoint_experts == "once" && !m.library.empty() && !run_dir_.empty() &&
+  if (train_.checkpoint_experts == ExpertsInCheckpoints::kOnce && !m.library.empty() && !run_dir_.empty() &&
       std::filesystem::equivalent(std::filesystem::path(reader.dir()).parent_path(), run_dir_ + "/checkpoints", ec)) {
     expert_library_ = std::filesystem::path(m.library).filename().string();
   }

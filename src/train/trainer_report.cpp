@@ -34,27 +34,26 @@ void Trainer::check_key_stores(int64_t step) {
   }
 }
 
-nlohmann::json Trainer::train_routing_json(const model::StepRouting& routing) {
-  nlohmann::json out = nlohmann::json::array();
-  for (const auto& l : routing.layers) out.push_back(summarize_routing(l.layer, l.counts, l.keys, l.mean_top1_score).to_json());
-  return out;
-}
-
 void Trainer::log_metrics(const nlohmann::json& line) {
   metrics_.write(line);
   write_metrics(tb_, line);  // the same line as TensorBoard events (RUN/tb)
 }
 
-void Trainer::log_step(int64_t step, double loss, double lr, double tok_s, double elapsed,
-                       const nlohmann::json& routing) {
-  const auto tokens = step * train_.global_batch * train_.seq_len;
-  nlohmann::json j = {{"step", step},       {"tokens", tokens},         {"loss", loss},
-                      {"lr", lr},           {"grad_norm", last_grad_norm_}, {"tokens_per_s", tok_s},
+void Trainer::log_step(int64_t step, const StepResult& result, double tok_s, double elapsed) {
+  nlohmann::json j = {{"step", step},       {"tokens", step * tokens_per_step()}, {"loss", result.loss},
+                      {"lr", result.lr},    {"grad_norm", result.grad_norm},      {"tokens_per_s", tok_s},
                       {"elapsed_s", elapsed}};
-  if (!routing.empty()) j["routing"] = routing;
-  // ||FFN output|| / ||residual|| per block, dense or routed (docs/design.md §9).
-  if (!last_ffn_out_ratio_.empty()) j["ffn_out_ratio"] = last_ffn_out_ratio_;
-  if (model_->options().capacity_factor > 0) j["dropped_slots"] = last_dropped_slots_;
+  if (result.routing) {
+    const auto& routing = *result.routing;
+    nlohmann::json layers = nlohmann::json::array();
+    for (const auto& l : routing.layers) {
+      layers.push_back(summarize_routing(l.layer, l.counts, l.keys, l.mean_top1_score).to_json());
+    }
+    if (!layers.empty()) j["routing"] = layers;
+    // ||FFN output|| / ||residual|| per block, dense or routed (docs/design.md §9).
+    if (!routing.ffn_out_ratio.empty()) j["ffn_out_ratio"] = routing.ffn_out_ratio;
+    if (model_->options().capacity_factor > 0) j["dropped_slots"] = routing.dropped_slots;
+  }
   if (device_.is_cuda()) j["peak_memory_gib"] = static_cast<double>(peak_memory_bytes(device_)) / (1 << 30);
   j["rss_gib"] = static_cast<double>(rss_bytes()) / (1 << 30);  // host memory now: it must not grow with steps
   log_metrics(j);
@@ -65,7 +64,7 @@ EvalResult Trainer::evaluate_and_log(int64_t step, double loss, double lr, doubl
   nlohmann::json routing = nlohmann::json::array();
   for (auto& r : result.routing) routing.push_back(r.to_json());
   nlohmann::json j = {{"event", "eval"},   {"step", step},
-                      {"tokens", step * train_.global_batch * train_.seq_len},
+                      {"tokens", step * tokens_per_step()},
                       {"loss", loss},      {"lr", lr},
                       {"tokens_per_s", tok_s}, {"elapsed_s", elapsed},
                       {"val_loss", result.loss}, {"val_ppl", result.ppl},

@@ -8,9 +8,7 @@ set -euo pipefail
 SOME=$1
 SRC=$2
 PY=${3:-python3}
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
+. "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"  # fail, T (removed at exit), on_exit
 export OMP_NUM_THREADS=1
 
 bash "$SRC/tests/make_test_dataset.sh" "$SOME" "$T" --val-fraction 0.2  # more val windows: several updates

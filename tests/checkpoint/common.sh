@@ -2,9 +2,7 @@
 #   source common.sh SOME_BINARY SOURCE_DIR PYTHON   (sets SOME, SRC, PY, T, COMMON, MPI)
 set -euo pipefail
 SOME=$(realpath "$1") SRC=$(realpath "$2") PY=$3
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
+. "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"  # fail, T (removed at exit), on_exit
 cd "$SRC"
 bash "$SRC/tests/make_test_dataset.sh" "$SOME" "$T"
 COMMON=(--config configs/tiny.toml --data "$T/data" --set train.log_every=1 --set train.sample_tokens=0

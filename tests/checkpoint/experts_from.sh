@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# model.experts_from (issue 5 #6, docs/design.md §2): the expert library built from a trained dense model's
+# model.experts_from (docs/design.md §2): the expert library built from a trained dense model's
 # FFNs. Expert i of layer l = hidden units [i*h, (i+1)*h) of that layer's FFN when E*h = d_ff,
 # the whole FFN when h = d_ff; on 1 process and sharded over 2 ranks (each rank fills its own
 # experts); the experts stay frozen through training; a misfit is a config error naming the key.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A full disk during a save (issue 5 #5): the run directory on a small tmpfs, filled up after a
+# A full disk during a save (docs/design.md §7): the run directory on a small tmpfs, filled up after a
 # first checkpoint. The next save fails with an error naming the file, the job exits 1, and the
 # previous checkpoint stays intact and `latest`; nothing partial is left behind.
 # Skipped (77) only where a tmpfs cannot be mounted (not root, or no CAP_SYS_ADMIN).
@@ -10,7 +10,7 @@ mkdir -p "$DISK"
 if [ "$(id -u)" -ne 0 ] || ! mount -t tmpfs -o size=4m some-full-disk-test "$DISK" 2>"$T/mount.err"; then
   echo "SKIPPED: cannot mount a tmpfs here ($(cat "$T/mount.err" 2>/dev/null))"; exit 77
 fi
-trap 'umount "$DISK" 2>/dev/null || true; rm -rf "$T"' EXIT
+on_exit 'umount "$DISK" 2>/dev/null'
 run 1 "${COMMON[@]}" --set train.max_steps=10 --run-dir "$DISK/run"
 CK="$DISK/run/checkpoints"
 [ "$(cat "$CK/latest")" = step_00000010 ] || fail "no first checkpoint"

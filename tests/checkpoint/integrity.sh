@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Damaged checkpoints are refused by name (issue 5 #2): a flipped byte in a rank file, a
+# Damaged checkpoints are refused by name (docs/design.md §7): a flipped byte in a rank file, a
 # truncated manifest, a leftover temporary directory. `some checkpoint info` and `some eval`
 # refuse the damaged one naming the file; `--resume auto` falls back to the newest intact one.
 #   usage: integrity.sh SOME SOURCE_DIR PYTHON

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Preemption (issue 5 #5): a real SIGTERM to a single process, and SIGUSR1 (Slurm's warning
+# Preemption (docs/design.md §7): a real SIGTERM to a single process, and SIGUSR1 (Slurm's warning
 # signal) to mpirun with 2 ranks, at an arbitrary moment: the step finishes, a checkpoint is
 # written, the process exits 0; `--resume auto` then finishes the run, every step logged once
 # and every loss bit-identical to an uninterrupted run.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Resharding (issue 5 #4): save on W=4 P=4 at step 10, resume on W=1, on W=2 P=2 and on W=4 P=2:
+# Resharding (docs/design.md §7): save on W=4 P=4 at step 10, resume on W=1, on W=2 P=2 and on W=4 P=2:
 # the losses of steps 11..20 stay within 1e-4 (relative) of the unresharded continuation. Round
 # trip: the W=4 checkpoint of step 20 loaded at W=1 and saved again is bit-identical, every
 # tensor. A checkpoint loaded into a model of another shape is an error naming the tensors.

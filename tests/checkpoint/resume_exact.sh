@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Exact resume (issue 5 #3): 20 steps straight vs 10 steps, stop (a preemption signal at step 10:
+# Exact resume (docs/design.md §7): 20 steps straight vs 10 steps, stop (a preemption signal at step 10:
 # checkpoint, exit 0), `--resume auto`, 10 more steps, on NP ranks (P = NP): every loss and every
 # tensor of the final checkpoint (weights, experts, keys, usage, AdamW moments and steps, RNG) is
 # bit-identical. The stopped run keeps its experts in an expert library (checkpoint_experts =

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# SIGKILL during a save (issue 5 #5): 10 times, a rank of a 2-rank job is killed with SIGKILL at
+# SIGKILL during a save (docs/design.md §7): 10 times, a rank of a 2-rank job is killed with SIGKILL at
 # a random point of a random save (after writing its file, after the reports are gathered, after
 # the manifest, after the directory rename, after `latest`). Every time: every directory named
 # step_* verifies, the job resumes (`--resume auto`) from the newest complete checkpoint (the one

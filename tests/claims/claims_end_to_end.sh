@@ -10,9 +10,7 @@
 #   claims_end_to_end.sh SOME_BINARY SOURCE_DIR PYTHON
 set -euo pipefail
 SOME=$1 SRC=$2 PY=$3
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
+. "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"  # fail, T (removed at exit), on_exit
 # The checker recomputes the co-activation statistics with some_tools.claims.stats.
 check_claims() { PYTHONPATH="$SRC/tools" "$PY" "$SRC/tests/claims/check_claims.py" "$@"; }
 

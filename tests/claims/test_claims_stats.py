@@ -348,12 +348,13 @@ class GapPlan(unittest.TestCase):
 
     def test_small_scale_is_long_enough(self):
         # At 100 steps no SoME row of the small scale got below the unigram PPL: 500 steps, and 3 seeds
-        # for the rows the verdict rests on; ~0.9 s per step at 1 thread: about 3 hours.
+        # for the rows the verdict rests on; ~1.6 s per step at 1 thread (the recycling part's
+        # measured 322-342 s per 200 steps, 2026-12-08): about 5 hours, resumable across sessions.
         s = SCALES["small"]
         self.assertGreaterEqual(s.gap_steps, 500)
         self.assertGreaterEqual(s.gap_seeds, 2)
         self.assertGreaterEqual(s.gap_seeds_headline, 3)
-        self.assertLessEqual(len(make_gap_plan("small").runs) * s.gap_steps * 0.95, 3.5 * 3600)
+        self.assertLessEqual(len(make_gap_plan("small").runs) * s.gap_steps * 1.6, 5.5 * 3600)
 
 
 class RecyclingPlan(unittest.TestCase):

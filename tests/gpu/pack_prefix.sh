@@ -8,9 +8,8 @@
 #   pack_prefix.sh SOURCE_DIR TORCH_CMAKE_PREFIX
 set -euo pipefail
 SRC=$1 TORCH_PREFIX=$2
-WORK=$(mktemp -d /tmp/some-pack-test.XXXXXX)
-trap 'rm -rf "$WORK"' EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
+. "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"  # fail, T (removed at exit), on_exit
+WORK=$T
 cd "$SRC"
 
 bash scripts/gpu/pack.sh --out "$WORK/pack" --dataset "$WORK/data" > "$WORK/pack.log" 2>&1 || { cat "$WORK/pack.log"; fail "pack.sh"; }

@@ -8,9 +8,7 @@
 set -euo pipefail
 SOME=$1 SRC=$2
 shift 2
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
+. "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"  # fail, T (removed at exit), on_exit
 bash "$SRC/tests/make_test_dataset.sh" "$SOME" "$T"
 cd "$SRC"
 "$SOME" train --config configs/tiny.toml --data "$T/data" --run-dir "$T/run" \

@@ -4,8 +4,9 @@
 #  2. a rank that throws (injected fault) logs its reason and the job ends non-zero.
 set -uo pipefail
 SOME=$1 SRC=$2
-T=$(mktemp -d)
-trap 'pkill -9 -f "$T" 2>/dev/null; rm -rf "$T"' EXIT
+. "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"  # fail, T (removed at exit), on_exit
+set +e  # the runs below fail on purpose; their exit codes are checked by hand
+on_exit 'pkill -9 -f "$T" 2>/dev/null'
 cd "$SRC"
 bash "$SRC/tests/make_test_dataset.sh" "$SOME" "$T" || exit 1
 COMMON=(--config configs/tiny.toml --data "$T/data" --set train.max_steps=100000 --set train.micro_batch=2

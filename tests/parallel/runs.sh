@@ -3,8 +3,7 @@
 # `run NAME NP P ARGS...`, which trains the caller's COMMON config (plus ARGS) into $T/NAME on NP
 # ranks with parallel.expert_parallel = P (NP = 1: one process, no mpirun), its output in
 # $T/NAME.log; a failed run prints its tail and ends the script.
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
+. "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"  # fail, T (removed at exit), on_exit
 cd "$SRC"
 bash "$SRC/tests/make_test_dataset.sh" "$SOME" "$T"
 

@@ -8,15 +8,12 @@ exits non-zero if any tensor differs by more than 1e-5.
 """
 import sys
 
-import h5py
 import torch
-
-TOL = 1e-5
+from compare import compare, load
 
 
 def main(path):
-    with h5py.File(path, "r") as f:
-        t = {k: torch.tensor(f[k][()]) for k in f.keys()}
+    t = load(path)
     hidden = t["hidden"].double().requires_grad_(True)
     weight = t["weight"].double().requires_grad_(True)
     targets = t["targets"].long()
@@ -31,13 +28,7 @@ def main(path):
         "grad.hidden": (hidden.grad, t["grad.hidden"]),
         "grad.weight": (weight.grad, t["grad.weight"]),
     }
-    failed = False
-    for name, (ref, got) in checks.items():
-        diff = (ref - got.double()).abs().max().item()
-        ok = diff <= TOL
-        failed |= not ok
-        print(f"{'ok  ' if ok else 'FAIL'} {name}: max |reference - C++| = {diff:.2e}")
-    return 1 if failed else 0
+    return 0 if compare(checks) else 1
 
 
 if __name__ == "__main__":

@@ -7,15 +7,12 @@ exits non-zero if any tensor differs by more than 1e-5.
 """
 import sys
 
-import h5py
 import torch
-
-TOL = 1e-5
+from compare import compare, load
 
 
 def main(path):
-    with h5py.File(path, "r") as f:
-        t = {k: torch.tensor(f[k][()]) for k in f.keys()}
+    t = load(path)
     k, weight = int(t["hparam.top_k"]), float(t["hparam.aux_loss"])
     x = t["x"].clone().requires_grad_(True)
     gate = t["gate"].clone().requires_grad_(True)
@@ -49,13 +46,7 @@ def main(path):
         "grad.w_down": (w_down.grad, t["grad.w_down"]),
         "grad.w_up": (w_up.grad, t["grad.w_up"]),
     }
-    failed = False
-    for name, (ref, got) in checks.items():
-        diff = (ref.double() - got.double()).abs().max().item()
-        ok = diff <= TOL
-        failed |= not ok
-        print(f"{'ok  ' if ok else 'FAIL'} {name}: max |reference - C++| = {diff:.2e}")
-    return 1 if failed else 0
+    return 0 if compare(checks) else 1
 
 
 if __name__ == "__main__":

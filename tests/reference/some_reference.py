@@ -7,15 +7,8 @@ per-token loops, and exits non-zero if any tensor differs by more than 1e-5.
 """
 import sys
 
-import h5py
 import torch
-
-TOL = 1e-5
-
-
-def load(path):
-    with h5py.File(path, "r") as f:
-        return {k: torch.tensor(f[k][()]) for k in f.keys()}
+from compare import compare, load
 
 
 def main(path):
@@ -94,12 +87,7 @@ def main(path):
         "usage_after": (usage, t["usage_after"]),
         "keys_after": (new, t["keys_after"]),
     }
-    failed = False
-    for name, (ref, cpp) in checks.items():
-        diff = (ref.double() - cpp.double()).abs().max().item()
-        ok = diff <= TOL
-        failed |= not ok
-        print(f"{'ok  ' if ok else 'FAIL'} {name:18s} max |ref - c++| = {diff:.3e}")
+    failed = not compare(checks)
     clamped = ((sel.detach() / hp["temperature"]).abs() > hp["logit_clamp"]).sum().item()
     tied = int((usage == usage.min()).sum()) if decayed else 0
     print(f"({clamped} gate logits clamped, {int((n_sel > 0).sum())} of {E} experts used, "

@@ -13,8 +13,7 @@ if [ -z "$BROWSER" ]; then
   echo "SKIP: no chromium on PATH (scripts/setup.sh installs Debian's chromium)"
   exit 77
 fi
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
+. "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"  # fail, T (removed at exit), on_exit
 export OMP_NUM_THREADS=1
 bash "$SRC/tests/make_test_dataset.sh" "$SOME" "$T"
 cd "$SRC"

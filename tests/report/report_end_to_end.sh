@@ -12,9 +12,7 @@ SOME=$1
 SRC=$2
 PY=$3
 HERE=$(cd "$(dirname "$0")" && pwd)
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
+. "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"  # fail, T (removed at exit), on_exit
 export OMP_NUM_THREADS=1
 # The checker reads checkpoints with tests/checkpoint_h5.py. Only the checker gets tests/ on its
 # module path: `some report` must find the tools package by itself.

@@ -9,9 +9,7 @@
 set -euo pipefail
 SOME=$(realpath "$1")
 SRC=$(realpath "$2")
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
+. "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"  # fail, T (removed at exit), on_exit
 cd "$SRC"
 
 for stem in 1.1-heads-layers 1.2-expert-init 1.3-sparsity 1.4-experts-vs-width 2.1-collapse-linear \
@@ -38,7 +36,7 @@ import re, sys
 text = open(sys.argv[2]).read()
 def values(key):
     return [int(v) for v in re.findall(rf"\b{re.escape(key)}=(\d+)", text)]
-# d_model up to 256: 2.3-ann's key search costs what it costs at the key width d (the issue's 256);
+# d_model up to 256: 2.3-ann's key search costs what it costs at the key width d (the key width of experiment 2.3's measurements, 256);
 # its one block, 60 steps and 512 tokens a step keep it at minutes.
 for key, most in (("train.max_steps", 300), ("model.d_model", 256), ("model.n_layers", 4), ("train.seq_len", 64),
                   ("train.global_batch", 16)):

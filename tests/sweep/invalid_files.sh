@@ -6,9 +6,7 @@
 set -euo pipefail
 SOME=$(realpath "$1")
 SRC=$(realpath "$2")
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
+. "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"  # fail, T (removed at exit), on_exit
 cd "$SRC"  # base = "configs/tiny.toml" resolves against the repository root
 
 HEAD='name = "bad"

@@ -16,14 +16,9 @@
 set -euo pipefail
 SOME=$(realpath "$1")
 SRC=$(realpath "$2")
-T=$(mktemp -d)
+. "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"  # fail, T (removed at exit), on_exit
 SWEEP_PID=""
-cleanup() {
-  [ -z "$SWEEP_PID" ] || kill "$SWEEP_PID" 2>/dev/null || true
-  rm -rf "$T"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
+on_exit '[ -z "$SWEEP_PID" ] || kill "$SWEEP_PID" 2>/dev/null'
 bash "$SRC/tests/make_test_dataset.sh" "$SOME" "$T"
 
 # The base config next to the sweep file (base = a path relative to the sweep file).

@@ -6,9 +6,7 @@ set -euo pipefail
 SOME=$1
 SRC=$2
 PY=$3
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
+. "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"  # fail, T (removed at exit), on_exit
 mkdir "$T/empty"
 echo "not a run" > "$T/file"
 # expect_error ARGS... -- REGEX: `some top ARGS` fails with status 1 and a message matching REGEX.

@@ -12,16 +12,12 @@ if ! command -v tmux > /dev/null; then
   echo "SKIP: no tmux on PATH (scripts/setup.sh installs it)"
   exit 77
 fi
-T=$(mktemp -d)
+. "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"  # fail, T (removed at exit), on_exit
 SOCK="some-top-test-$$"   # a tmux server of our own: nothing of the user's sessions is touched
 TRAIN_PID=""
-cleanup() {
-  tmux -L "$SOCK" kill-server 2> /dev/null || true
-  if [ -n "$TRAIN_PID" ]; then kill "$TRAIN_PID" 2> /dev/null || true; wait "$TRAIN_PID" 2> /dev/null || true; fi
-  rm -rf "$T"
-}
-trap cleanup EXIT
-fail() {
+on_exit 'tmux -L "$SOCK" kill-server 2> /dev/null'
+on_exit '[ -z "$TRAIN_PID" ] || { kill "$TRAIN_PID" 2> /dev/null; wait "$TRAIN_PID" 2> /dev/null; }'
+fail() {  # lib.sh's, plus the last screen
   echo "FAIL: $*" >&2
   [ -f "$T/screen" ] && { echo "--- last screen:" >&2; cat "$T/screen" >&2; }
   exit 1

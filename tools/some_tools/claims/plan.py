@@ -74,18 +74,19 @@ SCALES = {
     # while one thread kept ~2.7k tokens/s (1.5 s per step); unloaded, 2 threads give ~4.9k.
     # The gap part: 10 configurations, 3 seeds for the reference SoME, the selection bias and the
     # dense FFN and 2 for the rest = 23 runs of 500 steps (every row below the unigram PPL: at 100
-    # steps none of the SoME rows were), ~0.9 s per step at 1 thread (the recycling part's measured
-    # 175-179 s per 200 steps): ~3 hours, plus a full eval and one per-layer FFN ablation per run.
+    # steps none of the SoME rows were), ~1.6 s per step at 1 thread (the recycling part's measured
+    # 322-342 s per 200 steps of SoME and dense, 2026-12-08): ~5 hours, plus a full eval and one
+    # per-layer FFN ablation per run; finished runs are skipped, so it resumes across sessions.
     # The recycling part: 22 runs (2 parents of ~1.6x a dense step, 16 students and controls of 200
     # steps, 2 of 400, 2 of ~520, the parent continued, 4 continuations on domain B) and 16 evals:
-    # ~80 minutes.
+    # measured 2h25m.
     "small": Scale("small", "configs/default.toml", d_model=192, n_layers=4, num_experts=32, top_k=2, d_expert=192,
                    steps_a=200, steps_b=100,
                    common=_common(eval_every=50, eval_batches=20, checkpoint_every=50, log_every=10, threads=1),
                    python_bytes=1_500_000, python_val_fraction=0.05, budget="under one hour on 2 cores",
                    gap_steps=500, gap_seeds=2, gap_seeds_headline=3, recycle_experts=8,
-                   part_budgets={"gap": "about 3 hours on 2 cores (estimated)",
-                                 "recycling": "about 80 minutes on 2 cores (estimated)"}),
+                   part_budgets={"gap": "about 5 hours on 2 cores (estimated)",
+                                 "recycling": "about 2.5 hours on 2 cores (measured: 2h25m)"}),
 }
 
 

@@ -357,7 +357,7 @@ def settings_section(exp, tasks: list[Task], results: dict[str, RunResult], invo
                          + (f" (after {before} on {results[r.continue_from].run.domain})" if r.continue_from else ""),
                          str(res.tokens), f"{own_seconds(res, results):.1f}", sets])
     steps_a = sorted({r.steps_a for r in plan.runs if not r.continue_from})
-    steps_b = sorted({r.steps_b for r in plan.runs if r.continue_from})
+    steps_b = sorted({(r.steps_b, r.domain) for r in plan.runs if r.continue_from})
     phase_a = " / ".join(f"{n} steps x {tokens_per_step} tokens = {n * tokens_per_step} tokens" for n in steps_a)
     domain_b = []
     if plan.evals:
@@ -384,7 +384,8 @@ def settings_section(exp, tasks: list[Task], results: dict[str, RunResult], invo
         f"- Every {'phase-A ' if steps_b else ''}run: {phase_a} "
         f"(train.global_batch {exp.scale_value('train.global_batch')}, train.seq_len "
         f"{exp.scale_value('train.seq_len')})"
-        + "".join(f"; the continued runs add {n} steps = {n * tokens_per_step} tokens on domain B" for n in steps_b)
+        + "".join(f"; the continued runs on domain {d} add {n} steps = {n * tokens_per_step} tokens"
+                  for n, d in steps_b)
         + ".",
         f"- Overrides of every {'phase-A ' if steps_b else ''}run: {common}.",
         f"- Domain A: `{exp.data_a}`.",
