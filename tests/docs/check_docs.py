@@ -22,7 +22,7 @@ INLINE_CODE = re.compile(r"`[^`]*`")
 def markdown_files(root: Path):
     for path in sorted(root.rglob("*.md")):
         rel = path.relative_to(root).parts
-        if not any(p in SKIP_DIRS or p.startswith("build") for p in rel[:-1]):
+        if not any(p in SKIP_DIRS or p.startswith(("build", ".")) for p in rel[:-1]):
             yield path
 
 
