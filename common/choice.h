@@ -7,6 +7,7 @@
 // and everything else comes from that table: parsing a config value (a ConfigError naming the
 // key, the value and the choices), the name written to TOML, logs and errors, and the list of
 // allowed values in docs/config.md. Library code compares enums, never strings.
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -41,14 +42,21 @@ std::string choice_name(Enum value) {
   return fmt::format("<{}?>", static_cast<int>(value));
 }
 
+// The enum named `name`; nullopt when it is none of the names.
+template <typename Enum>
+std::optional<Enum> find_choice(std::string_view name) {
+  for (const auto& c : Choices<Enum>::values) {
+    if (c.name == name) return c.value;
+  }
+  return std::nullopt;
+}
+
 // `value` of option `key` as its enum; a ConfigError naming both and the choices otherwise.
 template <typename Enum>
 Enum parse_choice(std::string_view key, std::string_view value) {
+  if (auto found = find_choice<Enum>(value)) return *found;
   std::string names;
-  for (const auto& c : Choices<Enum>::values) {
-    if (c.name == value) return c.value;
-    names += (names.empty() ? "" : ", ") + std::string(c.name);
-  }
+  for (const auto& name : choice_names<Enum>()) names += (names.empty() ? "" : ", ") + name;
   throw ConfigError(fmt::format("{} = '{}' is not one of {}", key, value, names));
 }
 

@@ -32,13 +32,9 @@ struct ChoiceTarget {
 template <typename Enum>
 ChoiceTarget choice(Enum* p) {
   return {[p](const std::string& v) {
-            for (const auto& c : Choices<Enum>::values) {
-              if (c.name == v) {
-                *p = c.value;
-                return true;
-              }
-            }
-            return false;
+            const auto found = find_choice<Enum>(v);
+            if (found) *p = *found;
+            return found.has_value();
           },
           [p] { return choice_name(*p); }, choice_names<Enum>()};
 }
